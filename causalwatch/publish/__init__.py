@@ -1,0 +1,1 @@
+"""Publishers: Redis results, Prometheus metrics, webhooks, HTTP API (adapters)."""

@@ -1,0 +1,1 @@
+"""explainer stage of causalwatch."""
