@@ -1,0 +1,353 @@
+"""Prometheus metrics: one registry, one custom collector reading stage state at scrape time.
+
+Names follow ``causalwatch_<stage>_<thing>_<unit>`` with ``_total`` on counters. Stage
+statistics are plain counters that the pipeline bumps once per batch; the collector turns
+them into metric families at each scrape (client_python's custom-collector pattern), so
+there is no metric object per series and no per-record overhead.
+
+Per-series gauges (``causalwatch_detector_anomaly_score{node,series}`` and friends) are
+built fresh at scrape time for at most ``max_series`` series, the most anomalous first:
+a series id never becomes a long-lived labelled child.
+"""
+
+from __future__ import annotations
+
+import platform
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import make_wsgi_app
+from prometheus_client.registry import Collector
+
+__all__ = [
+    "METRIC_NAMES",
+    "IncidentScore",
+    "MetricsServer",
+    "PipelineStats",
+    "SeriesView",
+    "build_registry",
+]
+
+FloatArray = npt.NDArray[np.float64]
+
+BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+@dataclass
+class PipelineStats:
+    """Counters the pipeline bumps once per batch (never per record)."""
+
+    records_by_topic: Counter[str] = field(default_factory=Counter)
+    samples: int = 0
+    deadletter_by_reason: Counter[str] = field(default_factory=Counter)
+    lag: dict[tuple[str, int], int] = field(default_factory=dict)
+    alerts_total: int = 0
+    explanations_total: int = 0
+    explainer_errors_total: int = 0
+    last_batch_ts: float = 0.0
+    checkpoint_last_success_ts: float = 0.0
+    webhook_deliveries: Counter[tuple[str, str]] = field(default_factory=Counter)
+    webhook_outbox_size: int = 0
+    api_requests: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class SeriesView:
+    """What the detector knows now, for live rows only (built by the pipeline at scrape)."""
+
+    keys: list[str]
+    nodes: list[str]
+    score: FloatArray
+    severity: FloatArray
+    value: FloatArray
+    expected: FloatArray
+    lower: FloatArray
+    upper: FloatArray
+    alert: npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class IncidentScore:
+    incident_id: str
+    target_node: str
+    node: str
+    score: float
+    share: float
+
+
+METRIC_NAMES = (
+    "causalwatch_build_info",
+    "causalwatch_ingest_records_total",
+    "causalwatch_ingest_samples_total",
+    "causalwatch_ingest_deadletter_total",
+    "causalwatch_ingest_consumer_lag_records",
+    "causalwatch_pipeline_batch_seconds",
+    "causalwatch_pipeline_last_batch_timestamp_seconds",
+    "causalwatch_detector_series",
+    "causalwatch_detector_alerts_total",
+    "causalwatch_detector_alerts_open",
+    "causalwatch_detector_anomaly_score",
+    "causalwatch_detector_severity",
+    "causalwatch_detector_value",
+    "causalwatch_detector_expected",
+    "causalwatch_detector_band_lower",
+    "causalwatch_detector_band_upper",
+    "causalwatch_detector_node_score",
+    "causalwatch_detector_node_alert",
+    "causalwatch_explainer_root_cause_score",
+    "causalwatch_explainer_root_cause_share",
+    "causalwatch_explainer_incidents_open",
+    "causalwatch_explainer_explanations_total",
+    "causalwatch_explainer_errors_total",
+    "causalwatch_explainer_explain_seconds",
+    "causalwatch_checkpoint_last_success_timestamp_seconds",
+    "causalwatch_webhook_deliveries_total",
+    "causalwatch_webhook_outbox_size",
+    "causalwatch_api_requests_total",
+)
+
+
+class _StageCollector(Collector):
+    def __init__(
+        self,
+        stats: PipelineStats,
+        series: Callable[[], SeriesView | None],
+        incidents: Callable[[], list[IncidentScore]],
+        max_series: int,
+        version: str,
+    ) -> None:
+        self.stats = stats
+        self.series = series
+        self.incidents = incidents
+        self.max_series = max_series
+        self.version = version
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.stats
+        info = GaugeMetricFamily(
+            "causalwatch_build_info", "Build information.", labels=["version", "python"]
+        )
+        info.add_metric([self.version, platform.python_version()], 1.0)
+        yield info
+
+        rec = CounterMetricFamily(
+            "causalwatch_ingest_records", "Kafka records consumed.", labels=["topic"]
+        )
+        for topic, n in sorted(s.records_by_topic.items()):
+            rec.add_metric([topic], n)
+        yield rec
+        yield CounterMetricFamily(
+            "causalwatch_ingest_samples", "Valid samples decoded.", value=s.samples
+        )
+        dlq = CounterMetricFamily(
+            "causalwatch_ingest_deadletter",
+            "Records or samples sent to the dead-letter topic.",
+            labels=["reason"],
+        )
+        for reason, n in sorted(s.deadletter_by_reason.items()):
+            dlq.add_metric([reason], n)
+        yield dlq
+        lag = GaugeMetricFamily(
+            "causalwatch_ingest_consumer_lag_records",
+            "Records between the consumer position and the end of each partition.",
+            labels=["topic", "partition"],
+        )
+        for (topic, part), n in sorted(s.lag.items()):
+            lag.add_metric([topic, str(part)], n)
+        yield lag
+        yield GaugeMetricFamily(
+            "causalwatch_pipeline_last_batch_timestamp_seconds",
+            "Unix time when the last batch finished.",
+            value=s.last_batch_ts,
+        )
+        yield CounterMetricFamily(
+            "causalwatch_detector_alerts", "Alerts opened by the detector.", value=s.alerts_total
+        )
+        yield CounterMetricFamily(
+            "causalwatch_explainer_explanations",
+            "Explanations published.",
+            value=s.explanations_total,
+        )
+        yield CounterMetricFamily(
+            "causalwatch_explainer_errors",
+            "Explanations that failed with an error.",
+            value=s.explainer_errors_total,
+        )
+        yield GaugeMetricFamily(
+            "causalwatch_checkpoint_last_success_timestamp_seconds",
+            "Unix time of the last durable checkpoint.",
+            value=s.checkpoint_last_success_ts,
+        )
+        wh = CounterMetricFamily(
+            "causalwatch_webhook_deliveries",
+            "Webhook delivery attempts by outcome.",
+            labels=["kind", "outcome"],
+        )
+        for (kind, outcome), n in sorted(s.webhook_deliveries.items()):
+            wh.add_metric([kind, outcome], n)
+        yield wh
+        yield GaugeMetricFamily(
+            "causalwatch_webhook_outbox_size",
+            "Webhook deliveries waiting in the outbox.",
+            value=s.webhook_outbox_size,
+        )
+        api = CounterMetricFamily(
+            "causalwatch_api_requests", "HTTP API requests.", labels=["method", "code"]
+        )
+        for (method, code), n in sorted(s.api_requests.items()):
+            api.add_metric([method, code], n)
+        yield api
+
+        yield from self._series_families()
+        yield from self._incident_families()
+
+    def _series_families(self) -> Iterator[Metric]:
+        view = self.series()
+        n = 0 if view is None else len(view.keys)
+        yield GaugeMetricFamily("causalwatch_detector_series", "Live series.", value=n)
+        open_alerts = 0 if view is None else int(view.alert.sum())
+        yield GaugeMetricFamily(
+            "causalwatch_detector_alerts_open", "Series now in alert.", value=open_alerts
+        )
+        specs = [
+            ("causalwatch_detector_anomaly_score", "Latest anomaly score in [0, 1].", "score"),
+            ("causalwatch_detector_severity", "Latest severity, 0-100.", "severity"),
+            ("causalwatch_detector_value", "Latest observed value.", "value"),
+            ("causalwatch_detector_expected", "Expected value.", "expected"),
+            ("causalwatch_detector_band_lower", "Lower edge of the normal band.", "lower"),
+            ("causalwatch_detector_band_upper", "Upper edge of the normal band.", "upper"),
+        ]
+        fams = {
+            attr: GaugeMetricFamily(name, doc, labels=["node", "series"])
+            for name, doc, attr in specs
+        }
+        node_score = GaugeMetricFamily(
+            "causalwatch_detector_node_score",
+            "Highest anomaly score among a node's series.",
+            labels=["node"],
+        )
+        node_alert = GaugeMetricFamily(
+            "causalwatch_detector_node_alert",
+            "1 while any series of the node is in alert.",
+            labels=["node"],
+        )
+        if view is not None and n:
+            score = np.nan_to_num(view.score, nan=0.0)
+            # Most anomalous first, alerts before everything: a cap never hides an alert.
+            order = np.lexsort((-score, ~view.alert))[: self.max_series]
+            arrays = {attr: getattr(view, attr) for _n, _d, attr in specs}
+            for i in order.tolist():
+                labels = [view.nodes[i], view.keys[i]]
+                for attr, fam in fams.items():
+                    fam.add_metric(labels, float(arrays[attr][i]))
+            best: dict[str, float] = {}
+            alerting: dict[str, bool] = {}
+            for i, node in enumerate(view.nodes):
+                best[node] = max(best.get(node, 0.0), float(score[i]))
+                alerting[node] = alerting.get(node, False) or bool(view.alert[i])
+            for node in sorted(best):
+                node_score.add_metric([node], best[node])
+                node_alert.add_metric([node], 1.0 if alerting[node] else 0.0)
+        yield from fams.values()
+        yield node_score
+        yield node_alert
+
+    def _incident_families(self) -> Iterator[Metric]:
+        rows = self.incidents()
+        score = GaugeMetricFamily(
+            "causalwatch_explainer_root_cause_score",
+            "Root-cause score of a candidate node in an open incident.",
+            labels=["incident_id", "target_node", "node"],
+        )
+        share = GaugeMetricFamily(
+            "causalwatch_explainer_root_cause_share",
+            "Share of the target's deviation attributed to a candidate node.",
+            labels=["incident_id", "target_node", "node"],
+        )
+        for r in rows:
+            score.add_metric([r.incident_id, r.target_node, r.node], r.score)
+            share.add_metric([r.incident_id, r.target_node, r.node], r.share)
+        yield score
+        yield share
+        yield GaugeMetricFamily(
+            "causalwatch_explainer_incidents_open",
+            "Open incidents.",
+            value=len({r.incident_id for r in rows}),
+        )
+
+
+@dataclass
+class Registry:
+    """The registry built once at start-up plus the histograms stages observe into."""
+
+    registry: CollectorRegistry
+    batch_seconds: Histogram
+    explain_seconds: Histogram
+
+
+def build_registry(
+    stats: PipelineStats,
+    *,
+    series: Callable[[], SeriesView | None] = lambda: None,
+    incidents: Callable[[], list[IncidentScore]] = list,
+    max_series: int = 1_000,
+    version: str = "0.0.0",
+) -> Registry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_StageCollector(stats, series, incidents, max_series, version))
+    batch = Histogram(
+        "causalwatch_pipeline_batch_seconds",
+        "Seconds spent per batch in each stage.",
+        labelnames=["stage"],
+        buckets=BATCH_BUCKETS,
+        registry=registry,
+    )
+    explain = Histogram(
+        "causalwatch_explainer_explain_seconds",
+        "Seconds per explanation.",
+        buckets=BATCH_BUCKETS,
+        registry=registry,
+    )
+    return Registry(registry, batch, explain)
+
+
+class MetricsServer:
+    """Serves ``/metrics`` from one registry on a background thread."""
+
+    def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
+        from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+        class _Server(ThreadingHTTPServer, WSGIServer):
+            daemon_threads = True
+
+        class _Quiet(WSGIRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        app = make_wsgi_app(registry)
+        self._server = make_server(host, port, app, _Server, handler_class=_Quiet)
+        self.host = host
+        self.port = int(self._server.server_port)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="metrics-http", daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/metrics"
+
+    def start(self) -> MetricsServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
