@@ -1,0 +1,534 @@
+"""Outgoing webhooks through a Redis-backed outbox (adapter).
+
+Why an outbox: a receiver can be down for minutes and this process can restart at any time.
+:meth:`WebhookDispatcher.enqueue` writes one entry per (event, configured URL) to Redis
+*before* anything is sent; :meth:`WebhookDispatcher.deliver_due` claims due entries, POSTs
+them with one long-lived ``httpx.Client`` and removes an entry only once the receiver
+answered 2xx (or it went dead). A crash mid-delivery leaves the entry claimed for a lease
+(``2 * timeout + 5`` s), after which any dispatcher on the same Redis retries it. Delivery
+is therefore at least once; receivers de-duplicate on ``X-Causalwatch-Delivery``.
+
+Redis layout (prefix ``p``):
+
+- ``{p}webhooks:outbox``: hash, entry id -> entry JSON (url, kind, body, attempts ...)
+- ``{p}webhooks:due``: sorted set, entry id scored by the next attempt time (unix s)
+- ``{p}webhooks:dead``: hash, entry id -> entry JSON with ``last_error``, kept for inspection
+- ``{p}webhooks:sent:{id}``: marker with a TTL (``publish.webhook_dedupe_ttl_s``)
+
+The entry id hashes (incident_id, target series, version, url) for explanations and
+(alert fingerprint, startsAt, status, url) for forwarded alerts, so publishing the same
+explanation twice (a replay after a restart) sends it once.
+
+Retries: connection errors, timeouts, 408, 425, 429 and 5xx are retried with exponential
+backoff and full jitter, ``uniform(0, min(cap, base * 2**(attempt-1)))`` seconds, raised to
+a numeric ``Retry-After`` when given; other answers (3xx, 4xx) and the last allowed attempt
+put the entry in the dead hash. Body kinds are rendered by :mod:`webhook_bodies`-style
+functions below: ``generic`` (the explanation JSON), ``slack`` and ``alertmanager`` (a list
+of alerts for Alertmanager's ``POST /api/v2/alerts``).
+
+Signature (Stripe-like): ``X-Causalwatch-Timestamp: <unix s>`` and
+``X-Causalwatch-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + body)>``; see
+:func:`verify_signature`. Signing the timestamp with the body lets receivers reject replays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+import redis
+
+from causalwatch.errors import BackendError
+from causalwatch.models import Explanation
+from causalwatch.settings import PublishSettings, WebhookSettings
+
+__all__ = [
+    "AlertEvent",
+    "WebhookDispatcher",
+    "render_body",
+    "sign",
+    "verify_signature",
+]
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["generic", "slack", "alertmanager"]
+OUTCOMES = ("delivered", "retry", "dead", "duplicate")
+_RETRY_STATUS = {408, 425, 429}
+SIGNATURE_HEADER = "X-Causalwatch-Signature"
+TIMESTAMP_HEADER = "X-Causalwatch-Timestamp"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """One alert received from Alertmanager (an item of a v4 payload's ``alerts``), with
+    causalwatch's explanation of its series, or the reason there is none."""
+
+    alert: dict[str, Any]
+    explanation: Explanation | None = None
+    error: str | None = None
+    receiver: str | None = None
+    group_key: str | None = None
+
+
+Event = Explanation | AlertEvent
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """``sha256=<hex>`` of HMAC-SHA256 over ``b"<timestamp>." + body``."""
+    mac = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def verify_signature(
+    secret: str, body: bytes, timestamp: str, signature: str, *, now: float, tolerance_s: float
+) -> bool:
+    """What a receiver does: constant-time compare and reject timestamps off by > tolerance."""
+    try:
+        ts = int(timestamp)
+    except ValueError:
+        return False
+    if abs(now - ts) > tolerance_s:
+        return False
+    return hmac.compare_digest(sign(secret, ts, body), signature)
+
+
+# ---------------------------------------------------------------- bodies (pure functions)
+
+
+def _rfc3339(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+def _severity_label(severity: float) -> str:
+    return "critical" if severity >= 80 else "warning" if severity >= 50 else "info"
+
+
+def _ranking(expl: Explanation, limit: int = 5) -> list[str]:
+    return [
+        f"{i + 1}. {rc.node}{' ' + rc.series if rc.series else ''}: score {rc.score:.2f},"
+        f" share {rc.share:.0%}"
+        for i, rc in enumerate(expl.root_causes[:limit])
+    ]
+
+
+def _summary(expl: Explanation) -> str:
+    top = expl.root_causes[0] if expl.root_causes else None
+    cause = f"likely root cause {top.node} (score {top.score:.2f})" if top else "no root cause"
+    return f"Anomaly on {expl.target.node} ({expl.target.series}), severity " + (
+        f"{expl.severity:.0f}: {cause}"
+    )
+
+
+def _am_annotations(expl: Explanation, prefix: str = "") -> dict[str, str]:
+    top = expl.root_causes[0] if expl.root_causes else None
+    out = {
+        f"{prefix}summary": _summary(expl),
+        f"{prefix}description": "\n".join(_ranking(expl)),
+        f"{prefix}explanation_id": expl.id,
+        f"{prefix}incident_id": expl.incident_id,
+    }
+    if top is not None:
+        out[f"{prefix}root_cause"] = top.node
+        out[f"{prefix}root_cause_score"] = f"{top.score:.3f}"
+        out[f"{prefix}root_cause_share"] = f"{top.share:.3f}"
+        if top.series:
+            out[f"{prefix}root_cause_series"] = top.series
+    return out
+
+
+def _slack(text: str, lines: list[str], context: str) -> dict[str, Any]:
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+    if lines:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}})
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
+    return {"text": text, "blocks": blocks}
+
+
+def render_body(kind: Kind, event: Event) -> bytes:
+    """The request body of one event for one receiver kind (UTF-8 JSON)."""
+    if isinstance(event, Explanation):
+        expl = event
+        if kind == "generic":
+            return expl.model_dump_json().encode()
+        if kind == "slack":
+            ctx = f"incident `{expl.incident_id}` v{expl.version} · graph v{expl.graph_version}"
+            body = _slack(":rotating_light: " + _summary(expl), _ranking(expl), ctx)
+            return json.dumps(body).encode()
+        alert = {
+            "labels": {
+                "alertname": "CausalwatchAnomaly",
+                "source": "causalwatch",
+                "incident_id": expl.incident_id,
+                "node": expl.target.node,
+                "series": expl.target.series,
+                "severity": _severity_label(expl.severity),
+            },
+            "annotations": _am_annotations(expl),
+            "startsAt": _rfc3339(expl.window.start),
+        }
+        return json.dumps([alert]).encode()
+    ev = event
+    if kind == "generic":
+        return json.dumps(
+            {
+                "type": "alert",
+                "receiver": ev.receiver,
+                "groupKey": ev.group_key,
+                "alert": ev.alert,
+                "explanation": None if ev.explanation is None else ev.explanation.model_dump(),
+                "explain_error": ev.error,
+            }
+        ).encode()
+    labels = dict(ev.alert.get("labels") or {})
+    if kind == "slack":
+        name = labels.get("alertname", "alert")
+        status = ev.alert.get("status", "firing")
+        head = f":bell: {name} {status} ({', '.join(f'{k}={v}' for k, v in labels.items())})"
+        if ev.explanation is not None:
+            lines = [_summary(ev.explanation), *_ranking(ev.explanation)]
+        else:
+            lines = [f"no causalwatch explanation: {ev.error}"]
+        return json.dumps(_slack(head, lines, "enriched by causalwatch")).encode()
+    annotations = dict(ev.alert.get("annotations") or {})
+    if ev.explanation is not None:
+        annotations.update(_am_annotations(ev.explanation, prefix="causalwatch_"))
+    elif ev.error:
+        annotations["causalwatch_error"] = ev.error
+    out = {"labels": labels, "annotations": annotations}
+    for k in ("startsAt", "endsAt", "generatorURL"):
+        v = ev.alert.get(k)
+        if v and not str(v).startswith("0001-01-01"):
+            out[k] = v
+    return json.dumps([out]).encode()
+
+
+def _event_key(event: Event) -> tuple[str, str]:
+    """(event type, dedupe key without the url)."""
+    if isinstance(event, Explanation):
+        t = event.target
+        return "explanation", f"{event.incident_id}|{t.node}|{t.series}|{event.version}"
+    a = event.alert
+    ident = a.get("fingerprint") or json.dumps(a.get("labels") or {}, sort_keys=True)
+    return "alert", f"{ident}|{a.get('startsAt')}|{a.get('status')}"
+
+
+def _entry_id(key: str, url: str) -> str:
+    return hashlib.blake2b(f"{key}|{url}".encode(), digest_size=12).hexdigest()
+
+
+_ENQUEUE = """
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+if redis.call('HEXISTS', KEYS[4], ARGV[1]) == 1 then return 0 end
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 1
+"""
+_CLAIM = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[3], id) end
+return ids
+"""
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class WebhookDispatcher:
+    """Enqueue events into the Redis outbox and deliver them to the configured webhooks.
+
+    Parameters
+    ----------
+    client, prefix
+        Redis connection and key prefix (``redis.prefix``).
+    webhooks
+        Receivers (``publish.webhooks``); the secret is looked up at send time, never stored.
+    settings
+        ``publish`` settings: timeout, attempts, backoff base/cap (seconds), batch size.
+    http, rng, clock
+        Injected for tests; defaults are one ``httpx.Client``, ``random.Random()`` and
+        ``time.time``.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        webhooks: Sequence[WebhookSettings],
+        settings: PublishSettings | None = None,
+        *,
+        http: httpx.Client | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.webhooks = list(webhooks)
+        self.settings = settings or PublishSettings()
+        self._secrets = {w.url: w.secret for w in self.webhooks}
+        self._kinds: dict[str, Kind] = {w.url: w.kind for w in self.webhooks}
+        self._own_http = http is None
+        self.http = http or httpx.Client(
+            timeout=self.settings.webhook_timeout_s,
+            headers={"User-Agent": "causalwatch-webhooks/1", "Content-Type": "application/json"},
+        )
+        self._rng = rng or random.Random()
+        self._clock = clock
+        self.k_outbox = f"{prefix}webhooks:outbox"
+        self.k_due = f"{prefix}webhooks:due"
+        self.k_dead = f"{prefix}webhooks:dead"
+        self._enqueue = client.register_script(_ENQUEUE)
+        self._claim = client.register_script(_CLAIM)
+        self._counts: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(self.settings.webhook_concurrency, "cw-webhook")
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ---------------------------------------------------------------- enqueue
+
+    def enqueue(self, explanations: Sequence[Explanation], now: float | None = None) -> int:
+        """Durably add one outbox entry per (explanation, webhook); returns how many are new."""
+        return self._enqueue_events(list(explanations), now)
+
+    def enqueue_alerts(self, events: Sequence[AlertEvent], now: float | None = None) -> int:
+        """Same for enriched alerts from the incoming Alertmanager endpoint."""
+        return self._enqueue_events(list(events), now)
+
+    def _enqueue_events(self, events: list[Event], now: float | None) -> int:
+        if not events or not self.webhooks:
+            return 0
+        t = self._clock() if now is None else now
+        kinds: list[str] = []
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for ev in events:
+                etype, key = _event_key(ev)
+                for hook in self.webhooks:
+                    eid = _entry_id(key, hook.url)
+                    entry = {
+                        "id": eid,
+                        "url": hook.url,
+                        "kind": hook.kind,
+                        "event": etype,
+                        "key": key,
+                        "body": render_body(hook.kind, ev).decode(),
+                        "attempts": 0,
+                        "created_at": t,
+                        "last_error": None,
+                    }
+                    keys = [self.k_outbox, self.k_due, f"{self.prefix}webhooks:sent:{eid}"]
+                    keys.append(self.k_dead)
+                    self._enqueue(keys=keys, args=[eid, json.dumps(entry), t], client=pipe)
+                    kinds.append(hook.kind)
+            added = pipe.execute()
+        except redis.RedisError as exc:
+            raise BackendError(
+                f"webhook outbox enqueue ({self.k_outbox}): {exc}", backend="redis"
+            ) from exc
+        n_new = 0
+        with self._lock:
+            for kind, ok in zip(kinds, added):
+                if int(ok):
+                    n_new += 1
+                else:
+                    self._counts[(kind, "duplicate")] += 1
+        if n_new:
+            self._wake.set()
+        return n_new
+
+    # ---------------------------------------------------------------- deliver
+
+    def deliver_due(self, now: float | None = None) -> dict[str, int]:
+        """Claim the entries due at ``now`` (up to ``webhook_batch``), POST them, and record
+        each outcome. Returns the outcome counts of this call."""
+        t = self._clock() if now is None else now
+        lease = t + 2 * self.settings.webhook_timeout_s + 5
+        try:
+            ids = [
+                _text(i)
+                for i in self._claim(
+                    keys=[self.k_due], args=[t, self.settings.webhook_batch, lease]
+                )
+            ]
+            raws = self.client.hmget(self.k_outbox, ids) if ids else []
+        except redis.RedisError as exc:
+            raise BackendError(
+                f"webhook outbox claim ({self.k_due}): {exc}", backend="redis"
+            ) from exc
+        entries: list[dict[str, Any]] = []
+        orphans: list[str] = []
+        for eid, raw in zip(ids, raws):
+            if raw is None:
+                orphans.append(eid)
+            else:
+                entries.append(json.loads(raw))
+        if orphans:
+            self._redis(lambda: self.client.zrem(self.k_due, *orphans))
+        outcomes = list(self._pool.map(lambda e: self._deliver_one(e, t), entries))
+        return dict(Counter(outcomes))
+
+    def _deliver_one(self, entry: dict[str, Any], now: float) -> str:
+        url: str = entry["url"]
+        kind: str = entry["kind"]
+        entry["attempts"] = int(entry["attempts"]) + 1
+        retry_after = 0.0
+        if url not in self._kinds:
+            outcome, error = "dead", f"url {url!r} is no longer in publish.webhooks"
+        else:
+            body = entry["body"].encode()
+            ts = int(self._clock())
+            headers = {
+                "X-Causalwatch-Event": entry["event"],
+                "X-Causalwatch-Delivery": entry["id"],
+                "X-Causalwatch-Attempt": str(entry["attempts"]),
+                TIMESTAMP_HEADER: str(ts),
+            }
+            secret = self._secrets.get(url)
+            if secret:
+                headers[SIGNATURE_HEADER] = sign(secret, ts, body)
+            try:
+                resp = self.http.post(url, content=body, headers=headers)
+                code = resp.status_code
+                error = f"HTTP {code}: {resp.text[:200]}"
+                retry_after = _retry_after_s(resp.headers.get("Retry-After"))
+                if 200 <= code < 300:
+                    outcome = "delivered"
+                elif code in _RETRY_STATUS or code >= 500:
+                    outcome = "retry"
+                else:
+                    outcome = "dead"
+            except httpx.HTTPError as exc:
+                outcome, error = "retry", f"{type(exc).__name__}: {exc}"
+        if outcome == "retry" and entry["attempts"] >= self.settings.webhook_max_attempts:
+            outcome = "dead"
+        eid = entry["id"]
+        pipe = self.client.pipeline(transaction=True)
+        if outcome == "delivered":
+            pipe.hdel(self.k_outbox, eid)
+            pipe.zrem(self.k_due, eid)
+            pipe.set(
+                f"{self.prefix}webhooks:sent:{eid}", "1", ex=self.settings.webhook_dedupe_ttl_s
+            )
+        elif outcome == "retry":
+            entry["last_error"] = error
+            cap = min(
+                self.settings.webhook_backoff_cap_s,
+                self.settings.webhook_backoff_base_s * 2 ** (entry["attempts"] - 1),
+            )
+            delay = max(
+                self._rng.uniform(0, cap), min(retry_after, self.settings.webhook_backoff_cap_s)
+            )
+            pipe.hset(self.k_outbox, eid, json.dumps(entry))
+            pipe.zadd(self.k_due, {eid: now + delay})
+        else:
+            entry["last_error"] = error
+            entry["dead_at"] = now
+            pipe.hdel(self.k_outbox, eid)
+            pipe.zrem(self.k_due, eid)
+            pipe.hset(self.k_dead, eid, json.dumps(entry))
+            log.warning(
+                "webhook entry dead",
+                extra={"url": url, "entry": eid, "attempts": entry["attempts"], "error": error},
+            )
+        self._redis(pipe.execute)
+        with self._lock:
+            self._counts[(kind, outcome)] += 1
+        return outcome
+
+    # ---------------------------------------------------------------- inspection
+
+    def counters(self) -> dict[tuple[str, str], int]:
+        """``{(kind, outcome): n}`` since start: ``causalwatch_webhook_deliveries_total``."""
+        with self._lock:
+            return dict(self._counts)
+
+    def outbox_size(self) -> int:
+        """Entries waiting (pending or retrying): ``causalwatch_webhook_outbox_size``."""
+        return int(self._redis(lambda: self.client.hlen(self.k_outbox)))
+
+    def dead_entries(self) -> list[dict[str, Any]]:
+        raw: dict[Any, Any] = self._redis(lambda: self.client.hgetall(self.k_dead))
+        return sorted((json.loads(v) for v in raw.values()), key=lambda e: e["dead_at"])
+
+    def requeue_dead(self, entry_id: str, now: float | None = None) -> bool:
+        """Move a dead entry back into the outbox with a fresh attempt budget."""
+        raw = self._redis(lambda: self.client.hget(self.k_dead, entry_id))
+        if raw is None:
+            return False
+        entry = json.loads(raw)
+        entry.update(attempts=0, last_error=None)
+        entry.pop("dead_at", None)
+        t = self._clock() if now is None else now
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hdel(self.k_dead, entry_id)
+        pipe.hset(self.k_outbox, entry_id, json.dumps(entry))
+        pipe.zadd(self.k_due, {entry_id: t})
+        self._redis(pipe.execute)
+        self._wake.set()
+        return True
+
+    # ---------------------------------------------------------------- background thread
+
+    def run(self) -> None:
+        """Deliver until :meth:`stop`; Redis outages are logged once per streak and retried."""
+        failing = False
+        while not self._stop.is_set():
+            try:
+                done = self.deliver_due()
+                failing = False
+            except BackendError as exc:
+                if not failing:
+                    log.warning("webhook outbox unavailable: %s", exc)
+                failing = True
+                done = {}
+            if sum(done.values()) < self.settings.webhook_batch:
+                self._wake.wait(self.settings.webhook_poll_interval_s)
+                self._wake.clear()
+
+    def start(self) -> WebhookDispatcher:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, name="cw-webhooks", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def close(self) -> None:
+        self.stop()
+        self._pool.shutdown(wait=True)
+        if self._own_http:
+            self.http.close()
+
+    def _redis(self, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except redis.RedisError as exc:
+            raise BackendError(f"webhook outbox ({self.k_outbox}): {exc}", backend="redis") from exc
+
+
+def _retry_after_s(value: str | None) -> float:
+    if not value:
+        return 0.0
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return 0.0
