@@ -179,12 +179,26 @@ class PublishSettings(_Section):
     metrics_port: int = Field(default=9464, ge=0, le=65_535)
     metrics_max_series: int = Field(default=1_000, ge=0)
     webhooks: list[WebhookSettings] = Field(default_factory=list)
+    # Outgoing webhook outbox (causalwatch/publish/webhooks.py): retries with exponential
+    # backoff and full jitter, capped; after the last attempt an entry is kept as dead.
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+    webhook_max_attempts: int = Field(default=10, ge=1)
+    webhook_backoff_base_s: float = Field(default=1.0, gt=0)
+    webhook_backoff_cap_s: float = Field(default=300.0, gt=0)
+    webhook_poll_interval_s: float = Field(default=0.5, gt=0)
+    webhook_batch: int = Field(default=64, ge=1)
+    webhook_concurrency: int = Field(default=4, ge=1, le=64)
+    # How long a delivered (incident, target, version, url) is remembered to drop duplicates.
+    webhook_dedupe_ttl_s: int = Field(default=7 * 86_400, ge=1)
 
 
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65_535)
     token: str | None = None
+    # Incoming Alertmanager webhook: bounded queue (503 when full) and enrichment workers.
+    alert_queue_size: int = Field(default=256, ge=1)
+    alert_workers: int = Field(default=2, ge=1, le=32)
 
 
 class Settings(BaseSettings):
