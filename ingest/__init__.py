@@ -1,1 +1,52 @@
-"""ingest stage of causalwatch."""
+"""ingest stage of causalwatch: Kafka records in, validated columnar samples out.
+
+Pure cores: :mod:`ingest.decode` (three formats to a :class:`~causalwatch.models.SampleBatch`),
+:mod:`ingest.validate` (checks and reason codes), :mod:`ingest.batch` (series rows, series
+limit). Adapters: :mod:`ingest.kafka_source` (consumer group, manual commits, resume from a
+checkpoint; producer for internal topics) and :mod:`ingest.deadletter` (``<topic>.dlq``).
+
+Usage, as the pipeline wires it (``settings`` from :func:`causalwatch.settings.load_settings`)::
+
+    limits = IngestLimits.from_settings(settings.ingest)
+    formats = {t.name: t.format for t in settings.kafka.topics}
+    source = KafkaSource(settings.kafka, resume_offsets=checkpoint.offsets_for)
+    sink = KafkaSink(settings.kafka)
+    dlq = DeadLetterSink(sink, suffix=settings.kafka.dlq_suffix)
+    index = SeriesIndex(settings.ingest.node_label, max_series=settings.ingest.max_series)
+    while running:
+        records = source.next_batch(settings.kafka.max_poll_records)
+        batch, errors = decode_batch(records, formats, limits, now_s=time.time())
+        rows, batch, refused = assign_rows(batch, index, records)
+        dlq.write_batch(errors + refused)      # raises BackendError: do not commit
+        ...                                    # detect, explain, publish, checkpoint
+        source.commit(next_offsets(records))   # the NEXT offset to read per partition
+    source.close()
+
+``dlq.counts`` (reason -> records dead-lettered) is read by the metrics collector at scrape
+time.
+"""
+
+from ingest.batch import assign_rows, next_offsets
+from ingest.decode import FORMATS, decode_batch, decode_record
+from ingest.validate import (
+    REASONS,
+    IngestDecodeError,
+    IngestLimits,
+    IngestSchemaError,
+    key_of,
+    sample_index_of,
+)
+
+__all__ = [
+    "FORMATS",
+    "REASONS",
+    "IngestDecodeError",
+    "IngestLimits",
+    "IngestSchemaError",
+    "assign_rows",
+    "decode_batch",
+    "decode_record",
+    "key_of",
+    "next_offsets",
+    "sample_index_of",
+]
