@@ -1,0 +1,677 @@
+"""The streaming detector: per-series state in parallel arrays, scored and learned in batches.
+
+Why this design
+---------------
+Ops metrics come in many shapes (seasonal, trending, random-walk, quantised, flat, counters)
+and one model never fits all of them. Each series therefore runs a small *ensemble of cheap
+views*, all updated in O(1) per point and vectorised across series:
+
+* **forecast residual**: three forecasters run side by side (a slow level, a fast level that
+  follows random-walk-like series, and the slow level plus a time-of-season profile); the
+  one with the lowest recent absolute error is trusted. Its residual over a robust scale
+  (exponentially weighted mean absolute error) is the *point surprise* ``z1``.
+* **distribution shift**: a fast exponentially weighted mean of residuals against its null
+  spread (``z2``, level shifts and drifts) and the fast mean square of residuals against
+  the slow one (``z3``, variance changes, including a noisy series going flat).
+* **calibration**: each statistic becomes a tail probability from that series' own history
+  of exceedances (see :mod:`detector.calibrate`); the views are combined by the minimum
+  p-value with a Bonferroni factor, so the ensemble fails only when all views fail.
+
+Alerting is part of the detector: an alert fires when the (sensitivity-adjusted) score
+crosses ``alert_threshold``, stays open until the score has been below ``clear_threshold``
+for ``clear_points`` points, and never fires twice within the de-duplication gap. After a
+sustained level shift the baselines re-anchor, so a shift pages once and is then adapted to.
+
+State is a fixed number of bytes per series (:attr:`Detector.bytes_per_series`); the
+caller evicts idle series with :meth:`Detector.stale_rows` + :meth:`Detector.reset_rows`.
+
+Works poorly when
+-----------------
+* anomalies are slow drifts over many seasons (the baselines follow them);
+* a series has fewer than ``warmup_points`` points (nothing is scored) or less than one
+  season of history (no seasonal view yet);
+* seasonality is not a whole fraction of ``season_s`` (only one period is modelled).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from causalwatch.errors import StateError
+from detector.calibrate import LEVELS, prior_table, tail_probability, update_table
+
+__all__ = ["SCHEMA_VERSION", "Detector", "DetectorConfig", "DetectorResult"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+#: Bumped whenever the state layout changes; :meth:`Detector.restore` refuses other versions.
+SCHEMA_VERSION = 1
+
+_N_STATS = 3  # z1 point surprise, z2 mean shift, z3 variance shift
+_MAE_TO_SIGMA = math.sqrt(math.pi / 2.0)  # E|N(0, s)| = s * sqrt(2 / pi)
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Hyper-parameters of :class:`Detector`, stored verbatim (no learned state here).
+
+    Times are in seconds. ``*_alpha`` are per-point smoothing weights in (0, 1].
+    """
+
+    season_s: float = 86_400.0
+    alert_threshold: float = 0.99
+    clear_threshold: float = 0.9
+    min_alert_gap_s: float = 900.0
+    #: de-duplication gap in typical sampling intervals (the larger of the two gaps wins)
+    min_alert_gap_points: int = 30
+    clear_points: int = 3
+    warmup_points: int = 30
+    season_bins: int = 48
+    level_alpha_slow: float = 0.05
+    level_alpha_fast: float = 0.5
+    error_alpha: float = 0.02
+    season_alpha: float = 0.1
+    resid_alpha: float = 0.2
+    tail_rate: float = 0.002
+    huber_k: float = 4.0
+    shift_z: float = 4.0
+    shift_points: int = 5
+    band_z: float = 3.0
+    #: the seasonal view is trusted only if its error is below this fraction of the others'
+    season_gain: float = 0.9
+
+
+@dataclass
+class DetectorResult:
+    """Per-sample outputs, aligned with the input arrays.
+
+    ``score`` is ``1 - p`` with ``p`` the calibrated tail probability (higher is more
+    anomalous), ``severity`` 0..100, ``expected``/``lower``/``upper`` in the units of the
+    input, ``alert`` the alert state after the sample, ``fired`` True where a new alert
+    starts (one incident pages once).
+    """
+
+    score: FloatArray
+    severity: FloatArray
+    expected: FloatArray
+    lower: FloatArray
+    upper: FloatArray
+    alert: BoolArray
+    fired: BoolArray
+
+    @classmethod
+    def empty(cls, n: int) -> DetectorResult:
+        z = np.zeros(n, dtype=np.float64)
+        b = np.zeros(n, dtype=np.bool_)
+        return cls(z.copy(), z.copy(), z.copy(), z.copy(), z.copy(), b.copy(), b.copy())
+
+
+# name -> (dtype, trailing shape as a function of config, initial value)
+_F8 = np.float64
+_SCALAR_FIELDS: dict[str, tuple[type[np.generic], float]] = {
+    "n": (np.int64, 0),
+    "n_model": (np.int64, 0),
+    "n_pos": (np.int64, 0),
+    "n_neg": (np.int64, 0),
+    "is_counter": (np.bool_, 0),
+    "first_ts": (_F8, math.nan),
+    "last_ts": (_F8, math.nan),
+    "last_value": (_F8, math.nan),
+    "dt_typ": (_F8, 0.0),
+    "absdiff": (_F8, 0.0),
+    "lvl_slow": (_F8, 0.0),
+    "lvl_fast": (_F8, 0.0),
+    "err_slow": (_F8, 0.0),
+    "err_fast": (_F8, 0.0),
+    "err_seas": (_F8, 0.0),
+    "resid_mean": (_F8, 0.0),
+    "resid_sq": (_F8, 0.0),
+    "shift_run": (np.int64, 0),
+    "in_alert": (np.bool_, 0),
+    "calm_run": (np.int64, 0),
+    "last_fire_ts": (_F8, -math.inf),
+    "mute_until": (_F8, -math.inf),
+    "sensitivity": (_F8, 1.0),
+    "last_score": (_F8, math.nan),
+    "last_expected": (_F8, math.nan),
+    "last_lower": (_F8, math.nan),
+    "last_upper": (_F8, math.nan),
+}
+
+
+def _as_rows(rows: Any) -> IntArray:
+    r = np.asarray(rows, dtype=np.int64).reshape(-1)
+    if r.size and int(r.min()) < 0:
+        raise StateError(f"row {int(r.min())} is negative; rows come from SeriesIndex")
+    return r
+
+
+def _as_float(name: str, v: Any, n: int) -> FloatArray:
+    a = np.asarray(v, dtype=np.float64).reshape(-1)
+    if a.size == 1 and n != 1:
+        a = np.full(n, float(a[0]))
+    if a.size != n:
+        raise StateError(f"field {name!r} has {a.size} entries, expected {n} (one per row)")
+    return a
+
+
+def _occurrence_rank(rows: IntArray) -> IntArray:
+    """0 for the first time a row appears in the batch, 1 for the second time, ..."""
+    order = np.argsort(rows, kind="stable")
+    sr = rows[order]
+    start = np.ones(len(sr), dtype=np.bool_)
+    start[1:] = sr[1:] != sr[:-1]
+    idx = np.arange(len(sr))
+    group_start = np.maximum.accumulate(np.where(start, idx, 0))
+    rank = np.empty(len(rows), dtype=np.int64)
+    rank[order] = idx - group_start
+    return rank
+
+
+class Detector:
+    """Anomaly detector for many series at once. See the module docstring for the method.
+
+    Parameters
+    ----------
+    config
+        Hyper-parameters; defaults suit minute-scale ops metrics.
+    capacity
+        Initial number of row slots; grows (doubling) when a larger row appears.
+
+    Cost: ``O(len(rows))`` vectorised work per call, plus one pass per repeat of a row in
+    the same batch. Memory: :attr:`bytes_per_series` per row slot.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> det = Detector(DetectorConfig(warmup_points=20, alert_threshold=0.9999))
+    >>> x = rng.normal(10.0, 1.0, 300)
+    >>> x[250] = 25.0
+    >>> res = det.step(np.zeros(300, dtype=np.int64), np.arange(300) * 60.0, x)
+    >>> int(np.argmax(res.score)), bool(res.fired[250]), int(res.fired.sum())
+    (250, True, 1)
+    >>> det.bytes_per_series < 1024
+    True
+    """
+
+    _SEASON_DTYPE: ClassVar[type[np.generic]] = np.float32
+
+    def __init__(self, config: DetectorConfig | None = None, capacity: int = 1024) -> None:
+        self.config = config if config is not None else DetectorConfig()
+        self._check_config(self.config)
+        self._capacity = 0
+        self._s: dict[str, np.ndarray[Any, Any]] = {}
+        self._alloc(max(1, int(capacity)))
+
+    # ------------------------------------------------------------------ state layout
+    @staticmethod
+    def _check_config(c: DetectorConfig) -> None:
+        if not 0.0 < c.clear_threshold < c.alert_threshold < 1.0:
+            raise StateError(
+                "detector.clear_threshold must be below detector.alert_threshold, both in"
+                f" (0, 1) (got {c.clear_threshold} and {c.alert_threshold})"
+            )
+        for f in fields(c):
+            if f.name.endswith("_alpha") or f.name == "tail_rate":
+                v = getattr(c, f.name)
+                if not 0.0 < v <= 1.0:
+                    raise StateError(f"detector.{f.name} must be in (0, 1] (got {v})")
+        if c.season_s <= 0 or c.season_bins < 1:
+            raise StateError(
+                f"detector.season_s and season_bins must be positive"
+                f" (got {c.season_s}, {c.season_bins})"
+            )
+
+    def _fresh(self, n: int) -> dict[str, np.ndarray[Any, Any]]:
+        s: dict[str, np.ndarray[Any, Any]] = {}
+        for name, (dt, init) in _SCALAR_FIELDS.items():
+            s[name] = np.full(n, init, dtype=dt)
+        s["season"] = np.full((n, self.config.season_bins), np.nan, dtype=self._SEASON_DTYPE)
+        s["tails"] = np.tile(prior_table(), (n, _N_STATS, 1))
+        return s
+
+    def _alloc(self, n: int) -> None:
+        fresh = self._fresh(n)
+        for name, arr in self._s.items():
+            fresh[name][: self._capacity] = arr
+        self._s = fresh
+        self._capacity = n
+
+    def _ensure(self, rows: IntArray) -> None:
+        if rows.size == 0:
+            return
+        need = int(rows.max()) + 1
+        if need > self._capacity:
+            cap = self._capacity
+            while cap < need:
+                cap *= 2
+            self._alloc(cap)
+
+    @property
+    def capacity(self) -> int:
+        """Number of row slots allocated."""
+        return self._capacity
+
+    @property
+    def bytes_per_series(self) -> int:
+        """Bytes of state per row slot (all arrays, itemsize times trailing shape)."""
+        return int(sum(a.nbytes for a in self._s.values()) // self._capacity)
+
+    # read-only views for metrics and dead-lettering
+    def _view(self, name: str) -> np.ndarray[Any, Any]:
+        v = self._s[name].view()
+        v.flags.writeable = False
+        return v
+
+    @property
+    def last_ts(self) -> FloatArray:
+        """Timestamp of the last learned sample per row (NaN if none)."""
+        return self._view("last_ts")
+
+    @property
+    def last_value(self) -> FloatArray:
+        return self._view("last_value")
+
+    @property
+    def last_score(self) -> FloatArray:
+        return self._view("last_score")
+
+    @property
+    def last_expected(self) -> FloatArray:
+        return self._view("last_expected")
+
+    @property
+    def last_lower(self) -> FloatArray:
+        return self._view("last_lower")
+
+    @property
+    def last_upper(self) -> FloatArray:
+        return self._view("last_upper")
+
+    @property
+    def in_alert(self) -> BoolArray:
+        return self._view("in_alert")
+
+    @property
+    def is_counter(self) -> BoolArray:
+        """Rows detected as monotonic counters (modelled as rates)."""
+        return self._view("is_counter")
+
+    # ------------------------------------------------------------------ the model
+    def _evaluate(self, rows: IntArray, ts: FloatArray, x: FloatArray) -> dict[str, Any]:
+        """Everything the score needs, from the state before the sample. Pure."""
+        c = self.config
+        s = self._s
+        n = s["n"][rows]
+        n_model = s["n_model"][rows]
+        last_ts = s["last_ts"][rows]
+        last_x = s["last_value"][rows]
+        dt_typ = s["dt_typ"][rows]
+        is_ctr = s["is_counter"][rows]
+        has_prev = n > 0
+        dt = np.where(has_prev, ts - last_ts, 0.0)
+        dx = np.where(has_prev, x - last_x, 0.0)
+        # counters: model the rate; a drop is a reset and is neither scored nor learned
+        safe_dt = np.where(dt > 0, dt, np.where(dt_typ > 0, dt_typ, 1.0))
+        reset = is_ctr & (dx < 0)
+        v = np.where(is_ctr, dx / safe_dt, x)
+        valid = ~reset & (~is_ctr | has_prev)
+
+        lvl_slow = s["lvl_slow"][rows]
+        lvl_fast = s["lvl_fast"][rows]
+        b = np.floor(np.mod(ts, c.season_s) / c.season_s * c.season_bins).astype(np.int64)
+        b = np.clip(b, 0, c.season_bins - 1)
+        sb = s["season"][rows, b].astype(np.float64)
+        sb_known = ~np.isnan(sb)
+        sb0 = np.where(sb_known, sb, 0.0)
+        p_slow, p_fast, p_seas = lvl_slow, lvl_fast, lvl_slow + sb0
+        e_slow, e_fast, e_seas = s["err_slow"][rows], s["err_fast"][rows], s["err_seas"][rows]
+        full_season = has_prev & ((ts - s["first_ts"][rows]) >= c.season_s)
+        use_seas = full_season & sb_known & (e_seas < c.season_gain * np.minimum(e_slow, e_fast))
+        use_fast = ~use_seas & (e_fast < e_slow)
+        pred = np.where(use_seas, p_seas, np.where(use_fast, p_fast, p_slow))
+        err = np.where(use_seas, e_seas, np.where(use_fast, e_fast, e_slow))
+        floor = np.maximum(0.05 * s["absdiff"][rows], 1e-9 * (1.0 + np.abs(pred)))
+        sigma = np.maximum(_MAE_TO_SIGMA * err, floor)
+        ratio = np.where(dt_typ > 0, dt / np.where(dt_typ > 0, dt_typ, 1.0), 1.0)
+        gap = 1.0 + 0.5 * np.log(np.maximum(ratio, 1.0))
+        r = v - pred
+        hk = c.huber_k * sigma
+        rc = np.clip(r, -hk, hk)
+        ar = c.resid_alpha
+        f_new = (1.0 - ar) * s["resid_mean"][rows] + ar * rc
+        q_new = (1.0 - ar) * s["resid_sq"][rows] + ar * np.minimum(r * r, 4.0 * hk * hk)
+        z1 = r / (sigma * gap)
+        z2 = f_new / (sigma * math.sqrt(ar / (2.0 - ar)) * gap)
+        z3 = np.log(np.maximum(q_new, 1e-8 * sigma * sigma) / (sigma * sigma)) / math.sqrt(
+            2.0 * ar / (2.0 - ar)
+        )
+        a = np.minimum(np.abs(np.stack([z1, z2, z3], axis=1)), 60.0)
+        a = np.where(np.isfinite(a), a, 60.0)
+        tails = s["tails"][rows]
+        p_each = np.stack(
+            [tail_probability(a[:, k], tails[:, k, :], 0.5 * c.tail_rate) for k in range(_N_STATS)],
+            axis=1,
+        )
+        p = np.minimum(1.0, _N_STATS * p_each.min(axis=1))
+        scored = valid & (n_model >= c.warmup_points)
+        p = np.where(scored, p, 1.0)
+        score = 1.0 - p
+        severity = np.clip(100.0 * (-np.log10(np.maximum(p, 1e-300))) / 8.0, 0.0, 100.0)
+        half = c.band_z * sigma * gap
+        if is_ctr.any():
+            # back to the counter's own units: last value plus the expected increase
+            exp_x = np.where(is_ctr, last_x + pred * safe_dt, pred)
+            half_x = np.where(is_ctr, half * safe_dt, half)
+        else:
+            exp_x, half_x = pred, half
+        return {
+            "n": n, "n_model": n_model, "dt": dt, "dx": dx, "v": v, "valid": valid,
+            "has_prev": has_prev, "reset": reset, "b": b, "sb": sb, "sb_known": sb_known,
+            "p_slow": p_slow, "p_fast": p_fast, "p_seas": p_seas, "sigma": sigma,
+            "hk": hk, "r": r, "rc": rc, "f_new": f_new, "q_new": q_new, "z2": z2, "a": a,
+            "p": p, "score": score, "severity": severity, "expected": exp_x,
+            "lower": exp_x - half_x, "upper": exp_x + half_x, "scored": scored,
+        }  # fmt: skip
+
+    def _learn(self, rows: IntArray, ts: FloatArray, x: FloatArray, e: dict[str, Any]) -> None:
+        """Fold one sample per row (rows unique) into the state."""
+        c = self.config
+        s = self._s
+        n = e["n"]
+        has_prev = e["has_prev"]
+        dt, dx = e["dt"], e["dx"]
+        # sampling interval and step size (for gaps and the scale floor)
+        dt_typ = s["dt_typ"][rows]
+        dtc = np.where(dt_typ > 0, np.clip(dt, 0.2 * dt_typ, 5.0 * dt_typ), dt)
+        s["dt_typ"][rows] = np.where(
+            has_prev & (dt > 0), np.where(dt_typ > 0, 0.95 * dt_typ + 0.05 * dtc, dt), dt_typ
+        )
+        ad = np.abs(dx)
+        nz = has_prev & (ad > 0)
+        absdiff = s["absdiff"][rows]
+        s["absdiff"][rows] = np.where(
+            nz, np.where(absdiff > 0, 0.98 * absdiff + 0.02 * ad, ad), absdiff
+        )
+        s["n_pos"][rows] += (has_prev & (dx > 0)).astype(np.int64)
+        s["n_neg"][rows] += (has_prev & (dx < 0)).astype(np.int64)
+        s["n"][rows] = n + 1
+        s["first_ts"][rows] = np.where(n == 0, ts, s["first_ts"][rows])
+        s["last_ts"][rows] = ts
+        s["last_value"][rows] = x
+
+        # model update, only for valid samples
+        ok = e["valid"]
+        rr, v = rows[ok], e["v"][ok]
+        nm = e["n_model"][ok]
+        first = nm == 0
+
+        def w(alpha: float) -> FloatArray:
+            # a running mean while the series is young, then exponential forgetting
+            out: FloatArray = np.maximum(alpha, 1.0 / (nm + 1.0))
+            return out
+
+        sigma, hk = e["sigma"][ok], e["hk"][ok]
+        sb, sb_known = e["sb"][ok], e["sb_known"][ok]
+        lvl_slow = s["lvl_slow"][rr]
+        for name, pname in (("err_slow", "p_slow"), ("err_fast", "p_fast"), ("err_seas", "p_seas")):
+            ri = np.abs(v - e[pname][ok])
+            old = s[name][rr]
+            s[name][rr] = np.where(first, 0.0, old + w(c.error_alpha) * (np.minimum(ri, hk) - old))
+        deseason = v - np.where(sb_known, sb, 0.0)
+        s["lvl_slow"][rr] = np.where(
+            first,
+            v,
+            lvl_slow + w(c.level_alpha_slow) * np.clip(deseason - lvl_slow, -hk, hk),
+        )
+        lf = s["lvl_fast"][rr]
+        s["lvl_fast"][rr] = np.where(
+            first, v, lf + w(c.level_alpha_fast) * np.clip(v - lf, -hk, hk)
+        )
+        dev = np.clip(v - lvl_slow, -hk, hk)
+        b = e["b"][ok]
+        new_sb = np.where(sb_known, sb + c.season_alpha * (dev - sb), dev)
+        s["season"][rr, b] = np.where(first, 0.0, new_sb).astype(self._SEASON_DTYPE)
+        s["resid_mean"][rr] = np.where(first, 0.0, e["f_new"][ok])
+        s["resid_sq"][rr] = np.where(first, 0.0, e["q_new"][ok])
+        warm = nm >= c.warmup_points
+        tails = s["tails"][rr]
+        a = e["a"][ok]
+        for k in range(_N_STATS):
+            tails[:, k, :] = np.where(
+                warm[:, None], update_table(tails[:, k, :], a[:, k], c.tail_rate), tails[:, k, :]
+            )
+        s["tails"][rr] = tails
+        # level shift: a sustained one-sided mean shift re-anchors the levels (pages once)
+        z2 = e["z2"][ok]
+        run = s["shift_run"][rr]
+        same_side = np.sign(z2) == np.sign(e["r"][ok])
+        run = np.where((np.abs(z2) >= c.shift_z) & same_side & warm, run + 1, 0)
+        shifted = run >= c.shift_points
+        if shifted.any():
+            s["lvl_slow"][rr] = np.where(
+                shifted, v - np.where(sb_known, sb, 0.0), s["lvl_slow"][rr]
+            )
+            s["lvl_fast"][rr] = np.where(shifted, v, s["lvl_fast"][rr])
+            s["resid_mean"][rr] = np.where(shifted, 0.0, s["resid_mean"][rr])
+            s["resid_sq"][rr] = np.where(shifted, sigma * sigma, s["resid_sq"][rr])
+            run = np.where(shifted, 0, run)
+        s["shift_run"][rr] = run
+        s["n_model"][rr] = nm + 1
+
+        # counters: monotonic non-decreasing and mostly increasing -> model the rate from now
+        n1 = s["n"][rows] - 1
+        become = (
+            ~s["is_counter"][rows]
+            & (s["n"][rows] >= c.warmup_points)
+            & (s["n_pos"][rows] >= 0.8 * n1)
+            & (s["n_neg"][rows] <= np.maximum(1, 0.02 * n1))
+        )
+        if become.any():
+            br = rows[become]
+            s["is_counter"][br] = True
+            fresh = self._fresh(len(br))
+            for name in (
+                "n_model",
+                "lvl_slow",
+                "lvl_fast",
+                "err_slow",
+                "err_fast",
+                "err_seas",
+                "resid_mean",
+                "resid_sq",
+                "shift_run",
+                "season",
+                "tails",
+            ):
+                s[name][br] = fresh[name]  # fmt: skip
+
+    def _alerts(
+        self, rows: IntArray, ts: FloatArray, e: dict[str, Any]
+    ) -> tuple[BoolArray, BoolArray]:
+        c = self.config
+        s = self._s
+        p_adj = np.minimum(1.0, e["p"] / s["sensitivity"][rows])
+        hot = e["scored"] & (1.0 - p_adj >= c.alert_threshold)
+        cold = 1.0 - p_adj < c.clear_threshold
+        in_alert = s["in_alert"][rows]
+        gap = np.maximum(c.min_alert_gap_s, c.min_alert_gap_points * s["dt_typ"][rows])
+        fired = (
+            hot & ~in_alert & (ts - s["last_fire_ts"][rows] >= gap) & (ts >= s["mute_until"][rows])
+        )
+        calm = np.where(cold, s["calm_run"][rows] + 1, 0)
+        new_alert = np.where(hot, True, in_alert & (calm < c.clear_points))
+        s["in_alert"][rows] = new_alert
+        s["calm_run"][rows] = np.where(new_alert, calm, 0)
+        s["last_fire_ts"][rows] = np.where(fired, ts, s["last_fire_ts"][rows])
+        return new_alert, fired
+
+    # ------------------------------------------------------------------ public API
+    def score_many(self, rows: Any, ts: Any, x: Any) -> DetectorResult:
+        """Score samples against the current state without changing it (read-only).
+
+        A row that appears several times is scored each time against the same state.
+        ``alert`` reports whether the sample would be hot; ``fired`` is always False
+        (firing needs the alert state machine of :meth:`step`).
+        """
+        r = _as_rows(rows)
+        t = _as_float("ts", ts, len(r))
+        v = _as_float("x", x, len(r))
+        out = DetectorResult.empty(len(r))
+        known = r < self._capacity
+        if known.any():
+            idx = np.flatnonzero(known)
+            e = self._evaluate(r[idx], t[idx], v[idx])
+            self._fill(out, idx, e)
+            p_adj = np.minimum(1.0, e["p"] / self._s["sensitivity"][r[idx]])
+            out.alert[idx] = e["scored"] & (1.0 - p_adj >= self.config.alert_threshold)
+        out.expected[~known] = v[~known]
+        out.lower[~known] = v[~known]
+        out.upper[~known] = v[~known]
+        return out
+
+    @staticmethod
+    def _fill(out: DetectorResult, idx: IntArray, e: dict[str, Any]) -> None:
+        out.score[idx] = e["score"]
+        out.severity[idx] = e["severity"]
+        out.expected[idx] = e["expected"]
+        out.lower[idx] = e["lower"]
+        out.upper[idx] = e["upper"]
+
+    def _rounds(self, r: IntArray) -> list[IntArray]:
+        if len(r) == 0:
+            return []
+        if len(np.unique(r)) == len(r):
+            return [np.arange(len(r))]
+        rank = _occurrence_rank(r)
+        order = np.argsort(rank, kind="stable")
+        counts = np.bincount(rank)
+        return np.split(order, np.cumsum(counts)[:-1])
+
+    def learn_many(self, rows: Any, ts: Any, x: Any) -> None:
+        """Fold samples into the state (in order; a repeated row is learned in sequence)."""
+        r = _as_rows(rows)
+        t = _as_float("ts", ts, len(r))
+        v = _as_float("x", x, len(r))
+        self._ensure(r)
+        for idx in self._rounds(r):
+            e = self._evaluate(r[idx], t[idx], v[idx])
+            self._learn(r[idx], t[idx], v[idx], e)
+
+    def step(self, rows: Any, ts: Any, x: Any) -> DetectorResult:
+        """Score each sample, run the alert state machine, then learn it.
+
+        Equivalent to feeding the samples one at a time in order, also when a row appears
+        several times in the batch. Samples of one row must be in time order.
+        """
+        r = _as_rows(rows)
+        t = _as_float("ts", ts, len(r))
+        v = _as_float("x", x, len(r))
+        self._ensure(r)
+        out = DetectorResult.empty(len(r))
+        s = self._s
+        for idx in self._rounds(r):
+            rr, tt, vv = r[idx], t[idx], v[idx]
+            e = self._evaluate(rr, tt, vv)
+            self._fill(out, idx, e)
+            out.alert[idx], out.fired[idx] = self._alerts(rr, tt, e)
+            s["last_score"][rr] = e["score"]
+            s["last_expected"][rr] = e["expected"]
+            s["last_lower"][rr] = e["lower"]
+            s["last_upper"][rr] = e["upper"]
+            self._learn(rr, tt, vv, e)
+        return out
+
+    def reset_rows(self, rows: Any) -> None:
+        """Forget everything about these rows (a series was evicted and its row reused)."""
+        r = _as_rows(rows)
+        r = r[r < self._capacity]
+        if r.size == 0:
+            return
+        fresh = self._fresh(len(r))
+        for name, arr in self._s.items():
+            arr[r] = fresh[name]
+
+    def stale_rows(self, now_ts: float, ttl_s: float) -> IntArray:
+        """Rows with state whose last sample is older than ``now_ts - ttl_s``."""
+        lt = self._s["last_ts"]
+        with np.errstate(invalid="ignore"):
+            return np.flatnonzero(~np.isnan(lt) & (lt < now_ts - ttl_s)).astype(np.int64)
+
+    def mute(self, rows: Any, until_ts: Any) -> None:
+        """No new alerts fire on these rows before ``until_ts``; scores are still computed."""
+        r = _as_rows(rows)
+        u = _as_float("until_ts", until_ts, len(r))
+        self._ensure(r)
+        np.maximum.at(self._s["mute_until"], r, u)
+
+    def set_sensitivity(self, rows: Any, factor: Any) -> None:
+        """Scale per-row sensitivity: the tail probability used for alerting is ``p / factor``.
+
+        ``factor < 1`` makes a row quieter (e.g. after a false-positive mark), ``> 1`` louder.
+        """
+        r = _as_rows(rows)
+        f = _as_float("factor", factor, len(r))
+        if np.any(~np.isfinite(f) | (f <= 0)):
+            raise StateError(f"sensitivity factor must be positive and finite (got {f.tolist()})")
+        self._ensure(r)
+        self._s["sensitivity"][r] = f
+
+    def snapshot(self) -> dict[str, np.ndarray[Any, Any]]:
+        """An immutable copy of the whole state: plain arrays plus ``schema_version``."""
+        snap: dict[str, np.ndarray[Any, Any]] = {}
+        for name, arr in self._s.items():
+            cp = arr.copy()
+            cp.flags.writeable = False
+            snap[name] = cp
+        snap["schema_version"] = np.array(SCHEMA_VERSION, dtype=np.int64)
+        return snap
+
+    @classmethod
+    def restore(
+        cls, snap: dict[str, np.ndarray[Any, Any]], config: DetectorConfig | None = None
+    ) -> Detector:
+        """Rebuild a detector from :meth:`snapshot`. Raises StateError on a version or
+        layout mismatch, naming both versions or the offending array."""
+        got = snap.get("schema_version")
+        got_v = int(np.asarray(got)) if got is not None else None
+        if got_v != SCHEMA_VERSION:
+            raise StateError(
+                f"detector snapshot schema_version {got_v} does not match this build's"
+                f" schema_version {SCHEMA_VERSION}"
+            )
+        det = cls(config, capacity=1)
+        cap = len(snap["n"])
+        template = det._fresh(cap)
+        for name, arr in template.items():
+            if name not in snap:
+                raise StateError(f"detector snapshot is missing array {name!r}")
+            src = np.asarray(snap[name])
+            if src.shape != arr.shape:
+                raise StateError(
+                    f"detector snapshot array {name!r} has shape {src.shape}, expected"
+                    f" {arr.shape} (season_bins in config vs snapshot?)"
+                )
+            template[name] = src.astype(arr.dtype, copy=True)
+        det._s = template
+        det._capacity = cap
+        return det
+
+    def state_digest(self) -> str:
+        """A hash of the whole state (used by conformance tests to prove read-only scoring)."""
+        h = hashlib.blake2b(digest_size=16)
+        for name in sorted(self._s):
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(self._s[name]).tobytes())
+        return h.hexdigest()
+
+
+_ = LEVELS  # re-exported for readers of the state layout
