@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from causalwatch.errors import ConfigError
+from causalwatch.settings import Settings, load_settings
+
+
+def test_defaults_load() -> None:
+    s = load_settings()
+    assert isinstance(s, Settings)
+    assert s.kafka.topics[0].name == "metrics"
+    assert s.ingest.node_label == "service"
+
+
+def test_env_overrides_nested(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAUSALWATCH_KAFKA__BOOTSTRAP_SERVERS", "kafka:9092")
+    monkeypatch.setenv("CAUSALWATCH_KAFKA__TOPICS", "metrics, telegraf:influx ,prom:prometheus")
+    monkeypatch.setenv("CAUSALWATCH_DETECTOR__ALERT_THRESHOLD", "0.995")
+    s = load_settings()
+    assert s.kafka.bootstrap_servers == "kafka:9092"
+    assert [(t.name, t.format) for t in s.kafka.topics] == [
+        ("metrics", "auto"),
+        ("telegraf", "influx"),
+        ("prom", "prometheus"),
+    ]
+    assert s.detector.alert_threshold == 0.995
+
+
+def test_topics_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAUSALWATCH_KAFKA__TOPICS", '[{"name": "a", "format": "json"}]')
+    assert load_settings().kafka.topics[0].format == "json"
+
+
+def test_yaml_file_and_env_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "cw.yaml"
+    cfg.write_text(
+        "kafka:\n  group_id: from-yaml\n  bootstrap_servers: yaml:9092\nredis:\n  prefix: 'x:'\n"
+    )
+    monkeypatch.setenv("CAUSALWATCH_KAFKA__GROUP_ID", "from-env")
+    s = load_settings(cfg)
+    assert s.kafka.group_id == "from-env"  # env beats the file
+    assert s.kafka.bootstrap_servers == "yaml:9092"
+    assert s.redis.prefix == "x:"
+
+
+def test_config_file_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "cw.yaml"
+    cfg.write_text("log_level: DEBUG\n")
+    monkeypatch.setenv("CAUSALWATCH_CONFIG", str(cfg))
+    assert load_settings().log_level == "DEBUG"
+
+
+def test_bad_value_names_setting_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAUSALWATCH_DETECTOR__ALERT_THRESHOLD", "2")
+    with pytest.raises(ConfigError) as exc:
+        load_settings()
+    msg = str(exc.value)
+    assert "detector.alert_threshold" in msg
+    assert "CAUSALWATCH_DETECTOR__ALERT_THRESHOLD" in msg
+    assert exc.value.setting == "detector.alert_threshold"
+
+
+def test_cross_field_rule_names_both(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAUSALWATCH_DETECTOR__ALERT_THRESHOLD", "0.5")
+    with pytest.raises(ConfigError) as exc:
+        load_settings()
+    assert "clear_threshold" in str(exc.value) and "alert_threshold" in str(exc.value)
+
+
+def test_unknown_setting_rejected(tmp_path: Path) -> None:
+    cfg = tmp_path / "cw.yaml"
+    cfg.write_text("kafka:\n  bootstrap: oops\n")
+    with pytest.raises(ConfigError, match=r"kafka\.bootstrap"):
+        load_settings(cfg)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.yaml")
+
+
+def test_bad_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAUSALWATCH_REDIS__URL", "http://localhost")
+    with pytest.raises(ConfigError, match="CAUSALWATCH_REDIS__URL"):
+        load_settings()
+
+
+def test_missing_graph_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CAUSALWATCH_EXPLAINER__GRAPH_FILE", str(tmp_path / "g.csv"))
+    with pytest.raises(ConfigError, match="CAUSALWATCH_EXPLAINER__GRAPH_FILE"):
+        load_settings()
+
+
+def test_malformed_env_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAUSALWATCH_PUBLISH__WEBHOOKS", "not json")
+    with pytest.raises(ConfigError):
+        load_settings()
