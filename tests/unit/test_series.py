@@ -53,7 +53,7 @@ def test_node_falls_back_to_metric_name() -> None:
 def test_series_limit() -> None:
     idx = SeriesIndex(max_series=2)
     idx.rows_for(["a", "b"])
-    with pytest.raises(StateError, match="ingest.max_series"):
+    with pytest.raises(StateError, match=r"ingest\.max_series"):
         idx.add("c")
     assert idx.rows_for(["a"]).tolist() == [0]  # known series still fine
 
