@@ -26,6 +26,8 @@ Usage, as the pipeline wires it (``settings`` from :func:`causalwatch.settings.l
 time.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ingest.batch import assign_rows, next_offsets
 from ingest.decode import FORMATS, decode_batch, decode_record
 from ingest.validate import (
@@ -37,16 +39,41 @@ from ingest.validate import (
     sample_index_of,
 )
 
+if TYPE_CHECKING:
+    from ingest.deadletter import DeadLetterSink
+    from ingest.kafka_source import KafkaSink, KafkaSource, ensure_topics
+
 __all__ = [
     "FORMATS",
     "REASONS",
+    "DeadLetterSink",
     "IngestDecodeError",
     "IngestLimits",
     "IngestSchemaError",
+    "KafkaSink",
+    "KafkaSource",
     "assign_rows",
     "decode_batch",
     "decode_record",
+    "ensure_topics",
     "key_of",
     "next_offsets",
     "sample_index_of",
 ]
+
+_ADAPTERS = {
+    "DeadLetterSink": "ingest.deadletter",
+    "KafkaSink": "ingest.kafka_source",
+    "KafkaSource": "ingest.kafka_source",
+    "ensure_topics": "ingest.kafka_source",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Adapters load on first use so importing a pure core never imports kafka-python.
+    module = _ADAPTERS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ingest' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["ingest.validate", "ingest.decode", "ingest.batch"]
+MODULES = ["ingest.validate", "ingest.decode", "ingest.batch", "ingest.deadletter"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -1,0 +1,286 @@
+"""Kafka adapters: a consumer-group source with manual commits, a producer sink, topic set-up.
+
+:class:`KafkaSource` reads the input topics in a consumer group with
+``enable_auto_commit=False``. Offsets move forward in Kafka only when the pipeline calls
+:meth:`KafkaSource.commit` with the *next* offset to read, after what the records produced is
+published and checkpointed (at-least-once). On every partition assignment the source asks
+``resume_offsets`` (the pipeline's checkpoint) where to start and seeks there, so a restart
+resumes from the checkpoint, not from Kafka's committed offset; partitions the checkpoint
+does not know start from the committed offset, else ``auto_offset_reset``.
+
+Group timing comes from :class:`~causalwatch.settings.KafkaSettings`: kafka-python 3's
+default 45 s session makes a group join take ~23 s against tansu, the defaults there ~3 s.
+Every ``kafka.errors`` exception is wrapped into :class:`~causalwatch.errors.BackendError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from causalwatch.errors import BackendError
+from causalwatch.models import RawRecord
+from causalwatch.settings import KafkaSettings
+
+__all__ = ["KafkaSink", "KafkaSource", "ResumeOffsets", "ensure_topics"]
+
+log = logging.getLogger(__name__)
+
+TP = tuple[str, int]
+ResumeOffsets = Callable[[list[TP]], Mapping[TP, int]]
+Header = tuple[str, bytes]
+
+
+def _backend_error(what: str, exc: BaseException) -> BackendError:
+    retryable = bool(getattr(exc, "retriable", False)) or "Timeout" in type(exc).__name__
+    return BackendError(
+        f"kafka {what} failed: {type(exc).__name__}: {exc}",
+        backend="kafka",
+        retryable=retryable or type(exc).__name__ == "NoBrokersAvailable",
+    )
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, source: KafkaSource) -> None:
+        self.source = source
+
+    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        self.source._pending -= set(revoked)
+        log.info("partitions revoked", extra={"partitions": [tuple(tp) for tp in revoked]})
+
+    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        self.source._pending |= set(assigned)
+        log.info("partitions assigned", extra={"partitions": [tuple(tp) for tp in assigned]})
+        self.source._resume()  # seek before this poll fetches anything
+
+
+class KafkaSource:
+    """Batches of :class:`~causalwatch.models.RawRecord` from the input topics of a group.
+
+    Parameters
+    ----------
+    settings
+        Bootstrap servers, group, topics and the group timing/poll knobs.
+    resume_offsets
+        Called with the newly assigned ``(topic, partition)`` list; returns the next offset
+        to read for those it knows (the checkpoint). If it raises, the records of those
+        partitions are dropped and :meth:`next_batch` raises ``BackendError``; the next call
+        tries again, so nothing is read from a wrong position.
+    topics, group_id
+        Override ``settings.topics`` / ``settings.group_id`` (internal topics, tests).
+    """
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        *,
+        resume_offsets: ResumeOffsets | None = None,
+        topics: Sequence[str] | None = None,
+        group_id: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.topics = list(topics) if topics is not None else [t.name for t in settings.topics]
+        self.resume_offsets = resume_offsets
+        self._pending: set[TopicPartition] = set()
+        self._resume_error: BaseException | None = None
+        try:
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=settings.bootstrap_servers.split(","),
+                group_id=group_id if group_id is not None else settings.group_id,
+                client_id=settings.client_id,
+                enable_auto_commit=False,
+                auto_offset_reset=settings.auto_offset_reset,
+                session_timeout_ms=settings.session_timeout_ms,
+                heartbeat_interval_ms=settings.heartbeat_interval_ms,
+                max_poll_interval_ms=settings.max_poll_interval_ms,
+                max_poll_records=settings.max_poll_records,
+            )
+            self._consumer.subscribe(self.topics, listener=_Listener(self))
+        except KafkaError as exc:
+            raise _backend_error("consumer start", exc) from exc
+
+    def _resume(self) -> None:
+        if not self._pending:
+            return
+        if self.resume_offsets is None:
+            self._pending.clear()
+            return
+        try:
+            offsets = self.resume_offsets(sorted((tp.topic, tp.partition) for tp in self._pending))
+            for tp in self._pending:
+                offset = offsets.get((tp.topic, tp.partition))
+                if offset is not None:
+                    self._consumer.seek(tp, int(offset))
+        except Exception as exc:  # the checkpoint store failed: keep pending, retry later
+            self._resume_error = exc
+            return
+        log.info("resumed from checkpoint", extra={"offsets": dict(offsets)})
+        self._pending.clear()
+        self._resume_error = None
+
+    def next_batch(self, max_records: int) -> list[RawRecord]:
+        """Up to ``max_records`` records, waiting at most ``settings.poll_timeout_ms``."""
+        self._resume()
+        if self._resume_error is None:
+            try:
+                polled = self._consumer.poll(
+                    timeout_ms=self.settings.poll_timeout_ms, max_records=max_records
+                )
+            except KafkaError as exc:
+                raise _backend_error("poll", exc) from exc
+        else:
+            polled = {}
+        if self._resume_error is not None:
+            err = self._resume_error
+            for tp in self._pending.intersection(polled):  # read from a wrong position:
+                if polled[tp]:  # rewind so nothing is lost if the checkpoint lacks it
+                    self._consumer.seek(tp, polled[tp][0].offset)
+            polled = {tp: rs for tp, rs in polled.items() if tp not in self._pending}
+            if not polled:
+                raise BackendError(
+                    f"resume_offsets failed for {sorted(map(tuple, self._pending))}: {err!r}",
+                    backend="kafka",
+                ) from err
+        out: list[RawRecord] = []
+        for tp, recs in polled.items():
+            for r in recs:
+                out.append(
+                    RawRecord(tp.topic, tp.partition, r.offset, r.value or b"", r.timestamp, r.key)
+                )
+        return out
+
+    def commit(self, next_offsets: Mapping[TP, int]) -> None:
+        """Commit the NEXT offset to read per partition (last processed + 1)."""
+        assigned = self._consumer.assignment()
+        offsets = {
+            tp: OffsetAndMetadata(int(off), "", -1)
+            for (topic, part), off in next_offsets.items()
+            if (tp := TopicPartition(topic, part)) in assigned
+        }
+        if len(offsets) < len(next_offsets):
+            log.warning("skipped commit of unassigned partitions", extra={"n": len(next_offsets)})
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(offsets)
+        except KafkaError as exc:
+            raise _backend_error("commit", exc) from exc
+
+    def seek(self, next_offsets: Mapping[TP, int]) -> None:
+        """Move assigned partitions so the next record read is at the given offsets."""
+        try:
+            assigned = self._consumer.assignment()
+            for (topic, part), off in next_offsets.items():
+                tp = TopicPartition(topic, part)
+                if tp in assigned:
+                    self._consumer.seek(tp, int(off))
+        except KafkaError as exc:
+            raise _backend_error("seek", exc) from exc
+
+    def assignment(self) -> list[TP]:
+        return sorted((tp.topic, tp.partition) for tp in self._consumer.assignment())
+
+    def positions(self) -> dict[TP, int]:
+        """Next offset to read of each assigned partition."""
+        try:
+            return {
+                (tp.topic, tp.partition): int(self._consumer.position(tp))
+                for tp in self._consumer.assignment()
+            }
+        except KafkaError as exc:
+            raise _backend_error("position", exc) from exc
+
+    def lag(self) -> dict[TP, int]:
+        """Records behind the end of each assigned partition (end offset - position)."""
+        try:
+            tps = list(self._consumer.assignment())
+            if not tps:
+                return {}
+            ends = self._consumer.end_offsets(tps)
+            return {
+                (tp.topic, tp.partition): max(0, int(ends[tp]) - int(self._consumer.position(tp)))
+                for tp in tps
+            }
+        except KafkaError as exc:
+            raise _backend_error("lag", exc) from exc
+
+    def close(self) -> None:
+        try:
+            self._consumer.close(autocommit=False)
+        except KafkaError as exc:
+            raise _backend_error("close", exc) from exc
+
+
+class KafkaSink:
+    """A producer for internal and dead-letter topics; one flush per batch."""
+
+    def __init__(self, settings: KafkaSettings, *, flush_timeout_s: float = 30.0) -> None:
+        self.settings = settings
+        self.flush_timeout_s = flush_timeout_s
+        try:
+            self._producer = KafkaProducer(
+                bootstrap_servers=settings.bootstrap_servers.split(","),
+                client_id=settings.client_id,
+                acks="all",
+                linger_ms=5,
+                max_request_size=4 * 1_048_576,
+            )
+        except KafkaError as exc:
+            raise _backend_error("producer start", exc) from exc
+
+    def write_batch(
+        self, topic: str, items: Sequence[tuple[bytes | None, bytes, list[Header]]]
+    ) -> None:
+        """Send ``(key, value, headers)`` items and wait until all are acknowledged."""
+        try:
+            futures = [
+                self._producer.send(topic, value=value, key=key, headers=headers)
+                for key, value, headers in items
+            ]
+            self._producer.flush(timeout=self.flush_timeout_s)
+            for fut in futures:
+                fut.get(timeout=0)
+        except KafkaError as exc:
+            raise _backend_error(f"produce to {topic!r}", exc) from exc
+
+    def ensure_topics(self, partitions: Mapping[str, int]) -> None:
+        ensure_topics(self.settings.bootstrap_servers, partitions, self.settings.client_id)
+
+    def close(self) -> None:
+        try:
+            self._producer.close(timeout=self.flush_timeout_s)
+        except KafkaError as exc:
+            raise _backend_error("producer close", exc) from exc
+
+
+def ensure_topics(
+    bootstrap_servers: str, partitions: Mapping[str, int], client_id: str = "causalwatch"
+) -> None:
+    """Create the missing topics with the given partition counts (existing ones untouched)."""
+    admin: Any = None
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap_servers.split(","), client_id=client_id
+        )
+        existing = set(admin.list_topics())
+        new = [
+            NewTopic(name, num_partitions=n, replication_factor=1)
+            for name, n in partitions.items()
+            if name not in existing
+        ]
+        if new:
+            admin.create_topics(new, raise_errors=False)
+    except TopicAlreadyExistsError:
+        pass
+    except KafkaError as exc:
+        raise _backend_error("topic creation", exc) from exc
+    finally:
+        if admin is not None:
+            admin.close()

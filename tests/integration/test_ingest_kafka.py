@@ -1,0 +1,311 @@
+"""Ingest against a real Kafka-protocol broker (tansu): group consume, decode, dead-letter,
+commit and resume."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from kafka import KafkaConsumer
+from kafka.structs import TopicPartition
+
+from causalwatch.embedded import EmbeddedBroker
+from causalwatch.errors import BackendError
+from causalwatch.models import RawRecord
+from causalwatch.settings import KafkaSettings, TopicSettings
+from ingest import (
+    DeadLetterSink,
+    IngestLimits,
+    KafkaSink,
+    KafkaSource,
+    decode_batch,
+    ensure_topics,
+    next_offsets,
+)
+
+pytestmark = pytest.mark.integration
+
+NOW = time.time()
+TS_NS = int(NOW) * 1_000_000_000
+TS_RFC = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(NOW)))
+
+
+def kafka_settings(broker: EmbeddedBroker, uid: str, topics: list[TopicSettings]) -> KafkaSettings:
+    # Short group timings keep the join at a few seconds against tansu (see NOTES.md).
+    return KafkaSettings(
+        bootstrap_servers=broker.bootstrap,
+        group_id=f"g-{uid}",
+        client_id=f"c-{uid}",
+        topics=topics,
+        session_timeout_ms=6_000,
+        heartbeat_interval_ms=1_000,
+        max_poll_interval_ms=8_000,
+        poll_timeout_ms=200,
+    )
+
+
+def consume(source: KafkaSource, n: int, timeout_s: float = 30.0) -> list[RawRecord]:
+    out: list[RawRecord] = []
+    deadline = time.monotonic() + timeout_s
+    while len(out) < n and time.monotonic() < deadline:
+        out.extend(source.next_batch(1_000))
+    return out
+
+
+def read_topic(bootstrap: str, topic: str, n: int, timeout_s: float = 15.0) -> list[object]:
+    consumer = KafkaConsumer(bootstrap_servers=[bootstrap], enable_auto_commit=False)
+    try:
+        deadline = time.monotonic() + timeout_s
+        parts = None
+        while not parts and time.monotonic() < deadline:
+            parts = consumer.partitions_for_topic(topic)
+            if not parts:
+                time.sleep(0.1)
+        assert parts, f"topic {topic} not found"
+        tps = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        out: list[object] = []
+        while len(out) < n and time.monotonic() < deadline:
+            for recs in consumer.poll(timeout_ms=200).values():
+                out.extend(recs)
+        return out
+    finally:
+        consumer.close()
+
+
+GOOD = {
+    "json": [
+        json.dumps({"name": "lat", "labels": {"service": "api"}, "timestamp": NOW, "value": 1.5}),
+        json.dumps(
+            [
+                {"name": "lat", "labels": {"service": "db"}, "timestamp": TS_RFC, "value": 2},
+                {"name": "err_total", "timestamp": NOW, "value": 0},
+            ]
+        ),
+    ],
+    "prometheus": [
+        json.dumps(
+            {
+                "timestamp": TS_RFC,
+                "value": "9876.5",
+                "name": "up",
+                "labels": {"__name__": "up", "instance": "h:9100", "job": "node"},
+            }
+        ),
+    ],
+    "influx": [
+        f"cpu,host=web-1 usage_idle=97.5,usage_user=1.25 {TS_NS}\n"
+        f"mem,host=web-1 used_percent=41.2 {TS_NS}\n",
+    ],
+}
+# (value, format, expected reason, expected sample index or None)
+BAD = [
+    ("{not json", "json", "not_json", None),
+    ("", "json", "empty", None),
+    (json.dumps({"name": "lat", "timestamp": NOW}), "json", "missing_field", 0),
+    (
+        f'[{{"name": "lat", "timestamp": {NOW}, "value": 1}},'
+        f' {{"name": "lat", "timestamp": {NOW}, "value": NaN}}]',
+        "json",
+        "nan_value",
+        1,
+    ),
+    (json.dumps({"name": "lat", "timestamp": NOW + 86_400, "value": 1}), "json", "ts_future", 0),
+    (
+        json.dumps({"timestamp": TS_RFC, "value": "+Inf", "name": "up"}),
+        "prometheus",
+        "inf_value",
+        0,
+    ),
+    (
+        json.dumps({"timestamp": "last tuesday", "value": "1", "name": "up"}),
+        "prometheus",
+        "bad_timestamp",
+        0,
+    ),
+    ("not line protocol at all", "influx", "not_format", 0),
+    (f'svc,host=a status="ok" {TS_NS}', "influx", "non_numeric_field", 0),
+]
+
+
+def test_formats_decode_and_bad_records_reach_the_dlq(broker: EmbeddedBroker, uid: str) -> None:
+    names = {fmt: f"in-{fmt}-{uid}" for fmt in GOOD}
+    settings = kafka_settings(
+        broker,
+        uid,
+        [TopicSettings(name=names[f], format=f) for f in GOOD],  # type: ignore[arg-type]
+    )
+    ensure_topics(broker.bootstrap, {name: 2 for name in names.values()})
+    sink = KafkaSink(settings)
+    n_records = 0
+    for fmt, values in GOOD.items():
+        sink.write_batch(names[fmt], [(b"k", v.encode(), []) for v in values])
+        n_records += len(values)
+    for i, (value, fmt, _, _) in enumerate(BAD):
+        sink.write_batch(names[fmt], [(f"bad-{i}".encode(), value.encode(), [])])
+        n_records += 1
+
+    source = KafkaSource(settings)
+    try:
+        records = consume(source, n_records)
+        assert len(records) == n_records
+        formats = {t.name: t.format for t in settings.topics}
+        batch, errors = decode_batch(records, formats, IngestLimits(), time.time())
+        assert sorted(set(batch.series_keys)) == [
+            'cpu_usage_idle{host="web-1"}',
+            'cpu_usage_user{host="web-1"}',
+            "err_total",
+            "lat",
+            'lat{service="api"}',
+            'lat{service="db"}',
+            'mem_used_percent{host="web-1"}',
+            'up{instance="h:9100",job="node"}',
+        ]
+        assert len(batch) == 8  # 3 json + 1 prometheus + 3 influx + the good half of the NaN pair
+        dlq = DeadLetterSink(sink, suffix=".dlq")
+        dlq.write_batch(errors)
+        assert sum(dlq.counts.values()) == len(BAD) == dlq.total
+        assert dlq.counts["not_json"] == 1 and dlq.counts["non_numeric_field"] == 1
+        assert lag_settles_to_zero(source)
+    finally:
+        source.close()
+        sink.close()
+
+    by_source: dict[bytes, tuple[str, dict[str, bytes], bytes]] = {}
+    for fmt in GOOD:
+        expected = sum(1 for _, f, _, _ in BAD if f == fmt)
+        got = read_topic(broker.bootstrap, names[fmt] + ".dlq", expected)
+        assert len(got) == expected
+        for r in got:
+            headers = dict(r.headers)  # type: ignore[attr-defined]
+            assert headers["x-causalwatch-source-topic"] == names[fmt].encode()
+            by_source[r.key] = (fmt, headers, r.value)  # type: ignore[attr-defined]
+    for i, (value, fmt, reason, index) in enumerate(BAD):
+        got_fmt, headers, raw = by_source[f"bad-{i}".encode()]
+        assert got_fmt == fmt
+        assert raw == value.encode()
+        assert headers["x-causalwatch-reason"] == reason.encode()
+        assert headers["x-causalwatch-message"]
+        assert int(headers["x-causalwatch-source-partition"]) in (0, 1)
+        assert int(headers["x-causalwatch-source-offset"]) >= 0
+        if index is None:
+            assert "x-causalwatch-sample-index" not in headers
+        else:
+            assert headers["x-causalwatch-sample-index"] == str(index).encode()
+
+
+def lag_settles_to_zero(source: KafkaSource) -> bool:
+    lag = source.lag()
+    return bool(lag) and all(v == 0 for v in lag.values())
+
+
+def _produce_numbered(sink: KafkaSink, topic: str, start: int, n: int) -> None:
+    sink.write_batch(
+        topic,
+        [
+            (None, json.dumps({"name": "n", "timestamp": NOW, "value": i}).encode(), [])
+            for i in range(start, start + n)
+        ],
+    )
+
+
+def _values(records: list[RawRecord]) -> list[float]:
+    return sorted(json.loads(r.value)["value"] for r in records)
+
+
+def test_commit_then_new_consumer_in_group_resumes_after_commit(
+    broker: EmbeddedBroker, uid: str
+) -> None:
+    topic = f"resume-{uid}"
+    settings = kafka_settings(broker, uid, [TopicSettings(name=topic, format="json")])
+    ensure_topics(broker.bootstrap, {topic: 2})
+    sink = KafkaSink(settings)
+    _produce_numbered(sink, topic, 0, 10)
+    first = KafkaSource(settings)
+    try:
+        got = consume(first, 10)
+        assert _values(got) == list(range(10))
+        # Process only the first 6 (in offset order per partition) and commit those.
+        done = sorted(got, key=lambda r: (r.partition, r.offset))[:6]
+        first.commit(next_offsets(done))
+    finally:
+        first.close()
+    rest = {(r.partition, r.offset) for r in got} - {(r.partition, r.offset) for r in done}
+    _produce_numbered(sink, topic, 10, 3)
+    second = KafkaSource(settings)
+    try:
+        again = consume(second, len(rest) + 3)
+        assert {(r.partition, r.offset) for r in again} >= rest
+        assert _values(again) == sorted(
+            [json.loads(r.value)["value"] for r in got if (r.partition, r.offset) in rest]
+            + [10, 11, 12]
+        )
+        assert second.positions() == {
+            (topic, p): 1 + max(r.offset for r in got + again if r.partition == p)
+            for p in (0, 1)
+            if any(r.partition == p for r in got + again)
+        }
+    finally:
+        second.close()
+        sink.close()
+
+
+def test_resume_offsets_callback_overrides_committed_offsets(
+    broker: EmbeddedBroker, uid: str
+) -> None:
+    topic = f"ckpt-{uid}"
+    settings = kafka_settings(broker, uid, [TopicSettings(name=topic, format="json")])
+    ensure_topics(broker.bootstrap, {topic: 1})
+    sink = KafkaSink(settings)
+    _produce_numbered(sink, topic, 0, 8)
+    sink.close()
+    asked: list[list[tuple[str, int]]] = []
+
+    def checkpoint(tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        asked.append(tps)
+        return {(topic, 0): 5}  # the checkpoint covers offsets 0..4
+
+    source = KafkaSource(settings, resume_offsets=checkpoint)
+    try:
+        got = consume(source, 3)
+        assert [r.offset for r in got] == [5, 6, 7]
+        assert asked == [[(topic, 0)]]
+        source.commit({(topic, 0): 8})
+        source.seek({(topic, 0): 2})
+        assert [r.offset for r in consume(source, 6)] == [2, 3, 4, 5, 6, 7]
+    finally:
+        source.close()
+
+
+def test_failing_checkpoint_store_raises_backend_error_and_reads_nothing(
+    broker: EmbeddedBroker, uid: str
+) -> None:
+    topic = f"ckfail-{uid}"
+    settings = kafka_settings(broker, uid, [TopicSettings(name=topic, format="json")])
+    ensure_topics(broker.bootstrap, {topic: 1})
+    sink = KafkaSink(settings)
+    _produce_numbered(sink, topic, 0, 4)
+    sink.close()
+    calls = {"n": 0}
+
+    def flaky(tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConnectionError("redis down")
+        return {(topic, 0): 1}
+
+    source = KafkaSource(settings, resume_offsets=flaky)
+    try:
+        deadline = time.monotonic() + 30
+        raised = False
+        while not raised and time.monotonic() < deadline:
+            try:
+                assert source.next_batch(100) == []
+            except BackendError as exc:
+                raised = "redis down" in str(exc)
+        assert raised
+        assert [r.offset for r in consume(source, 3)] == [1, 2, 3]
+    finally:
+        source.close()
