@@ -297,7 +297,9 @@ class Scenario:
     ``target_node`` is the node furthest downstream of the roots where the fault is clearly
     visible in ``fault_metric`` (the natural series to alert on and explain); with two roots
     a node both degrade is preferred. ``visibility[node]`` is that robust z (fault window
-    against the 240 steps before it).
+    against the 240 steps before it). ``edge_lags[(cause, effect)]`` is the delay in steps
+    with which an edge acts and ``edge_shapes`` its form (``linear``, ``convex``,
+    ``concave``), for judging learned graphs (Granger sees only lags >= 1).
     """
 
     graph: ServiceGraph
@@ -316,6 +318,8 @@ class Scenario:
     step_s: float
     seed: int
     visibility: dict[str, float] = field(default_factory=dict)
+    edge_lags: dict[tuple[str, str], int] = field(default_factory=dict)
+    edge_shapes: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @property
     def nodes(self) -> tuple[str, ...]:
@@ -510,6 +514,8 @@ def simulate(
 
     # Per-edge parameters: call fraction, latency weight, shape, lag (caller, callee order).
     callees: list[list[tuple[int, float, float, str, int]]] = [[] for _ in range(n)]
+    edge_lags: dict[tuple[str, str], int] = {}
+    edge_shapes: dict[tuple[str, str], str] = {}
     for cause, effect in graph.edges:
         frac = float(rng.uniform(0.3, 1.0))
         weight = float(rng.uniform(0.6, 1.0))
@@ -521,6 +527,8 @@ def simulate(
         )
         lag = int(rng.integers(0, max_lag + 1))
         callees[pos[effect]].append((pos[cause], frac, weight, shape, lag))
+        edge_lags[(cause, effect)] = lag
+        edge_shapes[(cause, effect)] = shape
 
     # Load: daily curve (trough at midnight UTC) with slow AR noise.
     day = 2 * math.pi * ((ts % 86400.0) / 86400.0)
@@ -644,6 +652,8 @@ def simulate(
         step_s=float(step_s),
         seed=seed,
         visibility=vis,
+        edge_lags=edge_lags,
+        edge_shapes=edge_shapes,
     )
 
 
