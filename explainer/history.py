@@ -1,0 +1,187 @@
+"""Per-series ring buffers of recent ``(ts, value)`` samples, and time alignment.
+
+Struct-of-arrays: two 2-D arrays ``[rows, history_points]`` (timestamps in unix seconds and
+values) plus a write head and a fill count per row. Appending a batch is ``O(batch)``
+and vectorised; memory is fixed at ``rows · history_points · 16`` bytes, growing only when
+the series index grows (capacity doubles).
+
+Why ring buffers and not a dense time grid: series arrive on their own clocks with gaps
+(a 5-minute bucket with no traffic is simply absent), and an explanation needs the last
+few hundred points of a handful of rows, aligned only then, on the union of their
+timestamps binned to a common step (:meth:`History.aligned`). Long gaps between samples
+(days) are skipped, not filled, so a reference window made of older data still works.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from causalwatch.errors import StateError
+
+__all__ = ["History", "infer_step"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+def infer_step(ts: FloatArray) -> float:
+    """Median positive spacing of sorted unique timestamps; 0.0 when there are fewer than 2.
+
+    >>> infer_step(np.array([0.0, 60.0, 120.0, 300.0, 360.0]))
+    60.0
+    """
+    u = np.unique(np.asarray(ts, dtype=np.float64)[np.isfinite(ts)])
+    if u.size < 2:
+        return 0.0
+    return float(np.median(np.diff(u)))
+
+
+class History:
+    """Ring buffers of the last ``points`` samples of every row.
+
+    >>> h = History(points=4)
+    >>> h.append(np.array([0, 1, 0]), np.array([10.0, 10.0, 20.0]), np.array([1.0, 5.0, 2.0]))
+    >>> h.latest(np.array([0, 1]))[1].tolist()
+    [2.0, 5.0]
+    >>> ts, v = h.aligned(np.array([0, 1]), end_ts=20.0, step_s=10.0, n_points=3)
+    >>> ts.tolist(), v.tolist()
+    ([10.0, 20.0], [[1.0, 2.0], [5.0, nan]])
+    """
+
+    def __init__(self, points: int = 512, capacity: int = 0) -> None:
+        if points < 2:
+            raise StateError(f"explainer.history_points must be >= 2 (got {points})")
+        self.points = int(points)
+        self.ts = np.full((capacity, self.points), np.nan)
+        self.value = np.full((capacity, self.points), np.nan)
+        self.head = np.zeros(capacity, dtype=np.int64)
+        self.count = np.zeros(capacity, dtype=np.int64)
+
+    @property
+    def capacity(self) -> int:
+        return int(self.head.shape[0])
+
+    def nbytes(self) -> int:
+        return int(self.ts.nbytes + self.value.nbytes + self.head.nbytes + self.count.nbytes)
+
+    def ensure(self, n_rows: int) -> None:
+        """Grow to at least ``n_rows`` rows (doubling)."""
+        cap = self.capacity
+        if n_rows <= cap:
+            return
+        new = max(n_rows, 2 * cap, 8)
+        pad = new - cap
+        self.ts = np.vstack([self.ts, np.full((pad, self.points), np.nan)])
+        self.value = np.vstack([self.value, np.full((pad, self.points), np.nan)])
+        self.head = np.concatenate([self.head, np.zeros(pad, dtype=np.int64)])
+        self.count = np.concatenate([self.count, np.zeros(pad, dtype=np.int64)])
+
+    def append(self, rows: IntArray, ts: FloatArray, x: FloatArray) -> None:
+        """Append samples in arrival order; a row may repeat within the batch. ``O(batch)``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size == 0:
+            return
+        if rows.min() < 0:
+            raise StateError(f"history: negative row {int(rows.min())}")
+        self.ensure(int(rows.max()) + 1)
+        order = np.argsort(rows, kind="stable")
+        r = rows[order]
+        n = r.size
+        start = np.r_[True, r[1:] != r[:-1]]
+        first = np.maximum.accumulate(np.where(start, np.arange(n), 0))
+        k = np.arange(n) - first  # rank of the sample within its row, in arrival order
+        per_row = np.bincount(r, minlength=self.capacity)
+        keep = k >= per_row[r] - self.points  # only the last `points` of a row matter
+        r, k, o = r[keep], k[keep], order[keep]
+        pos = (self.head[r] + k) % self.points
+        self.ts[r, pos] = np.asarray(ts, dtype=np.float64)[o]
+        self.value[r, pos] = np.asarray(x, dtype=np.float64)[o]
+        self.head = (self.head + per_row[: self.capacity]) % self.points
+        self.count = np.minimum(self.count + per_row[: self.capacity], self.points)
+
+    def clear(self, rows: IntArray) -> None:
+        """Forget rows (a series was evicted from the index)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        rows = rows[rows < self.capacity]
+        self.ts[rows] = np.nan
+        self.value[rows] = np.nan
+        self.head[rows] = 0
+        self.count[rows] = 0
+
+    def latest(self, rows: IntArray) -> tuple[FloatArray, FloatArray]:
+        """Timestamp and value of the most recently appended sample of each row (NaN if none)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out_t = np.full(rows.size, np.nan)
+        out_v = np.full(rows.size, np.nan)
+        ok = rows < self.capacity
+        pos = (self.head[rows[ok]] - 1) % self.points
+        out_t[ok] = self.ts[rows[ok], pos]
+        out_v[ok] = self.value[rows[ok], pos]
+        return out_t, out_v
+
+    def row_ts(self, row: int) -> FloatArray:
+        if row >= self.capacity:
+            return np.empty(0)
+        t = self.ts[row]
+        return np.sort(t[np.isfinite(t)])
+
+    def aligned(
+        self, rows: IntArray, end_ts: float, step_s: float, n_points: int
+    ) -> tuple[FloatArray, FloatArray]:
+        """Values of ``rows`` on the last ``n_points`` occupied time bins up to ``end_ts``.
+
+        Bins are ``step_s`` wide and end at ``end_ts`` (bin ``j`` holds
+        ``(end_ts - (j+1)·step_s, end_ts - j·step_s]``); only bins where at least one of the
+        rows has a sample count, so gaps are skipped. A row's value in a bin is the mean of
+        its samples there, NaN when it has none. Returns ``(bin_end_ts, values)`` with
+        ``values`` of shape ``(len(rows), bins)``, oldest first. Cost ``O(rows · points)``.
+        """
+        if step_s <= 0:
+            raise StateError(f"history: step_s must be > 0 (got {step_s})")
+        rows = np.asarray(rows, dtype=np.int64)
+        m = rows.size
+        if m == 0:
+            return np.empty(0), np.empty((0, 0))
+        live = rows < self.capacity
+        T = np.full((m, self.points), np.nan)
+        V = np.full((m, self.points), np.nan)
+        T[live] = self.ts[rows[live]]
+        V[live] = self.value[rows[live]]
+        ok = np.isfinite(T) & (end_ts >= T)
+        j = np.floor((end_ts - np.where(ok, T, end_ts)) / step_s + 1e-9).astype(np.int64)
+        if not ok.any():
+            return np.empty(0), np.empty((m, 0))
+        bins = np.unique(j[ok])[:n_points]  # nearest bins first
+        bins = bins[::-1]  # oldest first
+        col = np.full(int(j[ok].max()) + 1, -1, dtype=np.int64)
+        col[bins] = np.arange(bins.size)
+        c = np.where(ok, col[np.where(ok, j, 0)], -1)
+        use = c >= 0
+        flat = (np.arange(m)[:, None] * bins.size + c)[use]
+        sums = np.bincount(flat, weights=V[use], minlength=m * bins.size)
+        cnt = np.bincount(flat, minlength=m * bins.size)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            vals = np.where(cnt > 0, sums / np.maximum(cnt, 1), np.nan)
+        return end_ts - bins * step_s, vals.reshape(m, bins.size)
+
+    def to_arrays(self, prefix: str = "history.") -> dict[str, np.ndarray]:
+        return {
+            prefix + "ts": self.ts.copy(),
+            prefix + "value": self.value.copy(),
+            prefix + "head": self.head.copy(),
+            prefix + "count": self.count.copy(),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str = "history.") -> History:
+        try:
+            ts = np.array(arrays[prefix + "ts"], dtype=np.float64)
+            h = cls(points=int(ts.shape[1]) if ts.ndim == 2 else 2)
+            h.ts = ts.reshape(-1, h.points)
+            h.value = np.array(arrays[prefix + "value"], dtype=np.float64).reshape(-1, h.points)
+            h.head = np.array(arrays[prefix + "head"], dtype=np.int64)
+            h.count = np.array(arrays[prefix + "count"], dtype=np.int64)
+        except KeyError as exc:
+            raise StateError(f"history snapshot lacks array {exc}") from exc
+        return h
