@@ -41,7 +41,8 @@ from ingest.validate import (
 
 if TYPE_CHECKING:
     from ingest.deadletter import DeadLetterSink
-    from ingest.kafka_source import KafkaSink, KafkaSource, ensure_topics
+    from ingest.kafka_sink import KafkaSink, ensure_topics
+    from ingest.kafka_source import KafkaSource
 
 __all__ = [
     "FORMATS",
@@ -63,9 +64,9 @@ __all__ = [
 
 _ADAPTERS = {
     "DeadLetterSink": "ingest.deadletter",
-    "KafkaSink": "ingest.kafka_source",
+    "KafkaSink": "ingest.kafka_sink",
     "KafkaSource": "ingest.kafka_source",
-    "ensure_topics": "ingest.kafka_source",
+    "ensure_topics": "ingest.kafka_sink",
 }
 
 

@@ -1,4 +1,4 @@
-"""Kafka adapters: a consumer-group source with manual commits, a producer sink, topic set-up.
+"""Kafka consumer adapter: a consumer-group source with manual commits and checkpoint resume.
 
 :class:`KafkaSource` reads the input topics in a consumer group with
 ``enable_auto_commit=False``. Offsets move forward in Kafka only when the pipeline calls
@@ -11,23 +11,24 @@ does not know start from the committed offset, else ``auto_offset_reset``.
 Group timing comes from :class:`~causalwatch.settings.KafkaSettings`: kafka-python 3's
 default 45 s session makes a group join take ~23 s against tansu, the defaults there ~3 s.
 Every ``kafka.errors`` exception is wrapped into :class:`~causalwatch.errors.BackendError`.
+The producer side (:class:`KafkaSink`, :func:`ensure_topics`) lives in
+:mod:`ingest.kafka_sink` and is re-exported here.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.admin import NewTopic
+from kafka import KafkaConsumer
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from causalwatch.errors import BackendError
 from causalwatch.models import RawRecord
 from causalwatch.settings import KafkaSettings
+from ingest.kafka_sink import KafkaSink, _backend_error, ensure_topics
 
 __all__ = ["KafkaSink", "KafkaSource", "ResumeOffsets", "ensure_topics"]
 
@@ -35,16 +36,6 @@ log = logging.getLogger(__name__)
 
 TP = tuple[str, int]
 ResumeOffsets = Callable[[list[TP]], Mapping[TP, int]]
-Header = tuple[str, bytes]
-
-
-def _backend_error(what: str, exc: BaseException) -> BackendError:
-    retryable = bool(getattr(exc, "retriable", False)) or "Timeout" in type(exc).__name__
-    return BackendError(
-        f"kafka {what} failed: {type(exc).__name__}: {exc}",
-        backend="kafka",
-        retryable=retryable or type(exc).__name__ == "NoBrokersAvailable",
-    )
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -216,71 +207,3 @@ class KafkaSource:
             self._consumer.close(autocommit=False)
         except KafkaError as exc:
             raise _backend_error("close", exc) from exc
-
-
-class KafkaSink:
-    """A producer for internal and dead-letter topics; one flush per batch."""
-
-    def __init__(self, settings: KafkaSettings, *, flush_timeout_s: float = 30.0) -> None:
-        self.settings = settings
-        self.flush_timeout_s = flush_timeout_s
-        try:
-            self._producer = KafkaProducer(
-                bootstrap_servers=settings.bootstrap_servers.split(","),
-                client_id=settings.client_id,
-                acks="all",
-                linger_ms=5,
-                max_request_size=4 * 1_048_576,
-            )
-        except KafkaError as exc:
-            raise _backend_error("producer start", exc) from exc
-
-    def write_batch(
-        self, topic: str, items: Sequence[tuple[bytes | None, bytes, list[Header]]]
-    ) -> None:
-        """Send ``(key, value, headers)`` items and wait until all are acknowledged."""
-        try:
-            futures = [
-                self._producer.send(topic, value=value, key=key, headers=headers)
-                for key, value, headers in items
-            ]
-            self._producer.flush(timeout=self.flush_timeout_s)
-            for fut in futures:
-                fut.get(timeout=0)
-        except KafkaError as exc:
-            raise _backend_error(f"produce to {topic!r}", exc) from exc
-
-    def ensure_topics(self, partitions: Mapping[str, int]) -> None:
-        ensure_topics(self.settings.bootstrap_servers, partitions, self.settings.client_id)
-
-    def close(self) -> None:
-        try:
-            self._producer.close(timeout=self.flush_timeout_s)
-        except KafkaError as exc:
-            raise _backend_error("producer close", exc) from exc
-
-
-def ensure_topics(
-    bootstrap_servers: str, partitions: Mapping[str, int], client_id: str = "causalwatch"
-) -> None:
-    """Create the missing topics with the given partition counts (existing ones untouched)."""
-    admin: Any = None
-    try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap_servers.split(","), client_id=client_id
-        )
-        existing = set(admin.list_topics())
-        new = [
-            NewTopic(name, num_partitions=n, replication_factor=1)
-            for name, n in partitions.items()
-            if name not in existing
-        ]
-        if new:
-            admin.create_topics(new, raise_errors=False)
-    except TopicAlreadyExistsError:
-        pass
-    except KafkaError as exc:
-        raise _backend_error("topic creation", exc) from exc
-    finally:
-        if admin is not None:
-            admin.close()
