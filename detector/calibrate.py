@@ -26,7 +26,7 @@ FloatArray = npt.NDArray[np.float64]
 
 #: |z| levels at which exceedance frequencies are tracked.
 LEVELS: FloatArray = np.array([1.0, 2.0, 3.0, 4.0, 5.5, 7.5], dtype=np.float64)
-_LOG_LEVELS_GAP = np.diff(LEVELS)
+_LOG_LAST_GAP = float(np.log(LEVELS[-1] / LEVELS[-2]))
 
 
 def _gauss_two_sided(z: float) -> float:
@@ -55,11 +55,12 @@ def tail_probability(a: FloatArray, table: FloatArray, floor: float) -> FloatArr
     floor
         Smallest frequency a table entry is trusted to (about the update rate).
 
-    Beyond the last level the tail is extrapolated with the steeper of the last segment's
-    slope and a Laplace-like minimum slope, so larger deviations always rank higher.
+    Beyond the last level the tail is extrapolated as a power law in ``a`` (the steeper of
+    the last segment's slope and ``a**-2``), so larger deviations always rank higher but
+    probabilities stay within what a float score ``1 - p`` can resolve.
 
     >>> p = tail_probability(np.array([0.0, 2.0, 20.0]), np.tile(prior_table(), (3, 1)), 1e-4)
-    >>> [round(float(v), 4) for v in p[:2]], bool(p[2] < 1e-8)
+    >>> [round(float(v), 4) for v in p[:2]], bool(p[2] < 1e-5)
     ([1.0, 0.0455], True)
     """
     logt = np.log(np.maximum(table, floor))
@@ -79,10 +80,11 @@ def tail_probability(a: FloatArray, table: FloatArray, floor: float) -> FloatArr
     l1 = logp_knots[rows, seg_in + 1]
     frac = (a - z0) / (z1 - z0)
     logp_in = l0 + frac * (l1 - l0)
-    # extrapolate past the last level
-    last_slope = (logt[:, -1] - logt[:, -2]) / _LOG_LEVELS_GAP[-1]
-    slope = np.minimum(last_slope, -1.0)
-    logp_out = logt[:, -1] + slope * (a - LEVELS[-1])
+    # extrapolate past the last level with a power-law (Pareto) tail: heavy enough that one
+    # wild point does not reach absurd probabilities, and still strictly decreasing
+    last_slope = (logt[:, -1] - logt[:, -2]) / _LOG_LAST_GAP
+    slope = np.minimum(last_slope, -2.0)
+    logp_out = logt[:, -1] + slope * np.log(np.maximum(a, LEVELS[-1]) / LEVELS[-1])
     logp = np.where(inside, logp_in, logp_out)
     out: FloatArray = np.exp(np.minimum(logp, 0.0))
     return out

@@ -1,0 +1,309 @@
+"""NAB benchmark on the dev split: the product detector against causal peers.
+
+Usage::
+
+    python bench/nab.py [--data ../shared/data/nab-dev] [--calibrate-only] [--no-peers]
+                        [--direct] [--markdown FILE]
+
+What it does (scoring rules: ../shared/data/nab-dev/SCORING.md, see bench/_nab_scoring.py):
+
+1. Checks the scorer on NAB's published windowed-Gaussian scores (must give 38.63 / 17.22 /
+   47.38).
+2. Runs the product detector over all dev files through the replay code path
+   (``causalwatch.replay.score_arrays``: the same decode -> detect path as
+   ``causalwatch replay --scores-out``; ``--direct`` calls ``Detector.step`` instead), and
+   the peers: river StandardAbsoluteDeviation and HalfSpaceTrees, and NAB's windowed
+   Gaussian. Every detector scores each point before learning it.
+3. Reports per detector: optimised-threshold scores on the three profiles, the same with
+   the product's alert de-duplication applied to the thresholded scores, the product's own
+   alerts (the ``alert`` column, no sweep), windows hit and false alarms, microseconds per
+   point, bytes of state per series, and a 2-fold split (threshold chosen on one half of
+   the files, applied to the other, both ways).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _nab_peers import river_hst, river_sad, state_bytes_river, windowed_gaussian  # noqa: E402
+from _nab_scoring import (  # noqa: E402
+    PROFILES,
+    FileLabels,
+    Prepared,
+    build_labels,
+    load_corpus,
+    load_timestamps,
+    prepare,
+    score_at,
+    sweep,
+    to_unix,
+)
+
+from detector.core import Detector, DetectorConfig  # noqa: E402
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab-dev"
+CALIBRATION = {"standard": 38.63, "reward_low_FP_rate": 17.22, "reward_low_FN_rate": 47.38}
+SHORT = {"standard": "std", "reward_low_FP_rate": "lowFP", "reward_low_FN_rate": "lowFN"}
+
+
+@dataclass
+class Corpus:
+    names: list[str]
+    ts: list[np.ndarray]
+    x: list[np.ndarray]
+    labels: list[FileLabels]
+    prep: Prepared = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.prep = prepare(self.labels)
+
+    def cut(self, per_file: list[np.ndarray]) -> np.ndarray:
+        """Concatenate per-file row arrays, dropping probation rows (scorer's row order)."""
+        return np.concatenate([a[f.probation :] for a, f in zip(per_file, self.labels)])
+
+    def subset(self, idx: list[int]) -> Prepared:
+        return prepare([self.labels[i] for i in idx])
+
+
+def load(root: Path) -> Corpus:
+    names, windows = load_corpus(root)
+    ts, xs, labs = [], [], []
+    for nm in names:
+        raw_ts, x = load_timestamps(root / "data" / nm)
+        ts.append(to_unix(raw_ts))
+        xs.append(x)
+        labs.append(build_labels(nm, raw_ts, windows[nm]))
+    return Corpus(names, ts, xs, labs)
+
+
+def calibration_check(root: Path, corpus: Corpus) -> dict[str, float]:
+    scores = []
+    for nm, f in zip(corpus.names, corpus.labels):
+        _, s = load_timestamps(root / "calibration" / "windowedGaussian" / nm)
+        scores.append(s[f.probation :])
+    sc = np.concatenate(scores)
+    return {p: sweep(corpus.prep, sc, p)[0] for p in PROFILES}
+
+
+# ----------------------------------------------------------------------------- detectors
+def interleave(corpus: Corpus) -> tuple[np.ndarray, np.ndarray]:
+    """Row per sample and an order that takes the k-th point of every file in turn, so a
+    batch holds many series (as live traffic does) and each file stays in time order."""
+    rows = np.concatenate([np.full(len(x), i, dtype=np.int64) for i, x in enumerate(corpus.x)])
+    pos = np.concatenate([np.arange(len(x)) for x in corpus.x])
+    order = np.lexsort((rows, pos))
+    return rows[order], order
+
+
+def run_product(corpus: Corpus, direct: bool) -> tuple[list[np.ndarray], list[np.ndarray], float]:
+    """Product scores and own alerts (``fired``) per file, and seconds spent."""
+    t0 = time.perf_counter()
+    if not direct:
+        try:
+            from causalwatch.replay import score_arrays
+            from causalwatch.settings import load_settings
+        except ImportError:
+            direct = True
+    if direct:
+        det = Detector(DetectorConfig(), capacity=len(corpus.names))
+        rows, order = interleave(corpus)
+        ts_all = np.concatenate(corpus.ts)[order]
+        x_all = np.concatenate(corpus.x)[order]
+        sc_all = np.empty(len(order))
+        al_all = np.empty(len(order), dtype=bool)
+        for i in range(0, len(order), 4096):
+            res = det.step(rows[i : i + 4096], ts_all[i : i + 4096], x_all[i : i + 4096])
+            sc_all[order[i : i + 4096]] = res.score
+            al_all[order[i : i + 4096]] = res.fired
+        bounds = np.cumsum([0] + [len(x) for x in corpus.x])
+        scores = [sc_all[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        alerts = [al_all[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        return scores, alerts, time.perf_counter() - t0
+    keys = [f"nab_{i:02d}" for i in range(len(corpus.names))]
+    rows, order = interleave(corpus)
+    series = np.array(keys, dtype=object)[rows]
+    # replay validates timestamps against "now" (max_age_s): NAB is years old
+    settings = load_settings(ingest={"max_age_s": 1e12, "max_future_s": 1e12})
+    out = score_arrays(
+        series.tolist(), np.concatenate(corpus.ts)[order], np.concatenate(corpus.x)[order], settings
+    )
+    scores, alerts = [], []
+    for k, x in zip(keys, corpus.x):
+        m = out["series"] == k
+        if int(m.sum()) != len(x):
+            raise SystemExit(f"replay accepted {int(m.sum())} of {len(x)} samples of {k}")
+        scores.append(np.asarray(out["score"][m], dtype=np.float64))
+        alerts.append(np.asarray(out["alert"][m], dtype=bool))
+    return scores, alerts, time.perf_counter() - t0
+
+
+def dedup(ts: np.ndarray, s: np.ndarray, thr: float, gap_s: float) -> np.ndarray:
+    """Detections ``s >= thr``, keeping only those at least ``gap_s`` after the last kept one
+    (the product's de-duplication rule, applied to any detector's scores)."""
+    cand = np.flatnonzero(s >= thr)
+    keep = np.zeros(len(s), dtype=bool)
+    if cand.size == 0:
+        return keep
+    ct = ts[cand]
+    nxt = np.searchsorted(ct, ct + gap_s, side="left")
+    j = 0
+    while j < len(cand):
+        keep[cand[j]] = True
+        j = int(nxt[j])
+    return keep
+
+
+def dedup_sweep(
+    corpus: Corpus, scores: list[np.ndarray], idx: list[int], profile: str, gaps: list[float]
+) -> tuple[float, float]:
+    """Best threshold when detections are de-duplicated (the detection set then depends on
+    the threshold, so we sweep a grid: quantiles of the upper tail plus the top values)."""
+    prep = corpus.subset(idx)
+    allsc = np.concatenate([scores[i] for i in idx])
+    q = 1.0 - np.logspace(-5.0, -0.3, 120)
+    grid = np.unique(np.concatenate([np.quantile(allsc, q), np.sort(allsc)[-200:]]))
+    best, best_t = -1e9, float("inf")
+    for t in grid:
+        det = [
+            dedup(corpus.ts[i], scores[i], float(t), gaps[i])[corpus.labels[i].probation :]
+            for i in idx
+        ]
+        v = score_at(prep, np.concatenate(det).astype(float), 0.5, profile)["score"]
+        if v > best:
+            best, best_t = v, float(t)
+    return best, best_t
+
+
+def evaluate(
+    corpus: Corpus,
+    name: str,
+    scores: list[np.ndarray],
+    alerts: list[np.ndarray] | None,
+    seconds: float,
+    bytes_state: int,
+    gaps: list[float],
+) -> dict[str, object]:
+    every = list(range(len(corpus.names)))
+    sc = corpus.cut(scores)
+    row: dict[str, object] = {"detector": name, "bytes": bytes_state}
+    n_pts = sum(len(x) for x in corpus.x)
+    row["us_per_point"] = 1e6 * seconds / n_pts
+    thr_std = None
+    for p in PROFILES:
+        v, t = sweep(corpus.prep, sc, p)
+        row[f"opt_{SHORT[p]}"] = v
+        if p == "standard":
+            thr_std = t
+    assert thr_std is not None
+    at = score_at(corpus.prep, sc, thr_std, "standard")
+    row["opt_hit"], row["opt_fa"] = at["hit"], at["fa"]
+    for p in PROFILES:
+        row[f"dedup_{SHORT[p]}"] = dedup_sweep(corpus, scores, every, p, gaps)[0]
+    if alerts is not None:
+        al = corpus.cut([a.astype(float) for a in alerts])
+        for p in PROFILES:
+            r = score_at(corpus.prep, al, 0.5, p)
+            row[f"own_{SHORT[p]}"] = r["score"]
+            if p == "standard":
+                row["own_hit"], row["own_fa"] = r["hit"], r["fa"]
+    # 2-fold split: alternate files (sorted by name) into halves A and B
+    halves = (every[0::2], every[1::2])
+    folds = []
+    for a, b in ((0, 1), (1, 0)):
+        pa, pb = corpus.subset(list(halves[a])), corpus.subset(list(halves[b]))
+        sa = np.concatenate([scores[i][corpus.labels[i].probation :] for i in halves[a]])
+        sb = np.concatenate([scores[i][corpus.labels[i].probation :] for i in halves[b]])
+        _, t = sweep(pa, sa, "standard")
+        folds.append(score_at(pb, sb, t, "standard")["score"])
+    row["split_AtoB"], row["split_BtoA"] = folds
+    return row
+
+
+def fmt_table(rows: list[dict[str, object]]) -> str:
+    cols = [
+        ("detector", "detector", "{}"),
+        ("opt std/lowFP/lowFN", ("opt_std", "opt_lowFP", "opt_lowFN"), "{:.2f}"),
+        ("dedup std/lowFP/lowFN", ("dedup_std", "dedup_lowFP", "dedup_lowFN"), "{:.2f}"),
+        ("own alerts std/lowFP/lowFN", ("own_std", "own_lowFP", "own_lowFN"), "{:.2f}"),
+        ("hit/FA (opt std)", ("opt_hit", "opt_fa"), "{}"),
+        ("hit/FA (own)", ("own_hit", "own_fa"), "{}"),
+        ("split A→B / B→A", ("split_AtoB", "split_BtoA"), "{:.2f}"),
+        ("µs/point", "us_per_point", "{:.1f}"),
+        ("state B/series", "bytes", "{}"),
+    ]
+    head = "| " + " | ".join(c[0] for c in cols) + " |"
+    sep = "|" + "|".join("---" for _ in cols) + "|"
+    lines = [head, sep]
+    for r in rows:
+        cells = []
+        for _, key, f in cols:
+            keys = key if isinstance(key, tuple) else (key,)
+            vals = [r.get(k) for k in keys]
+            cells.append(" / ".join("–" if v is None else f.format(v) for v in vals))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--calibrate-only", action="store_true")
+    ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--direct", action="store_true", help="call Detector.step, not replay")
+    ap.add_argument("--markdown", type=Path, help="also write the table to this file")
+    args = ap.parse_args(argv)
+    if not args.data.is_dir():
+        print(f"NAB data folder {args.data} is absent", file=sys.stderr)
+        return 2
+    corpus = load(args.data)
+    cal = calibration_check(args.data, corpus)
+    ok = all(abs(cal[p] - CALIBRATION[p]) < 0.01 for p in PROFILES)
+    print(
+        "scorer calibration (windowedGaussian published scores): "
+        + " / ".join(f"{cal[p]:.2f}" for p in PROFILES)
+        + (" OK" if ok else " MISMATCH")
+    )
+    if not ok:
+        return 1
+    if args.calibrate_only:
+        return 0
+    cfg = DetectorConfig()
+    gaps = []
+    for ts in corpus.ts:
+        dt = float(np.median(np.diff(ts[: min(len(ts), 1000)])))
+        gaps.append(max(cfg.min_alert_gap_s, cfg.min_alert_gap_points * dt))
+    rows = []
+    scores, alerts, sec = run_product(corpus, args.direct)
+    bytes_prod = Detector(cfg, capacity=1).bytes_per_series
+    label = "causalwatch (replay path)" if not args.direct else "causalwatch (Detector.step)"
+    rows.append(evaluate(corpus, label, scores, alerts, sec, bytes_prod, gaps))
+    print(fmt_table(rows), flush=True)
+    if not args.no_peers:
+        peers = [
+            ("windowed Gaussian (NAB)", windowed_gaussian, 6400 * 8 + 100 * 8),
+            ("river StandardAbsoluteDeviation", river_sad, state_bytes_river("sad")),
+            ("river HalfSpaceTrees", river_hst, state_bytes_river("hst")),
+        ]
+        for name, fn, nbytes in peers:
+            t0 = time.perf_counter()
+            ps = [fn(ts, x) for ts, x in zip(corpus.ts, corpus.x)]
+            rows.append(evaluate(corpus, name, ps, None, time.perf_counter() - t0, nbytes, gaps))
+            print(f"  ran {name}", flush=True)
+    table = fmt_table(rows)
+    print(table)
+    if args.markdown:
+        args.markdown.write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
