@@ -33,8 +33,10 @@ PROM_SERVICES = {"auth"}
 
 
 def _influx_line(metric: str, node: str, t: float, v: float) -> str:
-    # Telegraf names a series measurement_field; here measurement=metric, field=value.
-    return f"{metric},service={node} value={v!r} {int(t * 1e9)}"
+    # Ingest names a line-protocol series <measurement>_<field>, as Telegraf's Prometheus
+    # output does: "latency,service=x ms=12.5" is the series latency_ms{service="x"}.
+    measurement, _, fld = metric.partition("_")
+    return f"{measurement},service={node} {fld}={v!r} {int(t * 1e9)}"
 
 
 def _prom_record(metric: str, node: str, t: float, v: float) -> bytes:
@@ -50,7 +52,13 @@ def _prom_record(metric: str, node: str, t: float, v: float) -> bytes:
 
 
 def produce_scenario(
-    sink: Any, scenario: Scenario, start: int, stop: int, *, bad_records: bool = True
+    sink: Any,
+    scenario: Scenario,
+    start: int,
+    stop: int,
+    *,
+    bad_records: bool = True,
+    topics: tuple[str, str, str] = (JSON_TOPIC, INFLUX_TOPIC, PROM_TOPIC),
 ) -> int:
     """Produce time steps ``[start, stop)``: one JSON array per step for most services,
     Influx lines for payment services, prometheus-kafka-adapter records for auth."""
@@ -91,9 +99,10 @@ def produce_scenario(
                 [],
             )
         )
-    sink.write_batch(JSON_TOPIC, json_items)
-    sink.write_batch(INFLUX_TOPIC, influx_items)
-    sink.write_batch(PROM_TOPIC, prom_items)
+    json_topic, influx_topic, prom_topic = topics
+    sink.write_batch(json_topic, json_items)
+    sink.write_batch(influx_topic, influx_items)
+    sink.write_batch(prom_topic, prom_items)
     return sent
 
 
@@ -123,7 +132,7 @@ def run_demo(
 ) -> int:
     """Run the demo; returns 0 when the injected root cause is ranked first."""
     from causalwatch.service import serve
-    from ingest.kafka_source import KafkaSink, ensure_topics
+    from ingest.kafka_sink import KafkaSink, ensure_topics
 
     stop = stop or threading.Event()
     echo("causalwatch demo: starting an embedded Kafka-protocol broker and Redis ...")

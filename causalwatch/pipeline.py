@@ -28,8 +28,6 @@ from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
-from detector.core import Detector, DetectorConfig, DetectorResult
-from explainer.core import Explainer, ExplainerConfig
 
 from causalwatch.checkpoint import Checkpoint, RedisCheckpointStore
 from causalwatch.errors import BackendError, RecordError, SchemaError
@@ -38,6 +36,8 @@ from causalwatch.publish.metrics import IncidentScore, PipelineStats, SeriesView
 from causalwatch.series import SeriesIndex, series_hash
 from causalwatch.settings import Settings
 from causalwatch.wire import SCORE_FIELDS, decode_columns, encode_columns
+from detector.core import Detector, DetectorConfig, DetectorResult
+from explainer.core import Explainer, ExplainerConfig
 from explainer.dag import DependencyGraph
 from ingest import IngestLimits, assign_rows, decode_batch
 
@@ -59,6 +59,7 @@ IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 Offsets = dict[tuple[str, int], int]
+Item = tuple[bytes | None, bytes, list[tuple[str, bytes]]]  # key, value, headers
 
 
 # --------------------------------------------------------------------------------------
@@ -269,13 +270,20 @@ def series_view(cores: Cores) -> SeriesView | None:
             keys=keys,
             nodes=nodes,
             score=det.last_score[rows].copy(),
-            severity=det.last_severity[rows].copy(),
+            severity=_severity(det.last_score[rows]),
             value=det.last_value[rows].copy(),
             expected=det.last_expected[rows].copy(),
             lower=det.last_lower[rows].copy(),
             upper=det.last_upper[rows].copy(),
             alert=det.in_alert[rows].copy(),
         )
+
+
+def _severity(score: FloatArray) -> FloatArray:
+    # Same scale as DetectorResult.severity: 100 at a tail probability of 1e-8.
+    p = np.maximum(1.0 - np.nan_to_num(score, nan=0.0), 1e-300)
+    out: FloatArray = np.clip(100.0 * -np.log10(p) / 8.0, 0.0, 100.0)
+    return out
 
 
 def incident_scores(cores: Cores) -> list[IncidentScore]:
@@ -286,9 +294,9 @@ def incident_scores(cores: Cores) -> list[IncidentScore]:
         out = []
         for inc in exp.open_incidents():
             for rc in inc.root_causes:
-                out.append(
-                    IncidentScore(inc.incident_id, inc.target_node, rc.node, rc.score, rc.share)
-                )
+                node, score = rc[0], rc[1]
+                share = float(rc[2]) if len(rc) > 2 else float("nan")
+                out.append(IncidentScore(inc.incident_id, inc.target_node, node, score, share))
         return out
 
 
@@ -308,9 +316,7 @@ class Outbox(Protocol):
 
 
 class Producer(Protocol):
-    def write_batch(
-        self, topic: str, items: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]
-    ) -> None: ...
+    def write_batch(self, topic: str, items: list[Item]) -> None: ...
 
 
 @dataclass
@@ -359,6 +365,7 @@ class Stage:
         self.timers = timers or Timers()
         self.formats = {t.name: t.format for t in settings.kafka.topics}
         self.limits = ingest_limits(settings)
+        self.hooks: list[Callable[[float], None]] = []
 
     # -- input topics of this stage
     def topics(self) -> list[str]:
@@ -410,7 +417,9 @@ class Stage:
         self.cores.index, self.cores.detector, self.cores.explainer = index, detector, explainer
 
     def periodic(self, now_s: float) -> None:
-        """Housekeeping between batches (graph reloads, mutes, eviction): subclasses."""
+        """Housekeeping between batches: graph reloads, mutes (hooks added by the service)."""
+        for hook in self.hooks:
+            hook(now_s)
 
 
 class AllStage(Stage):
@@ -453,7 +462,7 @@ class IngestStage(Stage):
         producer = self.sinks.producer
         if producer is not None and len(batch):
             topic = self.settings.kafka.samples_topic
-            items = []
+            items: list[Item] = []
             for _part, idx in _partitioned(
                 batch.series_keys, self.settings.kafka.internal_partitions
             ).items():
@@ -489,7 +498,7 @@ class DetectorStage(Stage):
         res = out.result
         if producer is not None and res is not None:
             b = out.batch
-            items = []
+            items: list[Item] = []
             for _part, idx in _partitioned(
                 b.series_keys, self.settings.kafka.internal_partitions
             ).items():

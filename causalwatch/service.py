@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from explainer.redis_dag_cache import RedisDagCache
 
 from causalwatch import __version__
 from causalwatch.checkpoint import RedisCheckpointStore
@@ -37,6 +36,7 @@ from causalwatch.publish.metrics import MetricsServer, PipelineStats, build_regi
 from causalwatch.publish.redis import ResultStore, connect
 from causalwatch.settings import Settings
 from explainer.dag import DependencyGraph, load_graph
+from explainer.redis_dag_cache import RedisDagCache
 
 __all__ = ["Service", "serve"]
 
@@ -56,6 +56,11 @@ class Service:
     stop: threading.Event
     ready: threading.Event = field(default_factory=threading.Event)
     closers: list[Callable[[], None]] = field(default_factory=list)
+    error: BaseException | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return self.error is None and not self.stop.is_set()
 
     @property
     def cores(self) -> Cores:
@@ -154,8 +159,8 @@ def serve(
 ) -> Service:
     """Run one process role until ``stop`` is set (``block=False``: in a thread)."""
     from ingest.deadletter import DeadLetterSink
-
-    from ingest.kafka_source import KafkaSink, KafkaSource, ensure_topics
+    from ingest.kafka_sink import KafkaSink, ensure_topics
+    from ingest.kafka_source import KafkaSource
 
     stop = stop or threading.Event()
     stats = PipelineStats()
@@ -246,7 +251,7 @@ def serve(
             stats.webhook_deliveries.clear()
             stats.webhook_deliveries.update(dispatcher.counters())
 
-    stage.periodic = periodic  # type: ignore[method-assign]
+    stage.hooks.append(periodic)
     checkpoints = RedisCheckpointStore(
         client, f"{prefix}checkpoint:{settings.kafka.group_id}:{stage_name}"
     )
@@ -272,6 +277,14 @@ def serve(
                 max_records=settings.kafka.max_poll_records,
                 on_batch=svc.ready.set,
             )
+        except BaseException as exc:
+            # Unexpected: record it (readiness fails), stop, and let the caller exit non-zero;
+            # a restart resumes from the last checkpoint.
+            svc.error = exc
+            stop.set()
+            log.exception("stage loop failed", extra={"stage": stage_name})
+            if block:
+                raise
         finally:
             for close in reversed(closers):
                 try:
@@ -318,8 +331,10 @@ def _start_api(
         explain=explain,
         dispatcher=dispatcher,
         token=settings.api.token,
-        ready=lambda: not svc.stop.is_set(),
-        settings=settings,
+        ready=lambda: svc.healthy,
+        node_label=settings.ingest.node_label,
+        alert_queue_size=settings.api.alert_queue_size,
+        alert_workers=settings.api.alert_workers,
     )
     config = uvicorn.Config(
         app, host=settings.api.host, port=settings.api.port, log_level="warning", lifespan="on"
