@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install the tools the deploy tests run, on a fresh Debian machine (CI calls this from
+# .ci/run; developers may run it too). Idempotent: it installs only what is missing.
+#
+#   prometheus               promtool (check config/rules, unit-test rules) and the server
+#                            the scrape integration test starts
+#   prometheus-alertmanager  amtool (check the Alertmanager config, test its routes)
+#   docker-compose           `docker-compose config` validates docker-compose.yml against
+#                            the Compose schema; it needs no Docker engine for that
+set -euo pipefail
+
+need=()
+command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+
+if [ "${#need[@]}" -eq 0 ]; then
+    echo "deploy/ci-install.sh: promtool, amtool and docker-compose already installed"
+    exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+echo "deploy/ci-install.sh: installing ${need[*]}"
+$SUDO apt-get update -qq
+# --no-install-recommends keeps node-exporter and friends out; policy-rc.d on CI machines
+# stops the packages' services from starting, and the tests start their own Prometheus.
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+promtool --version 2>&1 | head -n 1
+amtool --version 2>&1 | head -n 1
+docker-compose version 2>&1 | head -n 1
