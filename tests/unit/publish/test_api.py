@@ -77,9 +77,10 @@ STEP_S = 60.0
 N_POINTS = 200
 
 
-def build_explainer() -> Callable[[str, str | None, float], Explanation]:
-    """A real Explainer over db -> api -> web with a fault injected in db in the last bins;
-    returns its ``explain`` behind a lock (the explainer is not thread-safe)."""
+def build_explainer(t0: float = T0) -> Callable[[str, str | None, float], Explanation]:
+    """A real Explainer over db -> api -> web with a fault injected in db in the last bins
+    (samples every STEP_S from ``t0``); returns its ``explain`` behind a lock (the explainer
+    is not thread-safe)."""
     idx = SeriesIndex()
     graph = DependencyGraph([Edge("db", "api"), Edge("api", "web")])
     ex = Explainer(ExplainerConfig(step_s=STEP_S, learn_graph=False), graph, idx)
@@ -90,7 +91,7 @@ def build_explainer() -> Callable[[str, str | None, float], Explanation]:
         db = rng.normal(10, 1) + (8 if t >= N_POINTS - 5 else 0)
         api = 2 * db + rng.normal()
         web = api + 5 + rng.normal()
-        ex.observe(rows, np.full(3, T0 + STEP_S * t), np.array([db, api, web]))
+        ex.observe(rows, np.full(3, t0 + STEP_S * t), np.array([db, api, web]))
     lock = threading.Lock()
 
     def explain(node: str, series: str | None, at: float) -> Explanation:
