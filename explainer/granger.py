@@ -347,8 +347,10 @@ def select_pairs(
     if X.shape[0] >= 4 and n > 1 and per_effect > 0:
         D = np.diff(X, axis=0)
         D = np.where(np.isfinite(D), D, np.nan)
-        mu = np.nanmean(np.where(np.isfinite(D), D, np.nan), axis=0) if D.size else np.zeros(n)
-        mu = np.where(np.isfinite(mu), mu, 0.0)
+        # Mean over finite entries without nanmean's "empty slice" warning on all-NaN columns.
+        finite = np.isfinite(D)
+        count = finite.sum(axis=0)
+        mu = np.where(finite, D, 0.0).sum(axis=0) / np.maximum(count, 1)
         Z = np.where(np.isfinite(D), D - mu, 0.0)
         sd = np.sqrt((Z**2).sum(axis=0))
         sd = np.where(sd > 0, sd, np.inf)
