@@ -105,6 +105,10 @@ class Feedback(Protocol):
 
 class Dispatcher(Protocol):
     def enqueue_alerts(self, events: Sequence[AlertEvent], now: float | None = None) -> int: ...
+    def counters(self) -> dict[tuple[str, str], int]: ...
+    def outbox_size(self) -> int: ...
+    def dead_entries(self) -> list[dict[str, Any]]: ...
+    def requeue_dead(self, entry_id: str, now: float | None = None) -> bool: ...
 
 
 # ---------------------------------------------------------------- bodies
@@ -232,8 +236,29 @@ class AmWebhook(BaseModel):
     alerts: list[AmAlert] = Field(max_length=10_000)
 
 
+class WebhookStatus(BaseModel):
+    outbox_size: int = Field(description="deliveries waiting or being retried")
+    dead: int = Field(description="deliveries that gave up, kept for inspection")
+    deliveries: dict[str, dict[str, int]] = Field(description="kind -> outcome -> count")
+
+
+class DeadDelivery(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    url: str
+    kind: str
+    event: str
+    attempts: int
+    last_error: str | None = None
+    dead_at: float = Field(description="unix seconds")
+
+
+class DeadList(BaseModel):
+    dead: list[DeadDelivery]
+
+
 class Accepted(BaseModel):
-    accepted: int = Field(description="alerts queued for enrichment")
+    accepted: int = Field(description="alerts (or deliveries) queued")
 
 
 # ---------------------------------------------------------------- alert enrichment
@@ -718,6 +743,46 @@ def create_app(
         if not enricher.submit(payload):
             return _error(503, "alert enrichment queue is full", {"Retry-After": "5"})
         return {"accepted": len(payload.alerts)}
+
+    def _dispatcher() -> Dispatcher:
+        if dispatcher is None:
+            raise BackendError("no webhook dispatcher in this process", backend="webhooks")
+        return dispatcher
+
+    @api.get("/webhooks", response_model=WebhookStatus, tags=["webhooks"])
+    def webhook_status() -> Any:
+        """Outgoing deliveries: outbox size, dead entries and outcome counts since start."""
+        d = _dispatcher()
+        by_kind: dict[str, dict[str, int]] = {}
+        for (kind, outcome), n in sorted(d.counters().items()):
+            by_kind.setdefault(kind, {})[outcome] = n
+        return {
+            "outbox_size": d.outbox_size(),
+            "dead": len(d.dead_entries()),
+            "deliveries": by_kind,
+        }
+
+    @api.get("/webhooks/dead", response_model=DeadList, tags=["webhooks"])
+    def dead_deliveries() -> Any:
+        """Deliveries that gave up (last error, attempts), oldest first; bodies left out."""
+        return {
+            "dead": [
+                {k: v for k, v in e.items() if k != "body"} for e in _dispatcher().dead_entries()
+            ]
+        }
+
+    @api.post(
+        "/webhooks/dead/{entry_id}/retry",
+        status_code=202,
+        response_model=Accepted,
+        tags=["webhooks"],
+        responses=not_found,
+    )
+    def retry_dead(entry_id: str) -> Any:
+        """Put a dead delivery back into the outbox with a fresh attempt budget."""
+        if not _dispatcher().requeue_dead(entry_id):
+            return _error(404, f"no dead delivery {entry_id!r}")
+        return {"accepted": 1}
 
     app.include_router(api)
     return app

@@ -476,3 +476,30 @@ def test_alertmanager_queue_full_answers_503(stack):
         gate_open = True
         app.state.enricher.drain()
         assert c.post("/api/v1/alertmanager", json=ALERT_PAYLOAD).status_code == 202
+
+
+def test_webhook_status_dead_list_and_retry(redis_server, uid):
+    with Receiver(fail_first=1, fail_status=400) as rx:
+        s = make_stack(redis_server.url, uid, [WebhookSettings(url=rx.url)])
+        assert s.dispatcher is not None
+        try:
+            s.dispatcher.enqueue([make_explanation()])
+            assert s.dispatcher.deliver_due() == {"dead": 1}
+            with ApiClient(s.app(), headers=AUTH) as c:
+                st = c.get("/api/v1/webhooks").json()
+                assert st == {"outbox_size": 0, "dead": 1, "deliveries": {"generic": {"dead": 1}}}
+                (dead,) = c.get("/api/v1/webhooks/dead").json()["dead"]
+                assert dead["last_error"].startswith("HTTP 400") and "body" not in dead
+                assert c.post(f"/api/v1/webhooks/dead/{dead['id']}/retry").status_code == 202
+                assert c.post(f"/api/v1/webhooks/dead/{dead['id']}/retry").status_code == 404
+                assert c.get("/api/v1/webhooks").json()["outbox_size"] == 1
+            assert s.dispatcher.deliver_due() == {"delivered": 1}  # the receiver is fixed now
+            assert len(rx.wait_for(1)) == 1
+        finally:
+            s.dispatcher.close()
+            s.client.close()
+
+
+def test_webhook_endpoints_without_dispatcher(http):
+    r = http.get("/api/v1/webhooks")
+    assert r.status_code == 503 and "no webhook dispatcher" in r.json()["detail"]
