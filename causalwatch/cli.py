@@ -131,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         logging.basicConfig(level=logging.WARNING)
+        logging.getLogger("kafka").setLevel(logging.ERROR)
+        logging.getLogger("explainer").setLevel(logging.WARNING)
         from causalwatch.demo import run_demo
 
         return run_demo(once=args.once, timeout_s=args.timeout, seed=args.seed)
@@ -257,10 +259,9 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _graph(args: argparse.Namespace, settings: Any) -> int:
-    from explainer.redis_dag_cache import RedisDagCache
-
     from causalwatch.publish.redis import connect
     from explainer.dag import load_graph
+    from explainer.redis_dag_cache import RedisDagCache
 
     cache = RedisDagCache(connect(settings.redis.url), prefix=settings.redis.prefix)
     if args.graph_command == "load":

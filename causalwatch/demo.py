@@ -174,34 +174,46 @@ def run_demo(
         )
         echo(f"  broker  {broker.bootstrap}   redis  {redis_srv.url}")
         sink = KafkaSink(settings.kafka)
-        ensure_topics(broker.bootstrap, {JSON_TOPIC: 2, INFLUX_TOPIC: 1, PROM_TOPIC: 1})
+        # One partition each: a message holds many series, and a series' samples must stay in
+        # order (producers that key by series can use as many partitions as they like).
+        ensure_topics(broker.bootstrap, {JSON_TOPIC: 1, INFLUX_TOPIC: 1, PROM_TOPIC: 1})
         sent = produce_scenario(sink, scenario, 0, n_points - 10)
         echo(
             f"  streamed {sent:,} samples of {len(scenario.series_keys)} series "
             f"({len(scenario.nodes)} services, 2 days at 1-minute steps; JSON, Influx line "
             f"protocol and prometheus-kafka-adapter) plus 3 bad records"
         )
-        echo(f"  injected fault: {scenario.fault_kind} at {root!r}, 45 minutes before now")
+        echo(
+            f"  injected fault: {scenario.fault_kind} at {root!r}, from an hour ago "
+            "for 45 minutes"
+        )
         svc = serve(settings, "all", stop=stop, block=False)
         best: Explanation | None = None
         started = time.monotonic()
         try:
             while time.monotonic() - started < timeout_s and not stop.is_set():
                 time.sleep(0.5)
-                found = [
-                    e for e in svc.results.recent(200) if e.target.node != root and e.root_causes
+                in_fault = [
+                    e
+                    for e in svc.results.recent(500)
+                    if e.root_causes
+                    and scenario.fault_start_ts <= e.detected_at <= scenario.fault_end_ts
                 ]
-                if found:
-                    # The explanation of the most downstream, most severe target.
+                if in_fault:
+                    # The most downstream target first (that is where users get paged),
+                    # then the most severe.
                     best = max(
-                        found,
+                        in_fault,
                         key=lambda e: (
-                            e.target.node == scenario.target_node,
+                            e.target.series == scenario.target_series,
+                            e.target.node != root,
                             e.severity,
                             e.version,
                         ),
                     )
-                    if best.target.node == scenario.target_node or time.monotonic() - started > 20:
+                    if best.target.series == scenario.target_series or (
+                        time.monotonic() - started > 30
+                    ):
                         break
             if best is None:
                 echo(f"no explanation within {timeout_s:.0f}s")
