@@ -91,6 +91,8 @@ def fit_linear_scm(
     huber_k: float = 2.0,
     iterations: int = 3,
     ridge: float = 1e-3,
+    nonnegative: bool = True,
+    flat_prior: float = 1.0,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Fit ``x_j = a_j + Σ β_jk x_k`` per node on ``data`` ``(nodes, T)``.
 
@@ -99,7 +101,12 @@ def fit_linear_scm(
     left out. Huber IRLS (``iterations`` rounds, threshold ``huber_k`` robust SDs) keeps a
     few spikes in the reference window from bending the fit; ``ridge`` (relative to the
     standardised parents) keeps collinear parents stable. A node with too few points for
-    its parents gets the intercept-only model.
+    its parents gets the intercept-only model. With ``nonnegative`` (the default) slopes
+    are constrained to be >= 0 (active set): edges point the way degradation propagates
+    (a slower callee never makes its caller faster), and the constraint keeps a handful of
+    collinear parents from getting large opposite-signed slopes on small data. A parent that
+    is constant over the reference window (availability at 100%) gets the slope
+    ``flat_prior``: its effect cannot be learned, and assuming none would blame the child.
 
     Returns ``(intercept (nodes,), B (nodes, nodes) with B[j, k] = β_jk, medians (nodes,))``.
     """
@@ -121,8 +128,15 @@ def fit_linear_scm(
         mu = X.mean(axis=0)
         sd = X.std(axis=0)
         live = sd > 1e-12 * np.maximum(np.abs(mu), 1.0)
+        # A parent that never moved in the reference window has an unidentifiable slope;
+        # assume one-to-one propagation (prior slope 1) rather than none, otherwise the
+        # child's residual would absorb every fault of that parent.
+        flat = [k for k, ok_k in zip(pa, live) if not ok_k]
+        B[j, flat] = flat_prior
         if not live.any():
+            intercept[j] = float(np.median(yy - X[:, ~live] @ np.full((~live).sum(), flat_prior)))
             continue
+        yy = yy - X[:, ~live] @ np.full((~live).sum(), flat_prior)
         Z = (X[:, live] - mu[live]) / sd[live]
         Z1 = np.c_[np.ones(Z.shape[0]), Z]
         pen = np.full(Z1.shape[1], ridge * Z.shape[0])
@@ -131,14 +145,23 @@ def fit_linear_scm(
         coef = np.zeros(Z1.shape[1])
         for _ in range(max(iterations, 1)):
             Zw = Z1 * w[:, None]
-            coef = np.linalg.solve(Z1.T @ Zw + np.diag(pen), Zw.T @ yy)
+            G, h = Z1.T @ Zw + np.diag(pen), Zw.T @ yy
+            act = np.ones(Z1.shape[1], dtype=bool)
+            for _ in range(Z1.shape[1]):  # active set: drop negative slopes, re-solve
+                coef = np.zeros(Z1.shape[1])
+                coef[act] = np.linalg.solve(G[np.ix_(act, act)], h[act])
+                neg = act & (coef < 0)
+                neg[0] = False
+                if not (nonnegative and neg.any()):
+                    break
+                act &= ~neg
             r = yy - Z1 @ coef
             s = robust_scale(r)
             if not np.isfinite(s) or s <= 0:
                 break
             a = np.abs(r) / (huber_k * float(s))
             w = np.where(a <= 1.0, 1.0, 1.0 / np.maximum(a, 1e-12))
-        beta = np.zeros(len(pa))
+        beta = np.full(len(pa), flat_prior)
         beta[live] = coef[1:] / sd[live]
         B[j, pa] = beta
         intercept[j] = coef[0] - float(beta[live] @ mu[live])
@@ -254,6 +277,8 @@ def attribute(
     n_samples: int = 256,
     n_permutations: int = 32,
     exact_max: int = 8,
+    player_z: float = 2.0,
+    max_players: int = 24,
 ) -> Attribution:
     """Attribute the ``target``'s deviation in ``anomaly`` to the nodes' mechanisms.
 
@@ -300,8 +325,10 @@ def attribute(
     n_anom = np.isfinite(res_anom).sum(axis=1).astype(np.int64)
     center = np.where(n_ref > 0, _nanmedian(res_ref, axis=1), 0.0)
     sigma = robust_scale(res_ref, axis=1)
-    sd = np.sqrt(np.nanmean((res_ref - center[:, None]) ** 2, axis=1)) if ref.shape[1] else sigma
-    level = np.abs(np.where(np.isfinite(med), med, 0.0))
+    dev2 = np.where(np.isfinite(res_ref), (res_ref - center[:, None]) ** 2, 0.0)
+    sd = np.sqrt(dev2.sum(axis=1) / np.maximum(n_ref, 1))
+    # a flat reference (availability at 100%) has no scale: floor it at 0.1% of the level
+    level = np.maximum(np.abs(np.nan_to_num(med)), np.nan_to_num(_nanmedian(np.abs(anom), axis=1)))
     floor = np.maximum(1e-3 * level, 1e-9)
     sigma = np.where(
         np.isfinite(sigma) & (sigma > floor), sigma, np.maximum(np.nan_to_num(sd), floor)
@@ -317,7 +344,15 @@ def attribute(
     tref = ref[target][np.isfinite(ref[target])]
     deviation = float(np.median(dev_t) - np.median(tref)) if dev_t.size and tref.size else 0.0
 
-    players = np.flatnonzero(np.abs(c) > 0)
+    # Players are the nodes that moved (|z| >= player_z) and reach the target, at most
+    # max_players by |push on the target|; the rest stay random background noise in every
+    # coalition (their Shapley value is ~0 anyway), which keeps the game small and often exact.
+    push = np.abs(c * shift)
+    cand = np.flatnonzero((np.abs(c) > 0) & (np.abs(z) >= player_z))
+    if target not in cand.tolist():
+        cand = np.append(cand, target)
+    players = np.sort(cand[np.argsort(-push[cand], kind="stable")][:max_players])
+    background = np.setdiff1d(np.flatnonzero(np.abs(c) > 0), players)
     a = c[players] * shift[players]  # each player's linear push on the target
     rng = np.random.default_rng(seed)
     m = int(max(min(n_anom[target], 10), 1))
@@ -328,14 +363,26 @@ def attribute(
         if pool.size:
             Zs[:, i] = pool[rng.integers(0, pool.size, (n_samples, m))].mean(axis=1)
     noise = Zs * c[players][None, :]
-    tot_sd = float(np.std(noise.sum(axis=1)))
+    back = np.zeros(n_samples)
+    for j in background.tolist():
+        pool = res_ref[j][np.isfinite(res_ref[j])] - center[j]
+        if pool.size:
+            back += c[j] * pool[rng.integers(0, pool.size, (n_samples, m))].mean(axis=1)
+    tot_sd = float(np.std(noise.sum(axis=1) + back))
     if not tot_sd > 0:
         tot_sd = float(np.sqrt(np.sum((c[players] * sigma[players]) ** 2) / m)) or 1.0
 
+    direction = 1.0 if deviation >= 0 else -1.0
+
     def value(masks: BoolArray) -> FloatArray:
-        t = (masks * a[None, :]).sum(axis=1)[:, None] + np.where(masks, 0.0, 1.0) @ noise.T
-        # noise.T: (players, S). where(mask,0,1) @ noise.T sums the random noises not in S
-        return np.asarray(-(special.log_ndtr(-np.abs(t) / tot_sd) + math.log(2.0)).mean(axis=1))
+        # noise.T is (players, S): where(mask, 0, 1) @ noise.T sums the random noises not in S
+        t = (
+            (masks * a[None, :]).sum(axis=1)[:, None]
+            + np.where(masks, 0.0, 1.0) @ noise.T
+            + back[None, :]
+        )
+        # one-sided tail score in the direction the target moved: pushing it back scores < 0
+        return np.asarray(-special.log_ndtr(-direction * t / tot_sd).mean(axis=1))
 
     phi_p = shapley_values(value, players.size, rng, exact_max, n_permutations)
     phi = np.zeros(n)
@@ -355,12 +402,15 @@ def attribute(
     half = 1.96 * np.abs(c) * se / denom
     ci_low, ci_high = share - half, share + half
 
-    # Ranking: the share of the deviation, confirmed by the node's own mechanism change in
-    # the direction that pushes the target the way it moved.
-    sign = np.sign(lin_total) if lin_total != 0 else np.sign(deviation)
-    aligned = np.sign(lin) == sign if sign != 0 else np.ones(n, dtype=bool)
-    mech = np.where(aligned & (n_anom > 0), 1.0 - p_value, 0.0)
-    score = np.clip(0.5 * np.clip(share, 0.0, 1.0) + 0.5 * mech * (np.abs(c) > 0), 0.0, 1.0)
+    # Ranking: the node's share of the deviation and its own mechanism change in the
+    # direction the target moved (every candidate is an ancestor, so a slope the fit set to
+    # zero on a flat reference window does not remove its mechanism evidence), each
+    # normalised by the best candidate, averaged.
+    pos_share = np.clip(share, 0.0, None)
+    mech_push = np.where(n_anom > 0, np.clip(direction * z, 0.0, None), 0.0)
+    part_share = pos_share / pos_share.max() if pos_share.max() > 0 else pos_share
+    part_mech = mech_push / mech_push.max() if mech_push.max() > 0 else mech_push
+    score = np.clip(0.5 * part_share + 0.5 * part_mech, 0.0, 1.0)
     return Attribution(
         deviation=deviation,
         share=share,

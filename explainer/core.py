@@ -47,7 +47,7 @@ import numpy.typing as npt
 from causalwatch.errors import StateError
 from causalwatch.models import AnomalyEvent, Explanation, RootCause, Target, TimeWindow
 from causalwatch.series import SeriesIndex, split_series_key
-from explainer.attribution import Attribution, attribute, robust_scale
+from explainer.attribution import Attribution, _nanmedian, attribute, robust_scale
 from explainer.dag import DependencyGraph, Edge
 from explainer.granger import GrangerResult, GrangerState, select_pairs
 from explainer.history import History, infer_step
@@ -189,6 +189,11 @@ class Explainer:
         self._acc_sum = np.zeros(0)
         self._acc_cnt = np.zeros(0)
         self._since_refresh = 0
+        # the last granger_window_points closed bin vectors (what Granger saw), oldest first
+        # after a roll; candidate pairs are chosen from these, so batching cannot change them
+        self._recent = np.full((config.granger_window_points, 0), np.nan)
+        self._recent_n = 0
+        self._recent_head = 0
         self._learned: list[Edge] = []
         self._result: GrangerResult | None = None
         self._pair_pos: dict[tuple[int, int], int] = {}
@@ -256,6 +261,8 @@ class Explainer:
             pad = cap - self._acc_sum.size
             self._acc_sum = np.concatenate([self._acc_sum, np.zeros(pad)])
             self._acc_cnt = np.concatenate([self._acc_cnt, np.zeros(pad)])
+            extra = np.full((self._recent.shape[0], cap - self._recent.shape[1]), np.nan)
+            self._recent = np.concatenate([self._recent, extra], axis=1)
 
     def _granger_observe(self, rows: IntArray, ts: FloatArray, x: FloatArray) -> None:
         self._ensure_capacity()
@@ -276,12 +283,22 @@ class Explainer:
             sel = bins == u
             self._acc_sum += np.bincount(rows[sel], weights=x[sel], minlength=cap)
             self._acc_cnt += np.bincount(rows[sel], minlength=cap)
-        if closed:
-            self._granger.update_many(np.vstack(closed))
-            self._since_refresh += len(closed)
-            first = len(self._granger.pairs) == 0 and self._granger.steps >= 32
-            if first or self._since_refresh >= self.config.granger_refresh_steps:
+        pending: list[FloatArray] = []
+        for vec in closed:
+            pending.append(vec)
+            self._recent[self._recent_head] = vec
+            self._recent_head = (self._recent_head + 1) % self._recent.shape[0]
+            self._recent_n = min(self._recent_n + 1, self._recent.shape[0])
+            self._since_refresh += 1
+            due = self.config.granger_refresh_steps
+            if self._result is None:
+                due = min(due, 32)
+            if self._since_refresh >= due:
+                self._granger.update_many(np.vstack(pending))
+                pending = []
                 self._refresh_pairs()
+        if pending:
+            self._granger.update_many(np.vstack(pending))
 
     def _close_bin(self) -> FloatArray:
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -299,8 +316,8 @@ class Explainer:
         live = self._live_rows()
         live = live[live < self._granger.n_series]
         if live.size >= 2:
-            end = (self._open_bin + 1) * self._step_s
-            _, V = self._history.aligned(live, end, self._step_s, self.config.granger_window_points)
+            ordered = np.roll(self._recent, -self._recent_head, axis=0)
+            V = ordered[ordered.shape[0] - self._recent_n :][:, live].T
             nodes = [self.index.node_of(int(r)) for r in live.tolist()]
             node_id = {n: i for i, n in enumerate(sorted(set(nodes)))}
             gid = np.array([node_id[n] for n in nodes], dtype=np.int64)
@@ -404,14 +421,10 @@ class Explainer:
         if V.shape[1] <= n_anom:
             return np.zeros(V.shape[0])
         ref, an = V[:, :-n_anom], V[:, -n_anom:]
+        med = _nanmedian(ref, axis=1)
+        am = _nanmedian(an, axis=1)
         with np.errstate(all="ignore"):
-            med = np.array(
-                [np.median(r[np.isfinite(r)]) if np.isfinite(r).any() else np.nan for r in ref]
-            )
-            am = np.array(
-                [np.median(r[np.isfinite(r)]) if np.isfinite(r).any() else np.nan for r in an]
-            )
-            sc = robust_scale(ref, axis=1)
+            sc = robust_scale(ref, axis=1) if ref.size else np.full(V.shape[0], np.nan)
             floor = np.maximum(1e-3 * np.abs(np.nan_to_num(med)), 1e-9)
             sc = np.where(np.isfinite(sc) & (sc > floor), sc, floor)
             z = (am - med) / sc
@@ -564,7 +577,8 @@ class Explainer:
         return rcs, (start, float(at_ts)), severity
 
     def _anomaly_bins(self, v: FloatArray, max_bins: int) -> int:
-        """Length of the run of anomalous target bins ending at the last bin (>= 1)."""
+        """Length of the run of target bins ending at the last bin that are anomalous in the
+        same direction as the last bin (at least 1, at most ``max_bins``)."""
         T = v.size
         ref = v[: max(T - max_bins, 3)]
         ok = ref[np.isfinite(ref)]
@@ -574,10 +588,12 @@ class Explainer:
         sc = float(robust_scale(ok))
         floor = max(1e-3 * abs(med), 1e-9)
         sc = sc if np.isfinite(sc) and sc > floor else floor
+        last = v[T - 1]
+        sign = np.sign(last - med) if np.isfinite(last) else 0.0
         n = 1
         for k in range(2, min(max_bins, T - 3) + 1):
             val = v[T - k]
-            if not np.isfinite(val) or abs(val - med) / sc <= self.config.anomaly_z:
+            if not np.isfinite(val) or sign * (val - med) / sc <= self.config.anomaly_z:
                 break
             n = k
         return n
@@ -761,6 +777,8 @@ class Explainer:
             ),
             "explainer.acc_sum": self._acc_sum.copy(),
             "explainer.acc_cnt": self._acc_cnt.copy(),
+            "explainer.recent": self._recent.copy(),
+            "explainer.recent_n": np.array([self._recent_n, self._recent_head], dtype=np.int64),
             "explainer.meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8).copy(),
         }
         arrays.update(self._history.to_arrays())
@@ -815,6 +833,13 @@ class Explainer:
         ex._since_refresh = int(since)
         ex._acc_sum = np.array(snap["explainer.acc_sum"], dtype=np.float64)
         ex._acc_cnt = np.array(snap["explainer.acc_cnt"], dtype=np.float64)
+        ex._recent = np.array(snap["explainer.recent"], dtype=np.float64)
+        ex._recent_n, ex._recent_head = (int(v) for v in np.asarray(snap["explainer.recent_n"]))
+        if ex._recent.shape[0] != config.granger_window_points:
+            raise StateError(
+                f"explainer snapshot granger_window_points {ex._recent.shape[0]}"
+                f" != config {config.granger_window_points}"
+            )
         meta = json.loads(bytes(np.asarray(snap["explainer.meta"], dtype=np.uint8)).decode())
         for d in meta["incidents"]:
             targets = {}

@@ -1,0 +1,155 @@
+"""Conformance of the explainer core: the checks every stateful core passes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from causalwatch.errors import StateError
+from causalwatch.models import AnomalyEvent
+from causalwatch.series import SeriesIndex
+from explainer.core import Explainer, ExplainerConfig
+from explainer.dag import DependencyGraph, Edge
+
+STEP = 30.0
+GRAPH = DependencyGraph([Edge("a", "b"), Edge("b", "c"), Edge("d", "c")])
+KEYS = [f'lat{{service="{n}"}}' for n in "abcd"] + [f'err{{service="{n}"}}' for n in "abcd"]
+
+
+def _stream(seed: int, n: int = 260) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A shuffled multi-series stream with repeats within batches; fault on b at the end."""
+    rng = np.random.default_rng(seed)
+    rows, ts, xs = [], [], []
+    a_prev = 0.0
+    for t in range(n):
+        a = rng.normal()
+        b = 0.8 * a_prev + rng.normal() * 0.5 + (5.0 if t > n - 8 else 0.0)
+        c = b + rng.normal(scale=0.3)
+        d = rng.normal()
+        vals = [a, b, c, d, *rng.normal(size=4)]
+        for r, v in enumerate(vals):
+            rows.append(r)
+            ts.append(t * STEP + rng.uniform(0, STEP / 2))
+            xs.append(v)
+        a_prev = a
+    return np.array(rows), np.array(ts), np.array(xs)
+
+
+def _new(learn: bool = True) -> tuple[Explainer, SeriesIndex]:
+    idx = SeriesIndex()
+    idx.rows_for(KEYS)
+    cfg = ExplainerConfig(
+        step_s=STEP,
+        learn_graph=learn,
+        history_points=64,
+        reference_points=40,
+        granger_refresh_steps=40,
+    )
+    return Explainer(cfg, GRAPH, idx), idx
+
+
+def _digest(ex: Explainer) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(ex.snapshot().items()):
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(v).tobytes())
+    return h.hexdigest()
+
+
+def _feed(ex: Explainer, rows, ts, xs, batch: int) -> None:
+    for i in range(0, rows.size, batch):
+        ex.observe(rows[i : i + batch], ts[i : i + batch], xs[i : i + batch])
+
+
+def test_observe_batch_equals_one_by_one() -> None:
+    rows, ts, xs = _stream(0)
+    a, _ = _new()
+    b, _ = _new()
+    _feed(a, rows, ts, xs, batch=rows.size)
+    _feed(b, rows, ts, xs, batch=1)
+    sa, sb = a.snapshot(), b.snapshot()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        if k == "explainer.meta":  # JSON: incidents and learned edges, floats to 9 digits
+            assert _rounded(json.loads(bytes(sa[k]))) == _rounded(json.loads(bytes(sb[k])))
+            assert json.loads(bytes(sa[k]))["learned"], "the stream has learnable edges"
+            continue
+        np.testing.assert_allclose(sa[k], sb[k], rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+def _rounded(obj: object) -> object:
+    if isinstance(obj, float):
+        return float(f"{obj:.9g}")
+    if isinstance(obj, list):
+        return [_rounded(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _rounded(v) for k, v in obj.items()}
+    return obj
+
+
+def test_seeded_determinism_of_explanations() -> None:
+    rows, ts, xs = _stream(1)
+    outs = []
+    for _ in range(2):
+        ex, _ = _new()
+        _feed(ex, rows, ts, xs, batch=97)
+        outs.append(ex.explain("c", KEYS[2], at_ts=float(ts.max())).model_dump())
+    assert outs[0] == outs[1]
+    assert outs[0]["root_causes"][0]["node"] == "b"
+
+
+def test_explain_and_open_incidents_are_read_only() -> None:
+    rows, ts, xs = _stream(2)
+    ex, _ = _new()
+    _feed(ex, rows, ts, xs, batch=50)
+    before = _digest(ex)
+    ex.explain("c", None, at_ts=float(ts.max()))
+    ex.open_incidents()
+    _ = ex.graph
+    ex.learned_edges()
+    assert _digest(ex) == before
+
+
+def test_snapshot_round_trip_continues_identically() -> None:
+    rows, ts, xs = _stream(3)
+    half = rows.size // 2
+    a, idx = _new()
+    _feed(a, rows[:half], ts[:half], xs[:half], batch=64)
+    ev = AnomalyEvent(2, KEYS[2], "c", float(ts[half - 1]), 0.0, 0.0, 0.9, 70.0)
+    a.on_anomalies([ev], now_ts=float(ts[half - 1]))
+    snap = a.snapshot()
+    b = Explainer.restore(snap, a.config, GRAPH, idx)
+    assert _digest(b) == _digest(a)
+    assert b.open_incidents() == a.open_incidents()
+    assert b.learned_edges() == a.learned_edges()
+    _feed(a, rows[half:], ts[half:], xs[half:], batch=64)
+    _feed(b, rows[half:], ts[half:], xs[half:], batch=64)
+    assert _digest(b) == _digest(a)
+    at = float(ts.max())
+    assert a.explain("c", KEYS[2], at).model_dump() == b.explain("c", KEYS[2], at).model_dump()
+
+
+def test_restore_rejects_other_schema_or_shape() -> None:
+    a, idx = _new()
+    snap = a.snapshot()
+    bad = dict(snap, schema_version=np.array([999]))
+    with pytest.raises(StateError, match="schema_version 999"):
+        Explainer.restore(bad, a.config, GRAPH, idx)
+    other = ExplainerConfig(step_s=STEP, history_points=128)
+    with pytest.raises(StateError, match="history_points"):
+        Explainer.restore(snap, other, GRAPH, idx)
+
+
+def test_memory_is_bounded_by_series_and_history_points() -> None:
+    ex, _ = _new()
+    rows, ts, xs = _stream(4, n=200)
+    _feed(ex, rows, ts, xs, batch=200)
+    size1 = sum(v.nbytes for v in ex.snapshot().values())
+    rows2, ts2, xs2 = _stream(5, n=600)
+    _feed(ex, rows2, ts2 + ts.max() + STEP, xs2, batch=200)
+    size2 = sum(v.nbytes for v in ex.snapshot().values())
+    # the only growth allowed is the bounded incident/learned-edge metadata
+    assert size2 <= size1 * 1.05 + 4096

@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from causalwatch.errors import StateError
+from causalwatch.models import AnomalyEvent
+from causalwatch.series import SeriesIndex
+from explainer.core import Explainer, ExplainerConfig
+from explainer.dag import DependencyGraph, Edge
+
+STEP = 60.0
+# db -> api -> web, cache -> api; queue is unrelated to web
+GRAPH = DependencyGraph(
+    [Edge("db", "api"), Edge("cache", "api"), Edge("api", "web"), Edge("broker", "queue")]
+)
+NODES = ["db", "cache", "api", "web", "broker", "queue"]
+
+
+def _keys(metric: str = "latency") -> list[str]:
+    return [f'{metric}{{service="{n}"}}' for n in NODES]
+
+
+def _simulate(fault: str | None, n: int = 300, fault_from: int = 290, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = np.zeros((n, len(NODES)))
+    for t in range(n):
+        f = {k: 0.0 for k in NODES}
+        if fault is not None and t >= fault_from:
+            f[fault] = 6.0
+        db = 5 + rng.normal() + f["db"]
+        cache = 2 + 0.5 * rng.normal() + f["cache"]
+        api = 1 + 0.8 * db + 0.5 * cache + 0.5 * rng.normal() + f["api"]
+        web = 3 + 1.1 * api + 0.5 * rng.normal() + f["web"]
+        broker = 4 + rng.normal() + f["broker"]
+        queue = 1 + broker + 0.3 * rng.normal() + f["queue"]
+        X[t] = [db, cache, api, web, broker, queue]
+    return X
+
+
+def _fed(fault: str | None, **cfg) -> tuple[Explainer, SeriesIndex, np.ndarray]:
+    idx = SeriesIndex()
+    ex = Explainer(ExplainerConfig(step_s=STEP, learn_graph=False, **cfg), GRAPH, idx)
+    rows = idx.rows_for(_keys())
+    X = _simulate(fault)
+    for t in range(X.shape[0]):
+        ex.observe(rows, np.full(len(NODES), t * STEP), X[t])
+    return ex, idx, rows
+
+
+@pytest.mark.parametrize("fault", ["db", "cache", "api", "web"])
+def test_explain_names_the_faulty_ancestor(fault: str) -> None:
+    ex, _, _ = _fed(fault)
+    e = ex.explain("web", 'latency{service="web"}', at_ts=299 * STEP)
+    assert e.root_causes[0].node == fault
+    assert {rc.node for rc in e.root_causes} <= {"db", "cache", "api", "web"}
+    top = e.root_causes[0]
+    ev = top.evidence
+    assert ev["path"][0] == fault and ev["path"][-1] == "web"
+    assert ev["mechanism_change"]["p_value"] < 1e-3
+    assert ev["ci"][0] <= top.share <= ev["ci"][1]
+    assert 0.0 <= top.score <= 1.0
+    assert [rc.score for rc in e.root_causes] == sorted(
+        (rc.score for rc in e.root_causes), reverse=True
+    )
+    assert e.window.start < e.window.end == 299 * STEP
+    assert e.target.node == "web" and e.graph_version == GRAPH.version
+
+
+def test_on_demand_explain_picks_the_most_anomalous_series_when_none_given() -> None:
+    ex, _, _ = _fed("db")
+    e = ex.explain("api", None, at_ts=299 * STEP)
+    assert e.target.series == 'latency{service="api"}'
+    assert e.root_causes[0].node == "db"
+    with pytest.raises(StateError, match="no series"):
+        ex.explain("nowhere", None, at_ts=299 * STEP)
+    with pytest.raises(StateError, match="unknown series"):
+        ex.explain("api", "nope", at_ts=299 * STEP)
+
+
+def test_series_choice_prefers_the_target_metric() -> None:
+    idx = SeriesIndex()
+    ex = Explainer(ExplainerConfig(step_s=STEP, learn_graph=False), GRAPH, idx)
+    lat = idx.rows_for(_keys("latency"))
+    err = idx.rows_for(_keys("errors"))
+    X = _simulate("db")
+    rng = np.random.default_rng(3)
+    for t in range(X.shape[0]):
+        ex.observe(lat, np.full(6, t * STEP), X[t])
+        ex.observe(err, np.full(6, t * STEP), rng.normal(size=6) + (50.0 if t >= 290 else 0.0))
+    e = ex.explain("web", 'latency{service="web"}', at_ts=299 * STEP)
+    by_node = {rc.node: rc for rc in e.root_causes}
+    assert by_node["db"].series == 'latency{service="db"}'
+    assert by_node["db"].evidence["series_choice"] == "same metric and labels"
+
+
+def _event(idx: SeriesIndex, node: str, ts: float, severity: float = 80.0) -> AnomalyEvent:
+    key = f'latency{{service="{node}"}}'
+    row = idx.get(key)
+    assert row is not None
+    return AnomalyEvent(row, key, node, ts, 0.0, 0.0, 0.99, severity)
+
+
+def test_incident_groups_connected_nodes_and_versions_explanations() -> None:
+    ex, idx, _ = _fed("db")
+    t0 = 295 * STEP
+    out1 = ex.on_anomalies([_event(idx, "api", t0), _event(idx, "web", t0)], now_ts=t0)
+    assert len(out1) == 2
+    assert len({e.incident_id for e in out1}) == 1  # api is an ancestor of web: one incident
+    assert all(e.version == 1 for e in out1)
+    assert {e.target.node for e in out1} == {"api", "web"}
+    # same events again: nothing changed, nothing published
+    assert ex.on_anomalies([_event(idx, "web", t0)], now_ts=t0) == []
+    # unrelated node in the same window: a second incident
+    out2 = ex.on_anomalies([_event(idx, "queue", t0 + STEP)], now_ts=t0 + STEP)
+    assert len(out2) == 1 and out2[0].incident_id != out1[0].incident_id
+    # more evidence later: web is re-explained with a new version only if content changed
+    out3 = ex.on_anomalies([_event(idx, "web", 299 * STEP)], now_ts=299 * STEP)
+    for e in out3:
+        assert e.version == 2 and e.incident_id == out1[0].incident_id
+        assert e.id not in {x.id for x in out1}
+    opened = ex.open_incidents()
+    assert {o.target_node for o in opened} == {"api", "web", "queue"}
+    assert ex.close_stale(now_ts=299 * STEP + 901.0) == sorted(
+        {out1[0].incident_id, out2[0].incident_id}
+    )
+    assert ex.open_incidents() == []
+
+
+def test_explanation_ids_are_deterministic_across_instances() -> None:
+    a, ia, _ = _fed("cache")
+    b, ib, _ = _fed("cache")
+    ea = a.on_anomalies([_event(ia, "web", 298 * STEP)], now_ts=298 * STEP)
+    eb = b.on_anomalies([_event(ib, "web", 298 * STEP)], now_ts=298 * STEP)
+    assert [e.model_dump() for e in ea] == [e.model_dump() for e in eb]
+
+
+def test_no_graph_falls_back_to_anomalous_nodes() -> None:
+    idx = SeriesIndex()
+    ex = Explainer(ExplainerConfig(step_s=STEP, learn_graph=False), DependencyGraph(), idx)
+    rows = idx.rows_for(_keys())
+    X = _simulate("db")
+    for t in range(X.shape[0]):
+        ex.observe(rows, np.full(6, t * STEP), X[t])
+    e = ex.explain("web", 'latency{service="web"}', at_ts=299 * STEP)
+    assert "db" in [rc.node for rc in e.root_causes[:3]]
+
+
+def test_learned_edges_come_from_granger_and_merge_into_the_graph() -> None:
+    rng = np.random.default_rng(1)
+    idx = SeriesIndex()
+    cfg = ExplainerConfig(step_s=STEP, learn_graph=True, granger_refresh_steps=50)
+    ex = Explainer(cfg, DependencyGraph(), idx)
+    rows = idx.rows_for(['m{service="a"}', 'm{service="b"}', 'm{service="c"}'])
+    a_prev = 0.0
+    for t in range(400):
+        a = rng.normal()
+        b = 0.9 * a_prev + 0.3 * rng.normal()
+        ex.observe(rows, np.full(3, t * STEP), np.array([a, b, rng.normal()]))
+        a_prev = a
+    learned = {(e.cause, e.effect): e for e in ex.learned_edges()}
+    assert ("a", "b") in learned
+    e = learned["a", "b"]
+    assert e.provenance == "learned" and e.lag == 1 and e.p_value is not None and e.p_value < 0.01
+    assert ("b", "a") not in learned
+    assert ex.graph.edge("a", "b") is not None
+    ex.set_graph(DependencyGraph([Edge("b", "a")], version=3))
+    assert ex.graph.edge("b", "a") is not None and ex.graph.edge("a", "b") is None  # given wins
+    assert ex.graph.version == 3
+
+
+def test_config_validation_names_the_field() -> None:
+    with pytest.raises(StateError, match="reference_points"):
+        ExplainerConfig(reference_points=0)
+    with pytest.raises(StateError, match="granger_forgetting"):
+        ExplainerConfig(granger_forgetting=0.0)
