@@ -337,7 +337,10 @@ def _decode_json(ctx: _Ctx, rec: RawRecord, idx: int, *, allow_str_value: bool) 
                 j,
             )
             continue
-        key = series_key(name, labels)
+        ck = (name, *labels.items())
+        key = _key_cache.get(ck)
+        if key is None:
+            key = _cache_key(ck, name, labels)
         if v - v != 0.0:  # NaN or +/-Inf in one comparison
             ctx.fail(rec, check_value(v, key) or _never(), j)
             continue
@@ -349,6 +352,21 @@ def _decode_json(ctx: _Ctx, rec: RawRecord, idx: int, *, allow_str_value: bool) 
         vals.append(v)
         origin.append(idx)
     return len(items)
+
+
+# Series keys repeat from poll to poll; memoising series_key (a pure function) saves about
+# 1 µs per sample. The key tuple keeps label order, so a reordered label set only costs a
+# second entry. Bounded: cleared when full, so memory stays at a few tens of MB at most.
+_KEY_CACHE_MAX = 50_000
+_key_cache: dict[tuple[Any, ...], str] = {}
+
+
+def _cache_key(ck: tuple[Any, ...], name: str, labels: dict[str, str]) -> str:
+    key = series_key(name, labels)
+    if len(_key_cache) >= _KEY_CACHE_MAX:
+        _key_cache.clear()
+    _key_cache[ck] = key
+    return key
 
 
 # Metric and label names repeat a lot; memoising the regex checks of these pure functions
@@ -431,7 +449,11 @@ def _decode_influx(ctx: _Ctx, rec: RawRecord, idx: int) -> int:
             reason, field, message = problem
             ctx.fail(rec, (reason, field, f"line {line_no}: {message}"), line_no)
             continue
-        suffix = series_key("_", labels)[1:]
+        ck = ("_", *labels.items())
+        suffix = _key_cache.get(ck)
+        if suffix is None:
+            suffix = _cache_key(ck, "_", labels)
+        suffix = suffix[1:]
         for field_key, raw_v in fields:
             name = ctx.names.get((measurement, field_key))
             if name is None:

@@ -38,7 +38,11 @@ def _backend_error(what: str, exc: BaseException) -> BackendError:
 
 
 class KafkaSink:
-    """A producer for internal and dead-letter topics; one flush per batch."""
+    """A producer for internal and dead-letter topics; one flush per batch.
+
+    ``flush_timeout_s`` bounds both the wait for metadata of a new topic and the flush;
+    past it :meth:`write_batch` raises a retryable ``BackendError``.
+    """
 
     def __init__(self, settings: KafkaSettings, *, flush_timeout_s: float = 30.0) -> None:
         self.settings = settings
@@ -49,7 +53,9 @@ class KafkaSink:
                 client_id=settings.client_id,
                 acks="all",
                 linger_ms=5,
+                batch_size=262_144,  # DLQ values can be large; default 16 KiB sends one by one
                 max_request_size=4 * 1_048_576,
+                max_block_ms=int(flush_timeout_s * 1000),
             )
         except KafkaError as exc:
             raise _backend_error("producer start", exc) from exc
@@ -73,10 +79,20 @@ class KafkaSink:
         ensure_topics(self.settings.bootstrap_servers, partitions, self.settings.client_id)
 
     def close(self) -> None:
+        """Flush and close; never raises.
+
+        Records still unsent after ``flush_timeout_s`` (broker gone) are dropped with a
+        warning. That is safe for at-least-once: a failed :meth:`write_batch` already raised,
+        so the offsets that produced them were never committed and will be read again.
+        """
         try:
             self._producer.close(timeout=self.flush_timeout_s)
         except KafkaError as exc:
-            raise _backend_error("producer close", exc) from exc
+            log.warning("producer closed with unsent records", extra={"error": str(exc)})
+            sender = getattr(self._producer, "_sender", None)
+            if sender is not None:  # close() gives up before stopping its I/O thread
+                sender.force_close()
+            self._producer._closed = True
 
 
 def ensure_topics(

@@ -309,3 +309,25 @@ def test_failing_checkpoint_store_raises_backend_error_and_reads_nothing(
         assert [r.offset for r in consume(source, 3)] == [1, 2, 3]
     finally:
         source.close()
+
+
+def test_sink_failure_is_a_backend_error_and_dlq_counts_nothing(uid: str) -> None:
+    own = EmbeddedBroker().start()
+    try:
+        settings = kafka_settings(own, uid, [TopicSettings(name=f"x-{uid}")])
+        sink = KafkaSink(settings, flush_timeout_s=2.0)
+        dlq = DeadLetterSink(sink)
+        records = [RawRecord(f"x-{uid}", 0, 0, b"{nope")]
+        _, errors = decode_batch(records, {}, IngestLimits(), time.time())
+        dlq.write_batch(errors)
+        assert dlq.counts == {"not_json": 1}
+        own.stop()
+        t0 = time.monotonic()
+        with pytest.raises(BackendError) as info:
+            dlq.write_batch(errors)
+        assert info.value.backend == "kafka" and info.value.retryable
+        assert time.monotonic() - t0 < 20
+        assert dlq.counts == {"not_json": 1} and dlq.total == 1
+        sink.close()  # never raises, even with records stuck for a dead broker
+    finally:
+        own.stop()
