@@ -393,7 +393,8 @@ class AlertEnricher:
     def _handle(self, payload: AmWebhook) -> None:
         events = []
         for alert in payload.alerts:
-            if "causalwatch_explanation_id" in alert.annotations:
+            ours = alert.labels.get("source") == "causalwatch"
+            if ours or "causalwatch_explanation_id" in alert.annotations:
                 self.stats["skipped"] += 1  # already enriched by us: do not loop
                 continue
             ev = self.enrich(alert)
@@ -522,7 +523,11 @@ def create_app(
     @app.get("/readyz", tags=["health"], responses={503: {"description": "not ready"}})
     def readyz() -> JSONResponse:
         """Readiness: dependencies (Redis, consumer) are usable."""
-        is_ready = bool(ready())
+        try:
+            is_ready = bool(ready())
+        except Exception:  # a failing probe means "not ready", never a 500
+            log.warning("readiness probe failed", exc_info=True)
+            is_ready = False
         return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 503)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(auth)])

@@ -22,9 +22,10 @@ explanation twice (a replay after a restart) sends it once.
 Retries: connection errors, timeouts, 408, 425, 429 and 5xx are retried with exponential
 backoff and full jitter, ``uniform(0, min(cap, base * 2**(attempt-1)))`` seconds, raised to
 a numeric ``Retry-After`` when given; other answers (3xx, 4xx) and the last allowed attempt
-put the entry in the dead hash. Body kinds are rendered by :mod:`webhook_bodies`-style
-functions below: ``generic`` (the explanation JSON), ``slack`` and ``alertmanager`` (a list
-of alerts for Alertmanager's ``POST /api/v2/alerts``).
+put the entry in the dead hash. :func:`render_body` renders the kinds: ``generic`` (the
+explanation JSON), ``slack`` (``text`` + ``blocks``) and ``alertmanager`` (a list of alerts
+for Alertmanager's ``POST /api/v2/alerts``, so Alertmanager routes, silences and inhibits
+causalwatch's findings like any alert; ``endsAt`` is left to Alertmanager's resolve_timeout).
 
 Signature (Stripe-like): ``X-Causalwatch-Timestamp: <unix s>`` and
 ``X-Causalwatch-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + body)>``; see
@@ -198,8 +199,10 @@ def render_body(kind: Kind, event: Event) -> bytes:
         head = f":bell: {name} {status} ({', '.join(f'{k}={v}' for k, v in labels.items())})"
         if ev.explanation is not None:
             lines = [_summary(ev.explanation), *_ranking(ev.explanation)]
-        else:
+        elif ev.error:
             lines = [f"no causalwatch explanation: {ev.error}"]
+        else:
+            lines = []
         return json.dumps(_slack(head, lines, "enriched by causalwatch")).encode()
     annotations = dict(ev.alert.get("annotations") or {})
     if ev.explanation is not None:

@@ -207,6 +207,19 @@ curl -fsS -X POST -H "Authorization: Bearer $CW_TOKEN" -H "Content-Type: applica
                    "startsAt": "'"$(date -u +%Y-%m-%dT%H:%M:%SZ)"'", "fingerprint": "1f2e3d"}]}' \
   "$CW_URL/api/v1/alertmanager"
 ```
+
+Outgoing deliveries: the outbox size, dead deliveries and counts by kind and outcome, the
+dead ones with their last error, and a retry of one (by its `id`) once the receiver is fixed:
+
+```bash
+curl -fsS -H "Authorization: Bearer $CW_TOKEN" "$CW_URL/api/v1/webhooks"
+curl -fsS -H "Authorization: Bearer $CW_TOKEN" "$CW_URL/api/v1/webhooks/dead"
+DEAD=$(curl -fsS -H "Authorization: Bearer $CW_TOKEN" "$CW_URL/api/v1/webhooks/dead" \
+  | python3 -c 'import json, sys; print(" ".join(d["id"] for d in json.load(sys.stdin)["dead"]))')
+for id in $DEAD; do
+  curl -fsS -X POST -H "Authorization: Bearer $CW_TOKEN" "$CW_URL/api/v1/webhooks/dead/$id/retry"
+done
+```
 """
 
 
@@ -218,11 +231,15 @@ def test_bash_examples_run_against_a_live_server(redis_server: Any, uid: str) ->
     now = time.time()
     n_points = 200
     explain = build_explainer(t0=now - STEP_S * (n_points - 1))
-    with Receiver() as rx:
-        stack = make_stack(redis_server.url, uid, [WebhookSettings(url=rx.url)])
+    with Receiver() as rx, Receiver(fail_first=1, fail_status=400) as bad:
+        hooks = [WebhookSettings(url=rx.url), WebhookSettings(url=bad.url)]
+        stack = make_stack(redis_server.url, uid, hooks)
         assert stack.dispatcher is not None
+        exp = make_explanation("inc-42", node="api", cause="db")
+        stack.store.publish([exp])
+        stack.dispatcher.enqueue([exp])
+        assert stack.dispatcher.deliver_due() == {"delivered": 1, "dead": 1}  # `bad` said 400
         stack.dispatcher.start()
-        stack.store.publish([make_explanation("inc-42", node="api", cause="db")])
         try:
             with LiveServer(stack.app(token=TOKEN, explain=explain)) as srv:
                 bash = [b for b in blocks(README_SECTIONS, "bash") if "export CW_URL" not in b]
@@ -254,9 +271,13 @@ def test_bash_examples_run_against_a_live_server(redis_server: Any, uid: str) ->
                 mutes = stack.feedback.active_mutes(time.time())
                 assert [m.matchers for m in mutes] == [{"__name__": "latency", "service": "api"}]
                 assert '{"accepted":1}' in by_block[6]
-                body = json.loads(rx.wait_for(1)[-1]["body"])
+                body = json.loads(rx.wait_for(2)[-1]["body"])
                 assert body["alert"]["fingerprint"] == "1f2e3d"
                 assert body["explanation"]["root_causes"][0]["node"] == "db"
+                assert '"outbox_size":' in by_block[7] and '"dead":[{' in by_block[7]
+                assert '{"accepted":1}' in by_block[7]  # the dead delivery was retried ...
+                got = [json.loads(q["body"]) for q in bad.wait_for(2)]  # the alert + the retry
+                assert any(g.get("incident_id") == "inc-42" for g in got)
         finally:
             stack.dispatcher.close()
             stack.client.close()

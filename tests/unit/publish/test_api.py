@@ -503,3 +503,46 @@ def test_webhook_status_dead_list_and_retry(redis_server, uid):
 def test_webhook_endpoints_without_dispatcher(http):
     r = http.get("/api/v1/webhooks")
     assert r.status_code == 503 and "no webhook dispatcher" in r.json()["detail"]
+
+
+def test_readiness_probe_that_raises_means_not_ready(stack):
+    def probe() -> bool:
+        raise RuntimeError("consumer thread died")
+
+    app = create_app(
+        store=stack.store,
+        graph_cache=stack.graph,
+        feedback=stack.feedback,
+        explain=None,
+        dispatcher=None,
+        token=None,
+        ready=probe,
+    )
+    with ApiClient(app) as c:
+        r = c.get("/readyz")
+        assert r.status_code == 503 and r.json() == {"ready": False}
+
+
+def test_own_alerts_are_not_enriched_again(stack):
+    ours = {
+        "version": "4",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"alertname": "CausalwatchAnomaly", "source": "causalwatch"},
+                "startsAt": "2026-11-26T06:00:00Z",
+            },
+            {
+                "status": "firing",
+                "labels": {"alertname": "X", "service": "web"},
+                "annotations": {"causalwatch_explanation_id": "e1"},
+                "startsAt": "2026-11-26T06:00:00Z",
+            },
+        ],
+    }
+    app = stack.app()
+    with ApiClient(app, headers=AUTH) as c:
+        assert c.post("/api/v1/alertmanager", json=ours).status_code == 202
+        app.state.enricher.drain()
+        assert app.state.enricher.stats["skipped"] == 2
+        assert app.state.enricher.stats["enriched"] == 0

@@ -318,3 +318,9 @@ def test_enriched_alert_bodies_keep_the_alert_and_add_the_explanation():
     assert "endsAt" not in am  # Alertmanager's zero time is not forwarded
     slack = json.loads(render_body("slack", AlertEvent(alert=alert, error="unknown series")))
     assert "HighLatency" in slack["text"] and "unknown series" in json.dumps(slack["blocks"])
+
+
+def test_resolved_alert_slack_body_has_no_error_line():
+    alert = {"status": "resolved", "labels": {"alertname": "HighLatency"}, "fingerprint": "f"}
+    body = json.loads(render_body("slack", AlertEvent(alert=alert)))
+    assert "resolved" in body["text"] and "None" not in json.dumps(body)
