@@ -191,26 +191,19 @@ def _explain(args: argparse.Namespace, settings: Any) -> int:
 
     at = parse_timestamp(args.at)
     if args.input is not None:
-        from causalwatch.replay import replay_file
+        from causalwatch.replay import explain_offline
 
-        out = Path(str(args.input) + ".explain.jsonl")
-        targets = out.with_suffix(".targets.csv")
-        targets.write_text(f"node,series,at\n{args.node},{args.series or ''},{at}\n")
-        try:
-            replay_file(
-                args.input,
-                settings=settings,
-                graph_file=args.graph,
-                explanations_out=out,
-                targets_file=targets,
-                show_progress=False,
-            )
-            lines = [ln for ln in out.read_text().splitlines() if ln.strip()]
-        finally:
-            targets.unlink(missing_ok=True)
-            out.unlink(missing_ok=True)
-        print(lines[-1] if lines else "{}")
-        return 0 if lines and '"error"' not in lines[-1] else 1
+        exp, error = explain_offline(
+            args.input,
+            Target(args.node, args.series, at),
+            settings=settings,
+            graph_file=args.graph,
+        )
+        if exp is None:
+            print(json.dumps({"error": error}))
+            return 1
+        print(exp.model_dump_json())
+        return 0
     import httpx
 
     base = args.api or f"http://{settings.api.host}:{settings.api.port}"
@@ -221,7 +214,6 @@ def _explain(args: argparse.Namespace, settings: Any) -> int:
     except httpx.HTTPError as exc:
         raise BackendError(f"cannot reach the API at {base}: {exc}", backend="http") from exc
     print(resp.text)
-    _ = Target
     return 0 if resp.status_code == 200 else 1
 
 

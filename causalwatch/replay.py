@@ -322,16 +322,7 @@ def replay_file(
     from tqdm import tqdm
 
     settings = settings or load_settings()
-    graph = (
-        load_graph(graph_file)
-        if graph_file
-        else (
-            load_graph(settings.explainer.graph_file)
-            if settings.explainer.graph_file
-            else DependencyGraph()
-        )
-    )
-    cores = build_cores(settings, graph)
+    cores = build_cores(settings, _graph_for(settings, graph_file))
     total, batches = input_batches(path, settings)
     targets = read_targets(targets_file) if targets_file else None
     scores_fh = scores_out.open("w") if scores_out else None
@@ -376,6 +367,29 @@ def replay_file(
         if exp_fh is not None:
             exp_fh.close()
     return summary
+
+
+def _graph_for(settings: Settings, graph_file: Path | None) -> DependencyGraph:
+    path = graph_file or settings.explainer.graph_file
+    return load_graph(path) if path else DependencyGraph()
+
+
+def explain_offline(
+    path: Path,
+    target: Target,
+    *,
+    settings: Settings | None = None,
+    graph_file: Path | None = None,
+) -> tuple[Explanation | None, str | None]:
+    """Replay ``path`` up to ``target.at`` and explain the target there (``explain --input``)."""
+    settings = settings or load_settings()
+    cores = build_cores(settings, _graph_for(settings, graph_file))
+    _total, batches = input_batches(path, settings)
+    got: list[tuple[Explanation | None, str | None]] = []
+    replay_batches(
+        cores, batches, targets=[target], on_target=lambda _t, e, err: got.append((e, err))
+    )
+    return got[0] if got else (None, "no data")
 
 
 def score_arrays(
