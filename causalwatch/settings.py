@@ -190,6 +190,8 @@ class PublishSettings(_Section):
     webhook_concurrency: int = Field(default=4, ge=1, le=64)
     # How long a delivered (incident, target, version, url) is remembered to drop duplicates.
     webhook_dedupe_ttl_s: int = Field(default=7 * 86_400, ge=1)
+    # Dead deliveries kept for inspection/retry; the oldest are dropped past this many.
+    webhook_dead_max: int = Field(default=10_000, ge=1)
 
 
 class ApiSettings(_Section):

@@ -13,6 +13,7 @@ Redis layout (prefix ``p``):
 - ``{p}webhooks:outbox``: hash, entry id -> entry JSON (url, kind, body, attempts ...)
 - ``{p}webhooks:due``: sorted set, entry id scored by the next attempt time (unix s)
 - ``{p}webhooks:dead``: hash, entry id -> entry JSON with ``last_error``, kept for inspection
+  (at most ``publish.webhook_dead_max``, oldest dropped; ``{p}webhooks:dead:ts`` orders them)
 - ``{p}webhooks:sent:{id}``: marker with a TTL (``publish.webhook_dedupe_ttl_s``)
 
 The entry id hashes (incident_id, target series, version, url) for explanations and
@@ -238,6 +239,14 @@ if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 return 1
 """
+_TRIM_DEAD = """
+local n = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[1])
+if n <= 0 then return 0 end
+local ids = redis.call('ZRANGE', KEYS[2], 0, n - 1)
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, n - 1)
+redis.call('HDEL', KEYS[1], unpack(ids))
+return n
+"""
 _CLAIM = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[3], id) end
@@ -292,8 +301,10 @@ class WebhookDispatcher:
         self.k_outbox = f"{prefix}webhooks:outbox"
         self.k_due = f"{prefix}webhooks:due"
         self.k_dead = f"{prefix}webhooks:dead"
+        self.k_dead_ts = f"{prefix}webhooks:dead:ts"
         self._enqueue = client.register_script(_ENQUEUE)
         self._claim = client.register_script(_CLAIM)
+        self._trim_dead = client.register_script(_TRIM_DEAD)
         self._counts: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(self.settings.webhook_concurrency, "cw-webhook")
@@ -443,6 +454,10 @@ class WebhookDispatcher:
             pipe.hdel(self.k_outbox, eid)
             pipe.zrem(self.k_due, eid)
             pipe.hset(self.k_dead, eid, json.dumps(entry))
+            pipe.zadd(self.k_dead_ts, {eid: now})
+            # bounded: the oldest dead entries go first
+            keys = [self.k_dead, self.k_dead_ts]
+            self._trim_dead(keys=keys, args=[self.settings.webhook_dead_max], client=pipe)
             log.warning(
                 "webhook entry dead",
                 extra={"url": url, "entry": eid, "attempts": entry["attempts"], "error": error},
@@ -478,6 +493,7 @@ class WebhookDispatcher:
         t = self._clock() if now is None else now
         pipe = self.client.pipeline(transaction=True)
         pipe.hdel(self.k_dead, entry_id)
+        pipe.zrem(self.k_dead_ts, entry_id)
         pipe.hset(self.k_outbox, entry_id, json.dumps(entry))
         pipe.zadd(self.k_due, {entry_id: t})
         self._redis(pipe.execute)

@@ -324,3 +324,19 @@ def test_resolved_alert_slack_body_has_no_error_line():
     alert = {"status": "resolved", "labels": {"alertname": "HighLatency"}, "fingerprint": "f"}
     body = json.loads(render_body("slack", AlertEvent(alert=alert)))
     assert "resolved" in body["text"] and "None" not in json.dumps(body)
+
+
+def test_dead_entries_are_bounded_oldest_dropped(client, uid):
+    with Receiver(fail_first=100, fail_status=410) as rx:
+        d = dispatcher(client, uid, [WebhookSettings(url=rx.url)], webhook_dead_max=2)
+        try:
+            for v, t in ((1, 10.0), (2, 20.0), (3, 30.0)):
+                d.enqueue([make_explanation(version=v)], now=t)
+                assert d.deliver_due(t) == {"dead": 1}
+            dead = d.dead_entries()
+            assert [json.loads(e["body"])["version"] for e in dead] == [2, 3]
+            assert client.zcard(d.k_dead_ts) == 2
+            assert d.requeue_dead(dead[0]["id"], now=40.0)
+            assert client.zcard(d.k_dead_ts) == 1 and d.outbox_size() == 1
+        finally:
+            d.close()
