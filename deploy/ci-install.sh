@@ -7,15 +7,17 @@
 #   prometheus-alertmanager  amtool (check the Alertmanager config, test its routes)
 #   docker-compose           `docker-compose config` validates docker-compose.yml against
 #                            the Compose schema; it needs no Docker engine for that
+#   (package) shellcheck     lints deploy/*.sh
 set -euo pipefail
 
 need=()
 command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 
 if [ "${#need[@]}" -eq 0 ]; then
-    echo "deploy/ci-install.sh: promtool, amtool and docker-compose already installed"
+    echo "deploy/ci-install.sh: promtool, amtool, docker-compose and shellcheck already installed"
     exit 0
 fi
 
