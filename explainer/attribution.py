@@ -1,7 +1,9 @@
 """Root-cause attribution over a target's ancestors: mechanism change and Shapley shares.
 
 The model is a linear structural causal model (SCM) on the ancestor DAG: every node is
-``x_j = a_j + Σ β_jk x_k + n_j`` over its parents ``k`` (same time bin), fitted robustly
+``x_j(t) = a_j + Σ_k Σ_l β_jkl x_k(t-l) + n_j(t)`` over its parents ``k`` at lags
+``l = 0..lags`` (same bin and the previous ones; the sum over lags is the long-run effect
+of a sustained change), fitted robustly
 (Huber-weighted, lightly ridged least squares) on a *reference* window before the anomaly.
 Then, for the *anomaly* window:
 
@@ -49,6 +51,7 @@ __all__ = [
     "Attribution",
     "attribute",
     "fit_linear_scm",
+    "predict_linear_scm",
     "robust_scale",
     "shapley_values",
     "total_effects",
@@ -88,84 +91,107 @@ def _nanmedian(x: FloatArray, axis: int = -1, keepdims: bool = False) -> FloatAr
 def fit_linear_scm(
     parents: Sequence[Sequence[int]],
     data: FloatArray,
+    lags: int = 0,
+    n_fit: int | None = None,
     huber_k: float = 2.0,
     iterations: int = 3,
     ridge: float = 1e-3,
     nonnegative: bool = True,
     flat_prior: float = 1.0,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Fit ``x_j = a_j + Σ β_jk x_k`` per node on ``data`` ``(nodes, T)``.
+    """Fit ``x_j(t) = a_j + Σ_k Σ_{l<=lags} β_jkl x_k(t-l)`` per node on ``data[:, :n_fit]``.
 
-    Missing parent values are filled with the parent's median (a missing 5-minute bucket
-    usually means "no traffic", not "unknown"); bins where the node itself is missing are
-    left out. Huber IRLS (``iterations`` rounds, threshold ``huber_k`` robust SDs) keeps a
-    few spikes in the reference window from bending the fit; ``ridge`` (relative to the
-    standardised parents) keeps collinear parents stable. A node with too few points for
-    its parents gets the intercept-only model. With ``nonnegative`` (the default) slopes
-    are constrained to be >= 0 (active set): edges point the way degradation propagates
-    (a slower callee never makes its caller faster), and the constraint keeps a handful of
-    collinear parents from getting large opposite-signed slopes on small data. A parent that
-    is constant over the reference window (availability at 100%) gets the slope
-    ``flat_prior``: its effect cannot be learned, and assuming none would blame the child.
+    ``data`` is ``(nodes, T)`` on consecutive time bins; the first ``n_fit`` bins (all by
+    default) are the fitting window. Missing values are filled with the node's median (a
+    missing 5-minute bucket usually means "no traffic", not "unknown"); bins where the node
+    itself is missing are left out. Huber IRLS (``iterations`` rounds, threshold
+    ``huber_k`` robust SDs) keeps a few spikes in the reference window from bending the fit;
+    ``ridge`` (relative to the standardised parents) keeps collinear parents stable. A node
+    with too few points for its parents gets the intercept-only model. With
+    ``nonnegative`` (the default) slopes are constrained to be >= 0 (active set): edges
+    point the way degradation propagates (a slower callee never makes its caller faster),
+    and the constraint keeps collinear parents from getting large opposite-signed slopes on
+    small data. A parent that is constant over the fitting window (availability at 100%)
+    gets the lag-0 slope ``flat_prior``: its effect cannot be learned, and assuming none
+    would blame the child.
 
-    Returns ``(intercept (nodes,), B (nodes, nodes) with B[j, k] = β_jk, medians (nodes,))``.
+    Returns ``(intercept (nodes,), B (lags + 1, nodes, nodes) with B[l, j, k] = β_jkl,
+    medians (nodes,))``.
     """
     data = np.asarray(data, dtype=np.float64)
-    n_nodes = data.shape[0]
-    med = _nanmedian(data, axis=1)
+    n_nodes, T = data.shape
+    n_fit = T if n_fit is None else int(n_fit)
+    L = int(lags)
+    med = _nanmedian(data[:, :n_fit], axis=1)
     med = np.where(np.isfinite(med), med, 0.0)
     filled = np.where(np.isfinite(data), data, med[:, None])
+    pad = np.concatenate([np.repeat(med[:, None], L, axis=1), filled], axis=1)
     intercept = med.copy()
-    B = np.zeros((n_nodes, n_nodes))
+    B = np.zeros((L + 1, n_nodes, n_nodes))
     for j in range(n_nodes):
         pa = [int(k) for k in parents[j]]
-        y = data[j]
-        ok = np.isfinite(y)
-        if not pa or ok.sum() < len(pa) + 3:
+        y = data[j, :n_fit]
+        ok = np.flatnonzero(np.isfinite(y))
+        n_feat = len(pa) * (L + 1)
+        if not pa or ok.size < n_feat + 3:
             continue
-        X = filled[pa][:, ok].T  # (t, p)
+        # feature (k, l) is parent k at lag l; column order: parent-major
+        X = np.stack([pad[k, ok - lag + L] for k in pa for lag in range(L + 1)], axis=1)
+        lag_of = np.tile(np.arange(L + 1), len(pa))
+        par_of = np.repeat(np.array(pa), L + 1)
         yy = y[ok]
         mu = X.mean(axis=0)
         sd = X.std(axis=0)
         live = sd > 1e-12 * np.maximum(np.abs(mu), 1.0)
-        # A parent that never moved in the reference window has an unidentifiable slope;
-        # assume one-to-one propagation (prior slope 1) rather than none, otherwise the
-        # child's residual would absorb every fault of that parent.
-        flat = [k for k, ok_k in zip(pa, live) if not ok_k]
-        B[j, flat] = flat_prior
-        if not live.any():
-            intercept[j] = float(np.median(yy - X[:, ~live] @ np.full((~live).sum(), flat_prior)))
-            continue
-        yy = yy - X[:, ~live] @ np.full((~live).sum(), flat_prior)
-        Z = (X[:, live] - mu[live]) / sd[live]
-        Z1 = np.c_[np.ones(Z.shape[0]), Z]
-        pen = np.full(Z1.shape[1], ridge * Z.shape[0])
-        pen[0] = 0.0
-        w = np.ones(Z.shape[0])
-        coef = np.zeros(Z1.shape[1])
-        for _ in range(max(iterations, 1)):
-            Zw = Z1 * w[:, None]
-            G, h = Z1.T @ Zw + np.diag(pen), Zw.T @ yy
-            act = np.ones(Z1.shape[1], dtype=bool)
-            for _ in range(Z1.shape[1]):  # active set: drop negative slopes, re-solve
-                coef = np.zeros(Z1.shape[1])
-                coef[act] = np.linalg.solve(G[np.ix_(act, act)], h[act])
-                neg = act & (coef < 0)
-                neg[0] = False
-                if not (nonnegative and neg.any()):
+        # A parent that never moved in the fitting window has an unidentifiable slope;
+        # assume one-to-one propagation (prior slope 1 at lag 0) rather than none,
+        # otherwise the child's residual would absorb every fault of that parent.
+        prior = np.where(~live & (lag_of == 0), flat_prior, 0.0)
+        yy = yy - X @ prior
+        beta = prior.copy()
+        if live.any():
+            Z = (X[:, live] - mu[live]) / sd[live]
+            Z1 = np.c_[np.ones(Z.shape[0]), Z]
+            pen = np.full(Z1.shape[1], ridge * Z.shape[0])
+            pen[0] = 0.0
+            w = np.ones(Z.shape[0])
+            coef = np.zeros(Z1.shape[1])
+            for _ in range(max(iterations, 1)):
+                Zw = Z1 * w[:, None]
+                G, h = Z1.T @ Zw + np.diag(pen), Zw.T @ yy
+                act = np.ones(Z1.shape[1], dtype=bool)
+                for _ in range(Z1.shape[1]):  # active set: drop negative slopes, re-solve
+                    coef = np.zeros(Z1.shape[1])
+                    coef[act] = np.linalg.solve(G[np.ix_(act, act)], h[act])
+                    neg = act & (coef < 0)
+                    neg[0] = False
+                    if not (nonnegative and neg.any()):
+                        break
+                    act &= ~neg
+                r = yy - Z1 @ coef
+                s = robust_scale(r)
+                if not np.isfinite(s) or s <= 0:
                     break
-                act &= ~neg
-            r = yy - Z1 @ coef
-            s = robust_scale(r)
-            if not np.isfinite(s) or s <= 0:
-                break
-            a = np.abs(r) / (huber_k * float(s))
-            w = np.where(a <= 1.0, 1.0, 1.0 / np.maximum(a, 1e-12))
-        beta = np.full(len(pa), flat_prior)
-        beta[live] = coef[1:] / sd[live]
-        B[j, pa] = beta
-        intercept[j] = coef[0] - float(beta[live] @ mu[live])
+                a = np.abs(r) / (huber_k * float(s))
+                w = np.where(a <= 1.0, 1.0, 1.0 / np.maximum(a, 1e-12))
+            beta[live] = coef[1:] / sd[live]
+            intercept[j] = coef[0] - float(beta[live] @ mu[live])
+        else:
+            intercept[j] = float(np.median(yy))
+        B[lag_of, j, par_of] = beta
     return intercept, B, med
+
+
+def predict_linear_scm(intercept: FloatArray, B: FloatArray, data: FloatArray) -> FloatArray:
+    """Each node's value predicted from its observed parents (``B`` from :func:`fit_linear_scm`);
+    ``data`` must already be filled (no NaN). The first ``lags`` bins use the first bin as lag."""
+    L = B.shape[0] - 1
+    pad = np.concatenate([np.repeat(data[:, :1], L, axis=1), data], axis=1)
+    T = data.shape[1]
+    out = np.repeat(intercept[:, None], T, axis=1)
+    for lag in range(L + 1):
+        out += B[lag] @ pad[:, L - lag : L - lag + T]
+    return out
 
 
 def total_effects(B: FloatArray, order: Sequence[int], target: int) -> FloatArray:
@@ -279,6 +305,7 @@ def attribute(
     exact_max: int = 8,
     player_z: float = 2.0,
     max_players: int = 24,
+    lags: int = 1,
 ) -> Attribution:
     """Attribute the ``target``'s deviation in ``anomaly`` to the nodes' mechanisms.
 
@@ -294,6 +321,12 @@ def attribute(
         Index of the target node.
     seed
         Seeds the reference-noise draws and the sampled permutations (deterministic).
+    lags
+        Parent lags in the node models (0 = same bin only). ``reference`` and ``anomaly``
+        are then taken as consecutive bins (the anomaly right after the reference).
+    player_z, max_players
+        Nodes whose residual moved less than ``player_z`` robust SDs stay background noise
+        in the Shapley game; at most ``max_players`` nodes play (largest push first).
 
     Examples
     --------
@@ -315,12 +348,14 @@ def attribute(
             f"attribute: {n} nodes in reference, {anom.shape[0]} in anomaly,"
             f" {len(parents)} parent lists, target {target}"
         )
-    intercept, B, med = fit_linear_scm(parents, ref)
-    ref_f = np.where(np.isfinite(ref), ref, med[:, None])
-    anom_f = np.where(np.isfinite(anom), anom, med[:, None])
+    T_ref = ref.shape[1]
+    full = np.concatenate([ref, anom], axis=1)
+    intercept, Bl, med = fit_linear_scm(parents, full, lags=lags, n_fit=T_ref)
+    B = Bl.sum(axis=0)  # long-run effect of a sustained change
+    filled = np.where(np.isfinite(full), full, med[:, None])
     # residual of each node given its observed parents (NaN where the node has no sample)
-    res_ref = np.where(np.isfinite(ref), ref - (intercept[:, None] + B @ ref_f), np.nan)
-    res_anom = np.where(np.isfinite(anom), anom - (intercept[:, None] + B @ anom_f), np.nan)
+    res = np.where(np.isfinite(full), full - predict_linear_scm(intercept, Bl, filled), np.nan)
+    res_ref, res_anom = res[:, :T_ref], res[:, T_ref:]
     n_ref = np.isfinite(res_ref).sum(axis=1).astype(np.int64)
     n_anom = np.isfinite(res_anom).sum(axis=1).astype(np.int64)
     center = np.where(n_ref > 0, _nanmedian(res_ref, axis=1), 0.0)
