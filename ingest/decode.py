@@ -207,6 +207,8 @@ def _decode_into(ctx: _Ctx, rec: RawRecord, idx: int, fmt: str) -> None:
         if first in b" \t\r\n":
             m = _NON_SPACE.search(value)
             first = value[m.start()] if m is not None else 0
+        elif first == 0xEF and value.startswith(b"\xef\xbb\xbf"):  # UTF-8 byte-order mark
+            first = value[3] if len(value) > 3 else 0
         fmt = "auto-json" if first in b"{[" else "influx"
     mark = ctx.mark()
     if fmt == "influx":
@@ -344,7 +346,7 @@ def _decode_json(ctx: _Ctx, rec: RawRecord, idx: int, *, allow_str_value: bool) 
         if v - v != 0.0:  # NaN or +/-Inf in one comparison
             ctx.fail(rec, check_value(v, key) or _never(), j)
             continue
-        if not lo <= t <= hi:
+        if t - t != 0.0 or not lo <= t <= hi:
             ctx.fail(rec, check_timestamp(t, now_s, limits, key) or _never(), j)
             continue
         keys.append(key)
@@ -489,7 +491,7 @@ def _decode_influx(ctx: _Ctx, rec: RawRecord, idx: int) -> int:
             if v - v != 0.0:
                 ctx.fail(rec, check_value(v, key) or _never(), line_no)
                 continue
-            if not lo <= t <= hi:
+            if t - t != 0.0 or not lo <= t <= hi:
                 ctx.fail(rec, check_timestamp(t, now_s, limits, key) or _never(), line_no)
                 continue
             keys.append(key)

@@ -66,6 +66,9 @@ class KafkaSource:
         tries again, so nothing is read from a wrong position.
     topics, group_id
         Override ``settings.topics`` / ``settings.group_id`` (internal topics, tests).
+    call_timeout_s
+        Bound on blocking calls other than poll (commit, position, end offsets); past it a
+        retryable ``BackendError`` is raised instead of hanging on a lost broker.
     """
 
     def __init__(
@@ -75,8 +78,10 @@ class KafkaSource:
         resume_offsets: ResumeOffsets | None = None,
         topics: Sequence[str] | None = None,
         group_id: str | None = None,
+        call_timeout_s: float = 10.0,
     ) -> None:
         self.settings = settings
+        self._timeout_ms = int(call_timeout_s * 1000)
         self.topics = list(topics) if topics is not None else [t.name for t in settings.topics]
         self.resume_offsets = resume_offsets
         self._pending: set[TopicPartition] = set()
@@ -160,7 +165,7 @@ class KafkaSource:
         if not offsets:
             return
         try:
-            self._consumer.commit(offsets)
+            self._consumer.commit(offsets, timeout_ms=self._timeout_ms)
         except KafkaError as exc:
             raise _backend_error("commit", exc) from exc
 
@@ -182,7 +187,7 @@ class KafkaSource:
         """Next offset to read of each assigned partition."""
         try:
             return {
-                (tp.topic, tp.partition): int(self._consumer.position(tp))
+                (tp.topic, tp.partition): int(self._consumer.position(tp, self._timeout_ms))
                 for tp in self._consumer.assignment()
             }
         except KafkaError as exc:
@@ -194,11 +199,9 @@ class KafkaSource:
             tps = list(self._consumer.assignment())
             if not tps:
                 return {}
-            ends = self._consumer.end_offsets(tps)
-            return {
-                (tp.topic, tp.partition): max(0, int(ends[tp]) - int(self._consumer.position(tp)))
-                for tp in tps
-            }
+            ends = self._consumer.end_offsets(tps, timeout_ms=self._timeout_ms)
+            pos = {tp: int(self._consumer.position(tp, self._timeout_ms)) for tp in tps}
+            return {(tp.topic, tp.partition): max(0, int(ends[tp]) - pos[tp]) for tp in tps}
         except KafkaError as exc:
             raise _backend_error("lag", exc) from exc
 

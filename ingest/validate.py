@@ -319,8 +319,8 @@ def check_value(value: float, where: str) -> Problem | None:
 
 def check_timestamp(ts: float, now_s: float, limits: IngestLimits, where: str) -> Problem | None:
     """The timestamp (unix seconds) lies in ``[now - max_age_s, now + max_future_s]``."""
-    if ts != ts:
-        return ("bad_timestamp", "timestamp", f"timestamp is NaN in series {where}")
+    if ts - ts != 0.0:  # NaN or +/-Inf: no window, however wide, should accept it
+        return ("bad_timestamp", "timestamp", f"timestamp {ts} is not finite in series {where}")
     if ts > now_s + limits.max_future_s:
         return (
             "ts_future",

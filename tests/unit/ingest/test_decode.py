@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -347,7 +348,7 @@ def test_too_many_samples_dead_letters_whole_record() -> None:
         ),
         ({"name": "x", "timestamp": NOW + 301, "value": 1}, "ts_future", "timestamp"),
         ({"name": "x", "timestamp": NOW - 8 * 86_400, "value": 1}, "ts_too_old", "timestamp"),
-        ({"name": "x", "timestamp": 10**400, "value": 1}, "ts_future", "timestamp"),
+        ({"name": "x", "timestamp": 10**400, "value": 1}, "bad_timestamp", "timestamp"),
         ({"name": "x", "timestamp": NOW, "value": 10**400}, "bad_value", "value"),
         (
             {
@@ -417,3 +418,33 @@ def test_batch_equals_one_by_one() -> None:
     ]
     assert len(whole) == 1 + 1 + 6 + 1
     assert not np.isnan(whole.value).any()
+
+
+def test_infinite_window_still_refuses_non_finite_timestamps() -> None:
+    replay = IngestLimits(max_future_s=math.inf, max_age_s=math.inf)
+    msg = json.dumps(
+        [
+            {"name": "x", "timestamp": 10**400, "value": 1},
+            {"name": "x", "timestamp": 1.0, "value": 2},
+        ]
+    )
+    batch, errors = one(msg, "json", replay)
+    assert batch.ts.tolist() == [1.0]
+    assert [e.reason for e in errors] == ["bad_timestamp"]
+    batch, errors = one("m v=1 " + "9" * 320, "influx", replay)
+    assert len(batch) == 0 and [e.reason for e in errors] == ["bad_timestamp"]
+
+
+def test_utf8_bom_json_is_detected_in_auto() -> None:
+    msg = b"\xef\xbb\xbf" + json.dumps({"name": "x", "timestamp": NOW, "value": 1}).encode()
+    batch, errors = one(msg, "auto")
+    assert errors == [] and batch.series_keys == ["x"]
+
+
+def test_limits_from_settings_match_the_settings_defaults() -> None:
+    from causalwatch.settings import IngestSettings
+
+    assert IngestLimits.from_settings(IngestSettings()) == IngestLimits()
+    custom = IngestSettings(max_labels=3, max_future_s=10)
+    limits = IngestLimits.from_settings(custom)
+    assert (limits.max_labels, limits.max_future_s) == (3, 10.0)

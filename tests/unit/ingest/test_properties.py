@@ -48,13 +48,16 @@ _sample_like = st.fixed_dictionaries(
 )
 
 
-def _check(value: bytes, fmt: str) -> None:
+REPLAY = IngestLimits(max_future_s=float("inf"), max_age_s=float("inf"))
+
+
+def _check(value: bytes, fmt: str, limits: IngestLimits = LIMITS) -> None:
     rec = RawRecord("t", 0, 0, value)
-    batch, errors = decode_batch([rec], {"t": fmt}, LIMITS, NOW)
+    batch, errors = decode_batch([rec], {"t": fmt}, limits, NOW)
     assert all(isinstance(e, RecordError) and e.reason in REASONS for e in errors)
     assert all(e.raw == value for e in errors)
     assert np.isfinite(batch.value).all() and np.isfinite(batch.ts).all()
-    assert len(batch) <= LIMITS.max_samples_per_message
+    assert len(batch) <= limits.max_samples_per_message
     assert len(batch) > 0 or errors, "a record must yield samples or an error"
 
 
@@ -68,6 +71,7 @@ def test_arbitrary_bytes_never_raise(value: bytes, fmt: str) -> None:
 @given(st.lists(_sample_like, max_size=6) | _sample_like, st.sampled_from(sorted(FORMATS)))
 def test_json_shaped_input_never_raises(doc: object, fmt: str) -> None:
     _check(json.dumps(doc).encode(), fmt)
+    _check(json.dumps(doc).encode(), fmt, REPLAY)  # replay: no time window at all
 
 
 _lp_text = st.text(alphabet=st.sampled_from(list('ab1=, \\"#.\n\r-ituTf')), max_size=60)
