@@ -193,4 +193,6 @@ def score_at(
 def normalise(raw: float, n_windows: int, profile: str) -> float:
     tp, _, fn = PROFILES[profile]
     perfect, null = tp * n_windows, -fn * n_windows
+    if n_windows == 0:
+        return float("nan")
     return 100.0 * (raw - null) / (perfect - null)

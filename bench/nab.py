@@ -34,8 +34,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _nab_peers import river_hst, river_sad, state_bytes_river, windowed_gaussian  # noqa: E402
-from _nab_scoring import (  # noqa: E402
+import itertools
+
+from _nab_peers import river_hst, river_sad, state_bytes_river, windowed_gaussian
+from _nab_scoring import (
     PROFILES,
     FileLabels,
     Prepared,
@@ -48,7 +50,7 @@ from _nab_scoring import (  # noqa: E402
     to_unix,
 )
 
-from detector.core import Detector, DetectorConfig  # noqa: E402
+from detector.core import Detector, DetectorConfig
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab-dev"
 CALIBRATION = {"standard": 38.63, "reward_low_FP_rate": 17.22, "reward_low_FN_rate": 47.38}
@@ -125,8 +127,8 @@ def run_product(corpus: Corpus, direct: bool) -> tuple[list[np.ndarray], list[np
             sc_all[order[i : i + 4096]] = res.score
             al_all[order[i : i + 4096]] = res.fired
         bounds = np.cumsum([0] + [len(x) for x in corpus.x])
-        scores = [sc_all[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-        alerts = [al_all[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        scores = [sc_all[a:b] for a, b in itertools.pairwise(bounds)]
+        alerts = [al_all[a:b] for a, b in itertools.pairwise(bounds)]
         return scores, alerts, time.perf_counter() - t0
     keys = [f"nab_{i:02d}" for i in range(len(corpus.names))]
     rows, order = interleave(corpus)

@@ -56,11 +56,11 @@ def tail_probability(a: FloatArray, table: FloatArray, floor: float) -> FloatArr
         Smallest frequency a table entry is trusted to (about the update rate).
 
     Beyond the last level the tail is extrapolated as a power law in ``a`` (the steeper of
-    the last segment's slope and ``a**-2``), so larger deviations always rank higher but
+    the last segment's slope and ``a**-3``), so larger deviations always rank higher but
     probabilities stay within what a float score ``1 - p`` can resolve.
 
     >>> p = tail_probability(np.array([0.0, 2.0, 20.0]), np.tile(prior_table(), (3, 1)), 1e-4)
-    >>> [round(float(v), 4) for v in p[:2]], bool(p[2] < 1e-5)
+    >>> [round(float(v), 4) for v in p[:2]], bool(p[2] < 1e-4)
     ([1.0, 0.0455], True)
     """
     logt = np.log(np.maximum(table, floor))
@@ -83,7 +83,7 @@ def tail_probability(a: FloatArray, table: FloatArray, floor: float) -> FloatArr
     # extrapolate past the last level with a power-law (Pareto) tail: heavy enough that one
     # wild point does not reach absurd probabilities, and still strictly decreasing
     last_slope = (logt[:, -1] - logt[:, -2]) / _LOG_LAST_GAP
-    slope = np.minimum(last_slope, -2.0)
+    slope = np.minimum(last_slope, -3.0)
     logp_out = logt[:, -1] + slope * np.log(np.maximum(a, LEVELS[-1]) / LEVELS[-1])
     logp = np.where(inside, logp_in, logp_out)
     out: FloatArray = np.exp(np.minimum(logp, 0.0))

@@ -74,19 +74,23 @@ class DetectorConfig:
     min_alert_gap_points: int = 30
     clear_points: int = 3
     warmup_points: int = 30
-    season_bins: int = 48
+    season_bins: int = 144
     level_alpha_slow: float = 0.05
     level_alpha_fast: float = 0.5
     error_alpha: float = 0.02
     season_alpha: float = 0.1
     resid_alpha: float = 0.2
     tail_rate: float = 0.002
+    #: smallest trusted exceedance frequency, as a fraction of ``tail_rate``
+    tail_floor: float = 0.05
+    #: novelty memory: nats of surprise forgotten per point (0 disables the gating)
+    novelty_decay: float = 0.2
     huber_k: float = 4.0
     shift_z: float = 4.0
     shift_points: int = 5
     band_z: float = 3.0
-    #: the seasonal view is trusted only if its error is below this fraction of the others'
-    season_gain: float = 0.9
+    #: the seasonal views are trusted while their error is below this multiple of the others'
+    season_gain: float = 1.05
 
 
 @dataclass
@@ -132,9 +136,12 @@ _SCALAR_FIELDS: dict[str, tuple[type[np.generic], float]] = {
     "err_slow": (_F8, 0.0),
     "err_fast": (_F8, 0.0),
     "err_seas": (_F8, 0.0),
+    "lvl_fseas": (_F8, 0.0),
+    "err_fseas": (_F8, 0.0),
     "resid_mean": (_F8, 0.0),
     "resid_sq": (_F8, 0.0),
     "shift_run": (np.int64, 0),
+    "surprise_mem": (_F8, 0.0),
     "in_alert": (np.bool_, 0),
     "calm_run": (np.int64, 0),
     "last_fire_ts": (_F8, -math.inf),
@@ -192,7 +199,7 @@ class Detector:
     Examples
     --------
     >>> rng = np.random.default_rng(0)
-    >>> det = Detector(DetectorConfig(warmup_points=20, alert_threshold=0.9999))
+    >>> det = Detector(DetectorConfig(warmup_points=20, alert_threshold=0.999))
     >>> x = rng.normal(10.0, 1.0, 300)
     >>> x[250] = 25.0
     >>> res = det.step(np.zeros(300, dtype=np.int64), np.arange(300) * 60.0, x)
@@ -333,12 +340,19 @@ class Detector:
         sb_known = ~np.isnan(sb)
         sb0 = np.where(sb_known, sb, 0.0)
         p_slow, p_fast, p_seas = lvl_slow, lvl_fast, lvl_slow + sb0
+        p_fseas = s["lvl_fseas"][rows] + sb0
         e_slow, e_fast, e_seas = s["err_slow"][rows], s["err_fast"][rows], s["err_seas"][rows]
+        e_fseas = s["err_fseas"][rows]
         full_season = has_prev & ((ts - s["first_ts"][rows]) >= c.season_s)
-        use_seas = full_season & sb_known & (e_seas < c.season_gain * np.minimum(e_slow, e_fast))
-        use_fast = ~use_seas & (e_fast < e_slow)
-        pred = np.where(use_seas, p_seas, np.where(use_fast, p_fast, p_slow))
-        err = np.where(use_seas, e_seas, np.where(use_fast, e_fast, e_slow))
+        seas_ok = full_season & sb_known
+        plain = np.minimum(e_slow, e_fast)
+        e_sbest = np.minimum(e_seas, e_fseas)
+        use_seas = seas_ok & (e_sbest < c.season_gain * plain)
+        use_fast = e_fast < e_slow
+        pred_plain = np.where(use_fast, p_fast, p_slow)
+        pred_seas = np.where(e_fseas < e_seas, p_fseas, p_seas)
+        pred = np.where(use_seas, pred_seas, pred_plain)
+        err = np.where(use_seas, e_sbest, plain)
         floor = np.maximum(0.05 * s["absdiff"][rows], 1e-9 * (1.0 + np.abs(pred)))
         sigma = np.maximum(_MAE_TO_SIGMA * err, floor)
         ratio = np.where(dt_typ > 0, dt / np.where(dt_typ > 0, dt_typ, 1.0), 1.0)
@@ -358,12 +372,19 @@ class Detector:
         a = np.where(np.isfinite(a), a, 60.0)
         tails = s["tails"][rows]
         p_each = np.stack(
-            [tail_probability(a[:, k], tails[:, k, :], 0.5 * c.tail_rate) for k in range(_N_STATS)],
+            [
+                tail_probability(a[:, k], tails[:, k, :], c.tail_floor * c.tail_rate)
+                for k in range(_N_STATS)
+            ],
             axis=1,
         )
-        p = np.minimum(1.0, _N_STATS * p_each.min(axis=1))
+        p_raw = np.minimum(1.0, _N_STATS * p_each.min(axis=1))
         scored = valid & (n_model >= c.warmup_points)
-        p = np.where(scored, p, 1.0)
+        p_raw = np.where(scored, p_raw, 1.0)
+        # novelty: surprise already explained by a recent, larger surprise is not news
+        surprise = -np.log(np.maximum(p_raw, 1e-300))
+        mem = s["surprise_mem"][rows]
+        p = np.exp(-np.maximum(surprise - mem, 0.0)) if c.novelty_decay > 0 else p_raw
         score = 1.0 - p
         severity = np.clip(100.0 * (-np.log10(np.maximum(p, 1e-300))) / 8.0, 0.0, 100.0)
         half = c.band_z * sigma * gap
@@ -376,10 +397,12 @@ class Detector:
         return {
             "n": n, "n_model": n_model, "dt": dt, "dx": dx, "v": v, "valid": valid,
             "has_prev": has_prev, "reset": reset, "b": b, "sb": sb, "sb_known": sb_known,
-            "p_slow": p_slow, "p_fast": p_fast, "p_seas": p_seas, "sigma": sigma,
+            "p_slow": p_slow, "p_fast": p_fast, "p_seas": p_seas, "p_fseas": p_fseas,
+            "sigma": sigma,
             "hk": hk, "r": r, "rc": rc, "f_new": f_new, "q_new": q_new, "z2": z2, "a": a,
             "p": p, "score": score, "severity": severity, "expected": exp_x,
             "lower": exp_x - half_x, "upper": exp_x + half_x, "scored": scored,
+            "surprise": surprise, "floor": floor,
         }  # fmt: skip
 
     def _learn(self, rows: IntArray, ts: FloatArray, x: FloatArray, e: dict[str, Any]) -> None:
@@ -419,26 +442,44 @@ class Detector:
             out: FloatArray = np.maximum(alpha, 1.0 / (nm + 1.0))
             return out
 
-        sigma, hk = e["sigma"][ok], e["hk"][ok]
+        sigma = e["sigma"][ok]
+        floor = e["floor"][ok]
         sb, sb_known = e["sb"][ok], e["sb_known"][ok]
         lvl_slow = s["lvl_slow"][rr]
-        for name, pname in (("err_slow", "p_slow"), ("err_fast", "p_fast"), ("err_seas", "p_seas")):
-            ri = np.abs(v - e[pname][ok])
+        deseason0 = v - np.where(sb_known, sb, 0.0)
+        # each view is robustified with its own scale, so a view that is currently poor
+        # (e.g. the seasonal profile still learning a large daily swing) can still learn
+        hks = {}
+        views = (
+            ("err_slow", "p_slow"),
+            ("err_fast", "p_fast"),
+            ("err_seas", "p_seas"),
+            ("err_fseas", "p_fseas"),
+        )
+        for name, pname in views:
             old = s[name][rr]
-            s[name][rr] = np.where(first, 0.0, old + w(c.error_alpha) * (np.minimum(ri, hk) - old))
+            hks[name] = c.huber_k * np.maximum(_MAE_TO_SIGMA * old, floor)
+            ri = np.minimum(np.abs(v - e[pname][ok]), hks[name])
+            s[name][rr] = np.where(first, 0.0, old + w(c.error_alpha) * (ri - old))
+        hk_slow, hk_fast, hk_seas = hks["err_slow"], hks["err_fast"], hks["err_seas"]
+        hk_fs = hks["err_fseas"]
+        lfs = s["lvl_fseas"][rr]
+        s["lvl_fseas"][rr] = np.where(
+            first, v, lfs + w(c.level_alpha_fast) * np.clip(deseason0 - lfs, -hk_fs, hk_fs)
+        )
         deseason = v - np.where(sb_known, sb, 0.0)
         s["lvl_slow"][rr] = np.where(
             first,
             v,
-            lvl_slow + w(c.level_alpha_slow) * np.clip(deseason - lvl_slow, -hk, hk),
+            lvl_slow + w(c.level_alpha_slow) * np.clip(deseason - lvl_slow, -hk_slow, hk_slow),
         )
         lf = s["lvl_fast"][rr]
         s["lvl_fast"][rr] = np.where(
-            first, v, lf + w(c.level_alpha_fast) * np.clip(v - lf, -hk, hk)
+            first, v, lf + w(c.level_alpha_fast) * np.clip(v - lf, -hk_fast, hk_fast)
         )
-        dev = np.clip(v - lvl_slow, -hk, hk)
+        dev = v - lvl_slow
         b = e["b"][ok]
-        new_sb = np.where(sb_known, sb + c.season_alpha * (dev - sb), dev)
+        new_sb = np.where(sb_known, sb + c.season_alpha * np.clip(dev - sb, -hk_seas, hk_seas), dev)
         s["season"][rr, b] = np.where(first, 0.0, new_sb).astype(self._SEASON_DTYPE)
         s["resid_mean"][rr] = np.where(first, 0.0, e["f_new"][ok])
         s["resid_sq"][rr] = np.where(first, 0.0, e["q_new"][ok])
@@ -466,6 +507,8 @@ class Detector:
             run = np.where(shifted, 0, run)
         s["shift_run"][rr] = run
         s["n_model"][rr] = nm + 1
+        mem = np.maximum(s["surprise_mem"][rr], e["surprise"][ok]) - c.novelty_decay
+        s["surprise_mem"][rr] = np.maximum(mem, 0.0)
 
         # counters: monotonic non-decreasing and mostly increasing -> model the rate from now
         n1 = s["n"][rows] - 1
@@ -486,6 +529,8 @@ class Detector:
                 "err_slow",
                 "err_fast",
                 "err_seas",
+                "lvl_fseas",
+                "err_fseas",
                 "resid_mean",
                 "resid_sq",
                 "shift_run",
