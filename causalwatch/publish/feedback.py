@@ -71,7 +71,7 @@ class FalsePositive(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     incident_id: str
-    at: float = Field(description="unix seconds of the mark")
+    marked_at: float = Field(description="unix seconds of the mark")
     nodes: list[str] = Field(default_factory=list)
     series: list[str] = Field(default_factory=list, description="target series keys")
     reason: str | None = None
@@ -148,7 +148,7 @@ class FeedbackStore:
         self,
         incident_id: str,
         *,
-        at: float,
+        marked_at: float,
         nodes: list[str] | None = None,
         series: list[str] | None = None,
         reason: str | None = None,
@@ -156,7 +156,7 @@ class FeedbackStore:
         """Record the mark (marking again moves its time, so the pipeline sees it again)."""
         fp = FalsePositive(
             incident_id=incident_id,
-            at=at,
+            marked_at=marked_at,
             nodes=list(nodes or []),
             series=list(series or []),
             reason=reason,
@@ -165,7 +165,7 @@ class FeedbackStore:
         def write() -> Any:
             pipe = self.client.pipeline(transaction=True)
             pipe.hset(self._fp, incident_id, fp.model_dump_json())
-            pipe.zadd(self._fp_ts, {incident_id: at})
+            pipe.zadd(self._fp_ts, {incident_id: marked_at})
             return pipe.execute()
 
         self._call(write)
@@ -179,7 +179,7 @@ class FeedbackStore:
             return []
         raws = self._call(lambda: self.client.hmget(self._fp, [_text(i) for i in ids]))
         out = [FalsePositive.model_validate_json(r) for r in raws if r is not None]
-        return sorted(out, key=lambda f: f.at)
+        return sorted(out, key=lambda f: f.marked_at)
 
     def _call(self, fn: Any) -> Any:
         try:

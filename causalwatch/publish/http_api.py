@@ -96,7 +96,7 @@ class Feedback(Protocol):
         self,
         incident_id: str,
         *,
-        at: float,
+        marked_at: float,
         nodes: list[str] | None = None,
         series: list[str] | None = None,
         reason: str | None = None,
@@ -704,7 +704,7 @@ def create_app(
             return _error(404, f"unknown incident {incident_id!r}")
         fp = feedback.mark_false_positive(
             incident_id,
-            at=clock(),
+            marked_at=clock(),
             nodes=list(inc.get("nodes") or []),
             series=list((inc.get("targets") or {}).keys()),
             reason=None if body is None else body.reason,

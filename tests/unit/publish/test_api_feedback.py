@@ -38,11 +38,11 @@ def test_mute_matching():
 
 def test_false_positives_since(redis_server, uid):
     fs = store(redis_server, uid)
-    fs.mark_false_positive("inc-1", at=10.0, nodes=["api"], series=['lat{service="api"}'])
-    fs.mark_false_positive("inc-2", at=20.0, reason="deploy")
+    fs.mark_false_positive("inc-1", marked_at=10.0, nodes=["api"], series=['lat{service="api"}'])
+    fs.mark_false_positive("inc-2", marked_at=20.0, reason="deploy")
     assert [f.incident_id for f in fs.false_positives_since(0.0)] == ["inc-1", "inc-2"]
     assert [f.incident_id for f in fs.false_positives_since(10.0)] == ["inc-2"]
     first = fs.false_positives_since(0.0)[0]
     assert first.series == ['lat{service="api"}'] and first.nodes == ["api"]
-    fs.mark_false_positive("inc-1", at=30.0)  # marked again: seen again
+    fs.mark_false_positive("inc-1", marked_at=30.0)  # marked again: seen again
     assert [f.incident_id for f in fs.false_positives_since(20.0)] == ["inc-1"]
