@@ -52,6 +52,7 @@ publish:
   webhook_max_attempts: 10        # then the delivery is kept as dead for inspection
   webhook_backoff_base_s: 1.0     # exponential backoff with full jitter ...
   webhook_backoff_cap_s: 300.0    # ... capped at 5 minutes
+  webhook_dead_max: 10000         # dead deliveries kept for inspection, oldest dropped
 ```
 
 Bodies by `kind`:
