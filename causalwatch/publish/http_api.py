@@ -14,6 +14,8 @@ Authentication: when ``token`` is set every route but ``/healthz`` and ``/readyz
 ``Authorization: Bearer <token>`` (401 without it, 403 with a wrong one), the OpenAPI schema
 (``/openapi.json``) included.
 
+Outgoing deliveries can be inspected and dead ones retried under ``/api/v1/webhooks``.
+
 Incoming Alertmanager webhooks (``POST /api/v1/alertmanager``) are put on a bounded queue and
 answered 202 at once (503 with ``Retry-After`` when the queue is full, which Alertmanager
 retries). :class:`AlertEnricher` workers explain each firing alert's series at its
@@ -465,7 +467,34 @@ def create_app(
     alert_workers: int = 2,
     clock: Callable[[], float] = time.time,
 ) -> FastAPI:
-    """Build the API app. ``app.state.enricher`` is the :class:`AlertEnricher`."""
+    """Build the API app; ``app.state.enricher`` is its :class:`AlertEnricher`.
+
+    Parameters
+    ----------
+    store
+        Incidents and explanations (:class:`causalwatch.publish.redis.ResultStore`).
+    graph_cache
+        The versioned given graph (:class:`explainer.redis_dag_cache.RedisDagCache`); None
+        makes the graph routes answer 503.
+    feedback
+        Mutes and false positives (:class:`causalwatch.publish.feedback.FeedbackStore`).
+    explain
+        ``explain(node, series_key | None, at_unix_s) -> Explanation``, raising
+        ``StateError`` for an unknown node/series or a time without data. It is called from
+        request threads and enrichment workers at once: pass one that takes the explainer's
+        lock. None: ``/explain`` answers 503 and alerts are forwarded unexplained.
+    dispatcher
+        The :class:`~causalwatch.publish.webhooks.WebhookDispatcher` that forwards enriched
+        alerts and reports delivery status; None: alerts are explained but not forwarded.
+    token
+        The bearer token (``api.token``); None disables authentication.
+    ready
+        Readiness probe for ``/readyz``; an exception counts as not ready.
+    node_label, alert_queue_size, alert_workers
+        ``ingest.node_label``, ``api.alert_queue_size``, ``api.alert_workers``.
+    clock
+        Unix seconds now (mute times, the default ``at``).
+    """
     enricher = AlertEnricher(
         explain,
         dispatcher,
