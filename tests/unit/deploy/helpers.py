@@ -19,6 +19,9 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from pydantic import BaseModel
+
+from causalwatch.settings import ENV_DELIMITER, ENV_PREFIX, Settings
 
 REPO = Path(__file__).resolve().parents[3]
 DEPLOY = REPO / "deploy"
@@ -64,6 +67,26 @@ def load_compose() -> dict[str, Any]:
     data = load_yaml(COMPOSE_FILE)
     assert isinstance(data, dict)
     return data
+
+
+# ---------------------------------------------------------------------------------------
+# Settings
+# ---------------------------------------------------------------------------------------
+def settings_field(var: str) -> tuple[type[BaseModel], str] | None:
+    """Walk the Settings model along ``CAUSALWATCH_A__B__C``; the model and field it names."""
+    parts = var[len(ENV_PREFIX) :].lower().split(ENV_DELIMITER.lower())
+    model: type[BaseModel] = Settings
+    for i, part in enumerate(parts):
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        if i == len(parts) - 1:
+            return model, part
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return None
+        model = ann
+    return None
 
 
 # ---------------------------------------------------------------------------------------

@@ -9,11 +9,18 @@ import re
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
 
 import causalwatch
-from causalwatch.settings import ENV_DELIMITER, ENV_PREFIX, Settings, load_settings
-from tests.unit.deploy.helpers import COMPOSE_FILE, REPO, STAGE_SERVICES, load_compose, run, tool
+from causalwatch.settings import ENV_PREFIX, load_settings
+from tests.unit.deploy.helpers import (
+    COMPOSE_FILE,
+    REPO,
+    STAGE_SERVICES,
+    load_compose,
+    run,
+    settings_field,
+    tool,
+)
 
 STATEFUL = {"kafka", "redis", "prometheus", "alertmanager", "grafana"}
 CONDITIONS = {"service_healthy", "service_completed_successfully", "service_started"}
@@ -29,23 +36,6 @@ def services() -> dict[str, dict[str, Any]]:
 def interpolate(value: str) -> str:
     """Compose's ``${VAR:-default}`` with nothing set in the shell: the default."""
     return _INTERPOLATION.sub(lambda m: m.group(2) or "", value)
-
-
-def settings_field(var: str) -> tuple[type[BaseModel], str] | None:
-    """Walk the Settings model along ``CAUSALWATCH_A__B__C``; the model and field it names."""
-    parts = var[len(ENV_PREFIX) :].lower().split(ENV_DELIMITER.lower())
-    model: type[BaseModel] = Settings
-    for i, part in enumerate(parts):
-        field = model.model_fields.get(part)
-        if field is None:
-            return None
-        ann = field.annotation
-        if i == len(parts) - 1:
-            return model, part
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
-            return None
-        model = ann
-    return None
 
 
 def bind_mounts(svc: dict[str, Any]) -> list[tuple[str, str]]:
