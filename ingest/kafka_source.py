@@ -103,10 +103,9 @@ class KafkaSource:
             raise _backend_error("consumer start", exc) from exc
 
     def _resume(self) -> None:
-        if not self._pending:
-            return
-        if self.resume_offsets is None:
+        if not self._pending or self.resume_offsets is None:
             self._pending.clear()
+            self._resume_error = None  # nothing left to resume (e.g. revoked meanwhile)
             return
         try:
             offsets = self.resume_offsets(sorted((tp.topic, tp.partition) for tp in self._pending))
@@ -117,7 +116,10 @@ class KafkaSource:
         except Exception as exc:  # the checkpoint store failed: keep pending, retry later
             self._resume_error = exc
             return
-        log.info("resumed from checkpoint", extra={"offsets": dict(offsets)})
+        log.info(
+            "resumed from checkpoint",
+            extra={"offsets": {f"{t}:{p}": int(o) for (t, p), o in offsets.items()}},
+        )
         self._pending.clear()
         self._resume_error = None
 
@@ -135,9 +137,12 @@ class KafkaSource:
             polled = {}
         if self._resume_error is not None:
             err = self._resume_error
-            for tp in self._pending.intersection(polled):  # read from a wrong position:
-                if polled[tp]:  # rewind so nothing is lost if the checkpoint lacks it
-                    self._consumer.seek(tp, polled[tp][0].offset)
+            try:
+                for tp in self._pending.intersection(polled):  # read from a wrong position:
+                    if polled[tp]:  # rewind so nothing is lost if the checkpoint lacks it
+                        self._consumer.seek(tp, polled[tp][0].offset)
+            except KafkaError as exc:
+                raise _backend_error("seek after failed resume", exc) from exc
             polled = {tp: rs for tp, rs in polled.items() if tp not in self._pending}
             if not polled:
                 raise BackendError(
