@@ -54,7 +54,7 @@ from causalwatch.publish.webhooks import AlertEvent
 from causalwatch.series import series_key, split_series_key
 from explainer.dag import DependencyGraph, Edge
 
-__all__ = ["AlertEnricher", "create_app"]
+__all__ = ["AlertEnricher", "alert_target", "create_app", "parse_rfc3339"]
 
 log = logging.getLogger(__name__)
 
