@@ -169,16 +169,24 @@ def grafana_variables(expr: str) -> set[str]:
     return {next(g for g in m.groups() if g) for m in _VAR.finditer(expr)}
 
 
-def substitute_grafana(expr: str) -> str:
-    """Replace Grafana template variables so the result is plain PromQL.
+# A realistic variable value: series keys carry double quotes; a quote tests the escaping.
+SAMPLE_VALUE = 'latency_ms{service="o\'brien"}'
 
-    Interval variables become durations; every other variable only ever appears inside a
-    label matcher's quotes in our dashboards, where any word is valid.
-    """
+
+def grafana_escape(value: str) -> str:
+    """What Grafana's Prometheus datasource does to a single-value variable before
+    interpolation (``prometheusRegularEscape``): escape backslashes and single quotes
+    only, which is right for single-quoted PromQL strings and wrong for double-quoted."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def substitute_grafana(expr: str, value: str = SAMPLE_VALUE) -> str:
+    """Interpolate Grafana template variables the way Grafana would, so the result is
+    plain PromQL: interval variables become durations, others an escaped sample value."""
 
     def repl(m: re.Match[str]) -> str:
         name = next(g for g in m.groups() if g)
-        return _GRAFANA_DURATIONS.get(name, "value")
+        return _GRAFANA_DURATIONS.get(name) or grafana_escape(value)
 
     return _VAR.sub(repl, expr)
 

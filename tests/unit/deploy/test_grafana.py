@@ -131,7 +131,7 @@ def test_series_view_has_value_band_and_score() -> None:
         "causalwatch_detector_band_upper",
         "causalwatch_detector_anomaly_score",
     ):
-        assert re.search(metric + r'\{[^}]*series="\$series"', exprs), metric
+        assert re.search(metric + r"\{[^}]*series='\$series'", exprs), metric
 
 
 def test_incident_view_shows_root_cause_shares() -> None:
@@ -142,7 +142,7 @@ def test_incident_view_shows_root_cause_shares() -> None:
         for p in iter_panels(dash["panels"])
         for t in p.get("targets", [])
         if "causalwatch_explainer_root_cause_share" in t["expr"]
-        and 'incident_id="$incident_id"' in t["expr"]
+        and "incident_id='$incident_id'" in t["expr"]
     ]
     assert shares and any(p["fieldConfig"]["defaults"].get("unit") == "percentunit" for p in shares)
 

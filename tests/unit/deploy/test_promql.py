@@ -4,6 +4,7 @@ exports, series Prometheus makes (``up``, ``ALERTS``) and our recorded series.""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from causalwatch.publish.metrics import METRIC_NAMES
 from tests.unit.deploy.helpers import (
     DASHBOARD_FILES,
     PROMETHEUS_SERIES,
+    SAMPLE_VALUE,
     dashboard_exprs,
     exported_sample_names,
     grafana_variables,
@@ -100,8 +102,6 @@ def test_annotation_template_queries_read_only_real_series(
     allowed_names: frozenset[str],
 ) -> None:
     # The anomaly alert's annotations run PromQL at notification time; check those too.
-    import re
-
     found = 0
     for rule in iter_rules():
         for text in rule.get("annotations", {}).values():
@@ -120,3 +120,44 @@ def test_dashboard_variables_are_defined(path: Path) -> None:
     for where, expr in dashboard_exprs(path).items():
         unknown = grafana_variables(expr) - defined - GRAFANA_BUILTINS
         assert not unknown, f"{where} uses undefined variables {sorted(unknown)}"
+
+
+def _matchers(expr: str) -> list[tuple[str, str]]:
+    import promql_parser
+
+    out: list[tuple[str, str]] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            out.extend((m.name, m.value) for m in node.matchers.matchers)
+        for attr in ("expr", "lhs", "rhs", "vector_selector", "param"):
+            child = getattr(node, attr, None)
+            if child is not None and not isinstance(child, str | float | int):
+                walk(child)
+        for arg in getattr(node, "args", None) or []:
+            walk(arg)
+
+    walk(promql_parser.parse(expr))
+    return out
+
+
+def test_variables_interpolate_to_the_exact_label_value() -> None:
+    """Series keys contain double quotes and Grafana escapes only \\ and ' : with the
+    variables in single quotes, the matcher sees exactly the selected value."""
+    checked = 0
+    for where, expr in all_dashboard_exprs().items():
+        uses = [m for m in re.findall(r"\$\{?(\w+)", expr) if m not in GRAFANA_BUILTINS]
+        if not uses:
+            continue
+        values = [v for _name, v in _matchers(substitute_grafana(expr))]
+        assert values.count(SAMPLE_VALUE) == len(uses), (where, values)
+        checked += 1
+    assert checked >= 10
+
+
+def test_double_quoted_variables_would_break() -> None:
+    bad = 'causalwatch_detector_value{series="$series"}'
+    import promql_parser
+
+    with pytest.raises(ValueError):
+        promql_parser.parse(substitute_grafana(bad))
