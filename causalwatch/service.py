@@ -222,7 +222,7 @@ def serve(
         dispatcher = WebhookDispatcher(
             client, prefix, settings.publish.webhooks, settings.publish
         ).start()
-        closers.append(dispatcher.stop)
+        closers.append(dispatcher.close)
     sinks = Sinks(
         deadletter=DeadLetterSink(producer, suffix=settings.kafka.dlq_suffix),
         results=results if wants_explainer else None,
@@ -250,6 +250,7 @@ def serve(
         if dispatcher is not None:
             stats.webhook_deliveries.clear()
             stats.webhook_deliveries.update(dispatcher.counters())
+            stats.webhook_outbox_size = dispatcher.outbox_size()
 
     stage.hooks.append(periodic)
     checkpoints = RedisCheckpointStore(
