@@ -117,6 +117,7 @@ class FeedbackSync:
         self.interval_s = interval_s
         self._next = 0.0
         self._fp_since = 0.0
+        self._fp_count: dict[str, int] = {}
         self._applied: tuple[Any, int] | None = None
 
     def poll(self, now: float) -> None:
@@ -140,12 +141,16 @@ class FeedbackSync:
                         det.mute(idx, np.full(len(idx), float(m.until)))
                 self._applied = state
             for fp in fps:
-                self._fp_since = max(self._fp_since, float(fp.marked_at))
-                rows = [r for s in fp.series if (r := self.cores.index.get(s)) is not None]
-                if rows:
-                    idx = np.asarray(rows, dtype=np.int64)
-                    # Each false positive makes the series' alerts a notch harder to trigger.
-                    det.set_sensitivity(idx, np.full(len(idx), 0.8))
+                self._fp_since = max(self._fp_since, float(fp.marked_at) + 1e-6)
+                for key in fp.series:
+                    self._fp_count[key] = self._fp_count.get(key, 0) + 1
+            if fps:
+                keys = [k for k in self._fp_count if self.cores.index.get(k) is not None]
+                if keys:
+                    idx = np.asarray([self.cores.index.get(k) for k in keys], dtype=np.int64)
+                    # Each false-positive mark halves how readily the series alerts.
+                    factor = np.asarray([0.5 ** self._fp_count[k] for k in keys])
+                    det.set_sensitivity(idx, factor)
         return
 
 
