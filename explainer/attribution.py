@@ -112,8 +112,8 @@ def fit_linear_scm(
     point the way degradation propagates (a slower callee never makes its caller faster),
     and the constraint keeps collinear parents from getting large opposite-signed slopes on
     small data. A parent that is constant over the fitting window (availability at 100%)
-    gets the lag-0 slope ``flat_prior``: its effect cannot be learned, and assuming none
-    would blame the child.
+    gets the lag-0 slope ``flat_prior / len(parents)`` (the caller's traffic split evenly over
+    its callees): its effect cannot be learned, and assuming none would blame the child.
 
     Returns ``(intercept (nodes,), B (lags + 1, nodes, nodes) with B[l, j, k] = β_jkl,
     medians (nodes,))``.
@@ -146,7 +146,7 @@ def fit_linear_scm(
         # A parent that never moved in the fitting window has an unidentifiable slope;
         # assume one-to-one propagation (prior slope 1 at lag 0) rather than none,
         # otherwise the child's residual would absorb every fault of that parent.
-        prior = np.where(~live & (lag_of == 0), flat_prior, 0.0)
+        prior = np.where(~live & (lag_of == 0), flat_prior / len(pa), 0.0)
         yy = yy - X @ prior
         beta = prior.copy()
         if live.any():
@@ -306,6 +306,7 @@ def attribute(
     player_z: float = 2.0,
     max_players: int = 24,
     lags: int = 1,
+    min_reference: int = 5,
 ) -> Attribution:
     """Attribute the ``target``'s deviation in ``anomaly`` to the nodes' mechanisms.
 
@@ -324,6 +325,8 @@ def attribute(
     lags
         Parent lags in the node models (0 = same bin only). ``reference`` and ``anomaly``
         are then taken as consecutive bins (the anomaly right after the reference).
+    min_reference
+        Nodes with fewer reference points get no mechanism score (p = 1) and no share.
     player_z, max_players
         Nodes whose residual moved less than ``player_z`` robust SDs stay background noise
         in the Shapley game; at most ``max_players`` nodes play (largest push first).
@@ -357,6 +360,9 @@ def attribute(
     res = np.where(np.isfinite(full), full - predict_linear_scm(intercept, Bl, filled), np.nan)
     res_ref, res_anom = res[:, :T_ref], res[:, T_ref:]
     n_ref = np.isfinite(res_ref).sum(axis=1).astype(np.int64)
+    # a node seen fewer than min_reference times before the anomaly cannot be judged
+    judged = n_ref >= min_reference
+    res_anom = np.where(judged[:, None], res_anom, np.nan)
     n_anom = np.isfinite(res_anom).sum(axis=1).astype(np.int64)
     center = np.where(n_ref > 0, _nanmedian(res_ref, axis=1), 0.0)
     sigma = robust_scale(res_ref, axis=1)

@@ -26,8 +26,9 @@ How one explanation is made (``explain``):
 
 Incidents: anomalies whose nodes are equal or ancestor/descendant of each other in the
 graph, within ``incident_window_s`` of the incident's last event, form one incident; an
-incident explains each anomalous target series separately and republishes a target only
-when its ranked content changed (version + 1), with deterministic ids.
+incident explains each anomalous target series separately, at that target's most severe
+event so far (so recovering points do not dilute the evidence), and republishes a target
+only when its ranked content changed (version + 1), with deterministic ids.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class ExplainerConfig:
     n_samples: int = 256
     n_permutations: int = 32
     exact_max: int = 8
+    model_lags: int = 1
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -101,6 +103,7 @@ class ExplainerConfig:
             ("granger_max_lag", self.granger_max_lag >= 1, self.granger_max_lag),
             ("granger_forgetting", 0 < self.granger_forgetting <= 1, self.granger_forgetting),
             ("granger_alpha", 0 < self.granger_alpha < 1, self.granger_alpha),
+            ("model_lags", 0 <= self.model_lags <= 5, self.model_lags),
         ]
         for name, ok, value in checks:
             if not ok:
@@ -126,6 +129,7 @@ class _TargetState:
     first_ts: float
     last_ts: float
     severity: float
+    peak_ts: float = 0.0
     version: int = 0
     signature: str = ""
     root_causes: list[tuple[str, float]] = field(default_factory=list)
@@ -387,16 +391,26 @@ class Explainer:
             raise StateError(f"explainer: cannot infer step_s from series row {row}")
         return step
 
-    def explain(self, node: str, series_key: str | None, at_ts: float) -> Explanation:
+    def explain(
+        self,
+        node: str,
+        series_key: str | None,
+        at_ts: float,
+        *,
+        window_start: float | None = None,
+    ) -> Explanation:
         """Explain ``series_key`` of ``node`` at ``at_ts`` (on demand; ``incident_id`` ad hoc).
 
         With ``series_key=None`` the node's most anomalous series at ``at_ts`` is the target.
+        ``window_start`` (unix seconds) fixes the anomaly window to ``[window_start, at_ts]``
+        (e.g. a known change point; the history must hold it plus ``reference_points``);
+        by default the window is the run of anomalous target bins ending at ``at_ts``.
         Raises :class:`~causalwatch.errors.StateError` when the node has no series.
         """
         target_row = self._pick_target(node, series_key, at_ts)
         key = self.index.key_of(target_row)
         inc = "adhoc-" + _digest(f"{node}|{key}|{at_ts!r}", 6)
-        rcs, window, severity = self._rank(node, target_row, at_ts)
+        rcs, window, severity = self._rank(node, target_row, at_ts, window_start)
         return self._build(inc, 1, node, key, at_ts, window, severity, rcs)
 
     def _pick_target(self, node: str, series_key: str | None, at_ts: float) -> int:
@@ -431,7 +445,7 @@ class Explainer:
         return np.where(np.isfinite(z), z, 0.0)
 
     def _rank(
-        self, node: str, target_row: int, at_ts: float
+        self, node: str, target_row: int, at_ts: float, window_start: float | None = None
     ) -> tuple[list[RootCause], tuple[float, float], float]:
         cfg = self.config
         graph = self.graph
@@ -447,14 +461,20 @@ class Explainer:
             for r in node_rows.get(n, []):
                 rows_all.append(r)
                 owner.append(n)
-        n_points = cfg.reference_points + cfg.anomaly_points
+        n_win = cfg.anomaly_points
+        if window_start is not None:
+            n_win = max(math.floor((at_ts - window_start) / step + 1e-9) + 1, 1)
+        n_points = cfg.reference_points + n_win
         t_bins, V = self._history.aligned(np.array(rows_all), at_ts, step, n_points)
         if V.shape[1] < 4:
             raise StateError(
                 f"explain: only {V.shape[1]} time bins of history for"
                 f" {self.index.key_of(target_row)!r}"
             )
-        n_anom = self._anomaly_bins(V[0], cfg.anomaly_points)
+        if window_start is None:
+            n_anom = self._anomaly_bins(V[0], cfg.anomaly_points)
+        else:
+            n_anom = int(min(max((t_bins > window_start - 1e-9).sum(), 1), V.shape[1] - 3))
         z_all = self._zscores(V, n_anom)
         t_name, t_labels = split_series_key(self.index.key_of(target_row))
         t_labels.pop(self.index.node_label, None)
@@ -526,6 +546,7 @@ class Explainer:
             n_samples=cfg.n_samples,
             n_permutations=cfg.n_permutations,
             exact_max=cfg.exact_max,
+            lags=cfg.model_lags,
         )
         tgt = nodes.index(node)
         rcs: list[RootCause] = []
@@ -707,6 +728,8 @@ class Explainer:
             else:
                 t = found
             t.last_ts = max(t.last_ts, ev.ts)
+            if found is None or float(ev.severity) >= t.severity:
+                t.peak_ts = ev.ts  # explanations stay anchored at the strongest evidence
             t.severity = max(t.severity, float(ev.severity))
             touched.setdefault(inc.incident_id, set()).add(ev.series_key)
         out: list[Explanation] = []
@@ -715,7 +738,7 @@ class Explainer:
             for key in sorted(touched[iid]):
                 t = inc.targets[key]
                 try:
-                    rcs, window, _sev = self._rank(t.node, t.row, t.last_ts)
+                    rcs, window, _sev = self._rank(t.node, t.row, t.peak_ts)
                 except StateError as exc:
                     log.info("explainer cannot explain yet", extra={"series": key, "why": str(exc)})
                     continue
