@@ -6,6 +6,11 @@ metrics endpoint on a port), fed through the real broker with one series that sp
 one that stays calm. Prometheus scrapes it every second with deploy/prometheus's own rules
 loaded, so the test also sees the recording rules and the per-node anomaly alert work on
 the metrics the service really exports, not on hand-written series.
+
+A second test adds Debian's Alertmanager running deploy/alertmanager's routes: an alert from
+a user's rule travels Prometheus -> Alertmanager -> causalwatch's incoming webhook (bearer
+token read from a file, as in compose) -> on-demand explanation -> the outgoing webhook,
+while causalwatch's own anomaly alert stays on the `default` route.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pytest
@@ -32,7 +38,8 @@ from ingest.kafka_sink import KafkaSink, ensure_topics
 
 pytestmark = pytest.mark.integration
 
-RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+RULES = DEPLOY / "prometheus" / "rules"
 N_POINTS = 240
 SPIKE_FROM = N_POINTS - 1  # the detector scores a new surprise; a held level fades
 
@@ -47,19 +54,55 @@ def _wait(pred: Callable[[], Any], timeout_s: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
-class Prometheus:
+class _Server:
+    """A child process with an HTTP readiness endpoint, stopped politely."""
+
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: IO[bytes]
+
+    def wait_ready(self, timeout_s: float = 30.0) -> None:
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.proc.args!r} exited with {self.proc.returncode}")
+            try:
+                return bool(urllib.request.urlopen(f"{self.url}/-/ready", timeout=1).status == 200)
+            except OSError:
+                return False
+
+        _wait(ready, timeout_s, f"{self.url} to be ready")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.log.close()
+
+
+class Prometheus(_Server):
     """The prometheus binary on a free loopback port with its TSDB in a temp folder."""
 
-    def __init__(self, binary: str, workdir: Path, target: str) -> None:
+    def __init__(
+        self,
+        binary: str,
+        workdir: Path,
+        target: str,
+        *,
+        extra_rules: Sequence[Path] = (),
+        alertmanager: str | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = {
+        config: dict[str, Any] = {
             "global": {
                 "scrape_interval": "1s",
                 "scrape_timeout": "1s",
                 "evaluation_interval": "1s",
             },
-            "rule_files": [str(p) for p in sorted(RULES.glob("*.yml"))],
+            "rule_files": [str(p) for p in [*sorted(RULES.glob("*.yml")), *extra_rules]],
             "scrape_configs": [
                 {
                     "job_name": "causalwatch",
@@ -67,6 +110,10 @@ class Prometheus:
                 }
             ],
         }
+        if alertmanager is not None:
+            config["alerting"] = {
+                "alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]
+            }
         cfg = workdir / "prometheus.yml"
         cfg.write_text(yaml.safe_dump(config))
         self.log = (workdir / "prometheus.log").open("wb")
@@ -82,17 +129,6 @@ class Prometheus:
             stderr=subprocess.STDOUT,
         )
 
-    def wait_ready(self, timeout_s: float = 30.0) -> None:
-        def ready() -> bool:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"prometheus exited with {self.proc.returncode}")
-            try:
-                return bool(urllib.request.urlopen(f"{self.url}/-/ready", timeout=1).status == 200)
-            except OSError:
-                return False
-
-        _wait(ready, timeout_s, "prometheus to be ready")
-
     def api(self, path: str, **params: str) -> Any:
         qs = urllib.parse.urlencode(params)
         with urllib.request.urlopen(f"{self.url}/api/v1/{path}?{qs}", timeout=5) as resp:
@@ -104,15 +140,6 @@ class Prometheus:
         data = self.api("query", query=expr)
         assert data["resultType"] == "vector", data
         return list(data["result"])
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.log.close()
 
 
 @pytest.fixture
@@ -127,8 +154,28 @@ def prometheus_binary() -> str:
 
 
 @pytest.fixture
-def service(broker: Any, redis_server: Any, uid: str) -> Iterator[tuple[Settings, Service]]:
-    settings = load_settings(
+def start_service(
+    broker: Any, redis_server: Any, uid: str
+) -> Iterator[Callable[..., tuple[Settings, Service]]]:
+    """Start ``serve(settings, "all")`` on the test's broker and Redis; stopped at teardown."""
+    running: list[tuple[threading.Event, Service]] = []
+
+    def start(**overrides: Any) -> tuple[Settings, Service]:
+        settings = _settings(broker, redis_server, uid, **overrides)
+        stop = threading.Event()
+        svc = serve(settings, "all", stop=stop, block=False)
+        running.append((stop, svc))
+        return settings, svc
+
+    yield start
+    for stop, svc in running:
+        stop.set()
+        for close in svc.closers:
+            close()
+
+
+def _settings(broker: Any, redis_server: Any, uid: str, **overrides: Any) -> Settings:
+    return load_settings(
         kafka={
             "bootstrap_servers": broker.bootstrap,
             "group_id": f"g{uid}",
@@ -141,17 +188,10 @@ def service(broker: Any, redis_server: Any, uid: str) -> Iterator[tuple[Settings
             "internal_partitions": 1,
         },
         redis={"url": redis_server.url, "prefix": f"cw{uid}:"},
-        publish={"metrics_port": free_port()},
-        api={"port": free_port()},
+        publish={"metrics_port": free_port(), **overrides.pop("publish", {})},
+        api={"port": free_port(), **overrides.pop("api", {})},
+        **overrides,
     )
-    stop = threading.Event()
-    svc = serve(settings, "all", stop=stop, block=False)
-    try:
-        yield settings, svc
-    finally:
-        stop.set()
-        for close in svc.closers:
-            close()
 
 
 def _samples(now: float) -> list[bytes]:
@@ -182,15 +222,22 @@ def _samples(now: float) -> list[bytes]:
     return records
 
 
-def test_prometheus_scrapes_an_anomaly_score_the_test_caused(
-    service: tuple[Settings, Service], broker: Any, prometheus_binary: str, tmp_path: Path
-) -> None:
-    settings, svc = service
+def _produce(broker: Any, settings: Settings) -> None:
     topic = settings.kafka.topics[0].name
     ensure_topics(broker.bootstrap, {topic: 1})
     sink = KafkaSink(settings.kafka)
     sink.write_batch(topic, [(None, value, []) for value in _samples(time.time())])
     sink.close()
+
+
+def test_prometheus_scrapes_an_anomaly_score_the_test_caused(
+    start_service: Callable[..., tuple[Settings, Service]],
+    broker: Any,
+    prometheus_binary: str,
+    tmp_path: Path,
+) -> None:
+    settings, svc = start_service()
+    _produce(broker, settings)
 
     target = svc.metrics_url.removeprefix("http://").removesuffix("/metrics")
     prom = Prometheus(prometheus_binary, tmp_path, target)
@@ -241,3 +288,160 @@ def test_prometheus_scrapes_an_anomaly_score_the_test_caused(
         assert up["value"][1] == "1"
     finally:
         prom.stop()
+
+
+class Alertmanager(_Server):
+    """Debian's alertmanager on a free loopback port, running deploy/alertmanager's config
+    with only what differs outside compose rewritten: the webhook's host and port, the token
+    file's path, and a 1 s group_wait so the test need not wait 10 s."""
+
+    def __init__(self, binary: str, workdir: Path, api_url: str, token: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cfg = yaml.safe_load((DEPLOY / "alertmanager" / "alertmanager.yml").read_text())
+        token_file = workdir / "causalwatch-api-token"
+        token_file.write_text(token)
+        (enrich,) = [r for r in cfg["receivers"] if r["name"] == "causalwatch-enrich"]
+        hook = enrich["webhook_configs"][0]
+        path = urllib.parse.urlsplit(hook["url"]).path
+        hook["url"] = f"{api_url}{path}"
+        hook["http_config"]["authorization"]["credentials_file"] = str(token_file)
+        for route in cfg["route"]["routes"]:
+            if route["receiver"] == "causalwatch-enrich":
+                route["group_wait"] = "1s"
+        path_cfg = workdir / "alertmanager.yml"
+        path_cfg.write_text(yaml.safe_dump(cfg))
+        self.log = (workdir / "alertmanager.log").open("wb")
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={path_cfg}",
+                f"--storage.path={workdir / 'am-data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--cluster.listen-address=",
+                "--log.level=warn",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def alerts(self) -> list[dict[str, Any]]:
+        with urllib.request.urlopen(f"{self.url}/api/v2/alerts", timeout=5) as resp:
+            return list(json.load(resp))
+
+
+class Receiver:
+    """A plain HTTP server standing in for a user's webhook endpoint."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        bodies = self.bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                n = int(self.headers.get("Content-Length", 0))
+                bodies.append(json.loads(self.rfile.read(n)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_alert_from_a_user_rule_comes_back_enriched_through_alertmanager(
+    start_service: Callable[..., tuple[Settings, Service]],
+    broker: Any,
+    prometheus_binary: str,
+    tmp_path: Path,
+) -> None:
+    """Prometheus rule -> Alertmanager (the shipped routes) -> causalwatch's incoming webhook
+    with the bearer token from a file -> on-demand explanation -> the outgoing webhook."""
+    am_binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if am_binary is None:
+        pytest.skip("alertmanager is not installed: run deploy/ci-install.sh")
+    receiver = Receiver()
+    token = "integration-token"
+    settings, svc = start_service(
+        api={"token": token},
+        publish={"webhooks": [{"url": receiver.url, "kind": "generic"}]},
+    )
+    assert svc.api_url is not None
+    _produce(broker, settings)
+    # A rule of "the user's own": any alert without source="causalwatch" is enriched.
+    user_rules = tmp_path / "user.rules.yml"
+    user_rules.write_text(
+        yaml.safe_dump(
+            {
+                "groups": [
+                    {
+                        "name": "user",
+                        "rules": [
+                            {
+                                "alert": "CheckoutLatencyHigh",
+                                "expr": 'max(causalwatch_detector_value{node="checkout"}) > 300',
+                                # causalwatch finds the node in settings.ingest.node_label
+                                "labels": {"severity": "page", "service": "checkout"},
+                            }
+                        ],
+                    }
+                ]
+            }
+        )
+    )
+    am = Alertmanager(am_binary, tmp_path, svc.api_url, token)
+    target = svc.metrics_url.removeprefix("http://").removesuffix("/metrics")
+    prom = Prometheus(
+        prometheus_binary,
+        tmp_path,
+        target,
+        extra_rules=[user_rules],
+        alertmanager=f"127.0.0.1:{am.port}",
+    )
+    try:
+        am.wait_ready()
+        prom.wait_ready()
+
+        def enriched() -> list[dict[str, Any]]:
+            return [
+                b
+                for b in receiver.bodies
+                if b.get("type") == "alert"
+                and b["alert"]["labels"].get("alertname") == "CheckoutLatencyHigh"
+            ]
+
+        body = _wait(enriched, 90, "the enriched user alert at the outgoing webhook")[0]
+        assert body["receiver"] == "causalwatch-enrich"
+        assert body["alert"]["labels"]["service"] == "checkout"
+        assert body["alert"]["status"] == "firing"
+        # causalwatch explained the alerted node at the alert's start.
+        assert body["explain_error"] is None, body
+        explanation = body["explanation"]
+        assert explanation["target"]["node"] == "checkout"
+        assert explanation["root_causes"], explanation
+        assert {"node", "score", "share"} <= set(explanation["root_causes"][0])
+
+        # Our own anomaly alert reached Alertmanager too, routed to `default`, and was not
+        # sent back to causalwatch (no enrichment loop).
+        def ours() -> list[dict[str, Any]]:
+            return [a for a in am.alerts() if a["labels"]["alertname"] == "CausalwatchNodeAnomaly"]
+
+        (anomaly,) = _wait(ours, 30, "CausalwatchNodeAnomaly in Alertmanager")
+        assert [r["name"] for r in anomaly["receivers"]] == ["default"]
+        assert not [
+            b
+            for b in receiver.bodies
+            if b.get("type") == "alert"
+            and b["alert"]["labels"].get("alertname") == "CausalwatchNodeAnomaly"
+        ]
+    finally:
+        prom.stop()
+        am.stop()
+        receiver.stop()
