@@ -10,6 +10,9 @@ import sys
 import tomllib
 import zipfile
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from causalwatch.settings import load_settings
 from tests.unit.deploy.helpers import DEPLOY, REPO
@@ -17,33 +20,21 @@ from tests.unit.deploy.helpers import DEPLOY, REPO
 DOCKERFILE = DEPLOY / "Dockerfile"
 
 
-def instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    out: list[tuple[str, str]] = []
-    buf = ""
-    for line in DOCKERFILE.read_text().splitlines():
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        buf += " " + stripped.rstrip("\\").strip() if buf else stripped.rstrip("\\").strip()
-        if not stripped.endswith("\\"):
-            word, _, rest = buf.partition(" ")
-            out.append((word.upper(), rest.strip()))
-            buf = ""
-    return out
+def commands(name: str) -> list[Any]:
+    """The Dockerfile's NAME instructions, parsed by Docker's own (BuildKit) parser."""
+    dockerfile = pytest.importorskip("dockerfile", reason="dockerfile is in the dev extra")
+    return [c for c in dockerfile.parse_file(str(DOCKERFILE)) if c.cmd.upper() == name.upper()]
 
 
 def args_of(name: str) -> list[str]:
-    return [rest for word, rest in instructions() if word == name]
+    return [" ".join((*c.flags, *c.value)) for c in commands(name)]
 
 
 def copy_sources() -> list[str]:
-    out = []
-    for rest in args_of("COPY"):
-        if "--from=" in rest:
-            continue
-        parts = [p for p in rest.split() if not p.startswith("--")]
-        out.extend(parts[:-1])
+    out: list[str] = []
+    for c in commands("COPY"):
+        if not any(f.startswith("--from=") for f in c.flags):
+            out.extend(c.value[:-1])
     return out
 
 
@@ -57,8 +48,9 @@ def test_multi_stage_on_slim_python() -> None:
     froms = args_of("FROM")
     assert froms == ["${PYTHON_IMAGE} AS builder", "${PYTHON_IMAGE} AS runtime"]
     # The runtime installs only the builder's wheels: no source tree, no build tools.
-    (install,) = [r for r in args_of("RUN") if "pip install" in r]
-    assert "from=builder" in install and "--no-index" in install
+    (install,) = [c for c in commands("RUN") if "pip install" in c.value[0]]
+    assert any("from=builder" in f for f in install.flags)
+    assert "--no-index" in install.value[0]
     assert any("pip wheel" in r for r in args_of("RUN"))
 
 
@@ -72,13 +64,19 @@ def test_runs_as_an_unprivileged_user() -> None:
 
 
 def test_healthcheck_uses_python_urllib_on_the_metrics_port() -> None:
-    (hc,) = args_of("HEALTHCHECK")
+    (cmd,) = commands("HEALTHCHECK")
+    assert cmd.value[0] == "CMD"
+    hc = " ".join(cmd.value)
     assert "curl" not in hc and "wget" not in hc
     assert "urllib.request.urlopen" in hc
     port = load_settings().publish.metrics_port
     assert f"${{CAUSALWATCH_PUBLISH__METRICS_PORT:-{port}}}/metrics" in hc
-    for opt in ("--interval=", "--timeout=", "--start-period=", "--retries="):
-        assert opt in hc
+    assert {f.split("=")[0] for f in cmd.flags} == {
+        "--interval",
+        "--timeout",
+        "--start-period",
+        "--retries",
+    }
 
 
 def test_probe_command_works_against_a_live_endpoint() -> None:
@@ -115,11 +113,11 @@ def test_probe_command_works_against_a_live_endpoint() -> None:
 
 
 def test_entrypoint_is_the_cli() -> None:
-    (ep,) = args_of("ENTRYPOINT")
-    assert ep == '["causalwatch"]'
+    (ep,) = commands("ENTRYPOINT")
+    assert ep.json and ep.value == ("causalwatch",)
     scripts = pyproject()["project"]["scripts"]  # type: ignore[index]
     assert "causalwatch" in scripts
-    assert args_of("CMD")[-1] == '["run", "all"]'
+    assert commands("CMD")[-1].value == ("run", "all")
     exposed = args_of("EXPOSE")[0].split()
     s = load_settings()
     assert {str(s.publish.metrics_port), str(s.api.port)} == set(exposed)
