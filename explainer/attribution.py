@@ -66,6 +66,9 @@ _MAD_TO_SD = 1.4826
 
 def robust_scale(x: FloatArray, axis: int = -1) -> FloatArray:
     """1.4826 · median absolute deviation along ``axis``, ignoring NaN (NaN if all NaN)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 1 and x.size and not np.isnan(x).any():  # fast path (IRLS residuals)
+        return np.asarray(_MAD_TO_SD * np.median(np.abs(x - np.median(x))))
     with np.errstate(all="ignore"):
         if np.all(np.isnan(x)):
             shape = list(np.shape(x))
@@ -119,66 +122,79 @@ def fit_linear_scm(
     medians (nodes,))``.
     """
     data = np.asarray(data, dtype=np.float64)
-    n_nodes, T = data.shape
-    n_fit = T if n_fit is None else int(n_fit)
+    n_nodes, T_all = data.shape
+    T = T_all if n_fit is None else int(n_fit)
     L = int(lags)
-    med = _nanmedian(data[:, :n_fit], axis=1)
+    med = _nanmedian(data[:, :T], axis=1)
     med = np.where(np.isfinite(med), med, 0.0)
     filled = np.where(np.isfinite(data), data, med[:, None])
     pad = np.concatenate([np.repeat(med[:, None], L, axis=1), filled], axis=1)
     intercept = med.copy()
     B = np.zeros((L + 1, n_nodes, n_nodes))
-    for j in range(n_nodes):
-        pa = [int(k) for k in parents[j]]
-        y = data[j, :n_fit]
-        ok = np.flatnonzero(np.isfinite(y))
-        n_feat = len(pa) * (L + 1)
-        if not pa or ok.size < n_feat + 3:
-            continue
-        # feature (k, l) is parent k at lag l; column order: parent-major
-        X = np.stack([pad[k, ok - lag + L] for k in pa for lag in range(L + 1)], axis=1)
-        lag_of = np.tile(np.arange(L + 1), len(pa))
-        par_of = np.repeat(np.array(pa), L + 1)
-        yy = y[ok]
-        mu = X.mean(axis=0)
-        sd = X.std(axis=0)
-        live = sd > 1e-12 * np.maximum(np.abs(mu), 1.0)
-        # A parent that never moved in the fitting window has an unidentifiable slope;
-        # assume one-to-one propagation (prior slope 1 at lag 0) rather than none,
-        # otherwise the child's residual would absorb every fault of that parent.
-        prior = np.where(~live & (lag_of == 0), flat_prior / len(pa), 0.0)
-        yy = yy - X @ prior
-        beta = prior.copy()
-        if live.any():
-            Z = (X[:, live] - mu[live]) / sd[live]
-            Z1 = np.c_[np.ones(Z.shape[0]), Z]
-            pen = np.full(Z1.shape[1], ridge * Z.shape[0])
-            pen[0] = 0.0
-            w = np.ones(Z.shape[0])
-            coef = np.zeros(Z1.shape[1])
-            for _ in range(max(iterations, 1)):
-                Zw = Z1 * w[:, None]
-                G, h = Z1.T @ Zw + np.diag(pen), Zw.T @ yy
-                act = np.ones(Z1.shape[1], dtype=bool)
-                for _ in range(Z1.shape[1]):  # active set: drop negative slopes, re-solve
-                    coef = np.zeros(Z1.shape[1])
-                    coef[act] = np.linalg.solve(G[np.ix_(act, act)], h[act])
-                    neg = act & (coef < 0)
-                    neg[0] = False
-                    if not (nonnegative and neg.any()):
-                        break
-                    act &= ~neg
-                r = yy - Z1 @ coef
-                s = robust_scale(r)
-                if not np.isfinite(s) or s <= 0:
-                    break
-                a = np.abs(r) / (huber_k * float(s))
-                w = np.where(a <= 1.0, 1.0, 1.0 / np.maximum(a, 1e-12))
-            beta[live] = coef[1:] / sd[live]
-            intercept[j] = coef[0] - float(beta[live] @ mu[live])
-        else:
-            intercept[j] = float(np.median(yy))
-        B[lag_of, j, par_of] = beta
+    n_par = np.array([len(p) for p in parents], dtype=np.int64)
+    P = int(n_par.max()) if n_nodes else 0
+    if P == 0 or T == 0:
+        return intercept, B, med
+    # All nodes at once, padded to the largest parent set: feature (k, l) = parent k, lag l.
+    F = P * (L + 1)
+    par_idx = np.full((n_nodes, P), -1, dtype=np.int64)
+    for j, p in enumerate(parents):
+        par_idx[j, : len(p)] = [int(k) for k in p]
+    feat_par = np.repeat(par_idx, L + 1, axis=1)  # (n, F)
+    feat_lag = np.tile(np.arange(L + 1), (n_nodes, P))
+    feat_ok = feat_par >= 0
+    t_idx = np.arange(T)[None, :, None] - feat_lag[:, None, :] + L  # (n, T, F)
+    X = np.where(feat_ok[:, None, :], pad[np.maximum(feat_par, 0)[:, None, :], t_idx], 0.0)
+    Y = data[:, :T]
+    yok = np.isfinite(Y)
+    count = yok.sum(axis=1)
+    fitted = (n_par > 0) & (count >= n_par * (L + 1) + 3)
+    w0 = (yok & fitted[:, None]).astype(np.float64)
+    wsum = np.maximum(w0.sum(axis=1), 1.0)
+    mu = np.einsum("ntf,nt->nf", X, w0) / wsum[:, None]
+    sd = np.sqrt(np.einsum("ntf,nt->nf", (X - mu[:, None, :]) ** 2, w0) / wsum[:, None])
+    live = feat_ok & fitted[:, None] & (sd > 1e-12 * np.maximum(np.abs(mu), 1.0))
+    # A parent that never moved in the fitting window has an unidentifiable slope;
+    # assume one-to-one propagation split over the callees rather than none, otherwise the
+    # child's residual would absorb every fault of that parent.
+    prior = np.where(
+        feat_ok & ~live & (feat_lag == 0), flat_prior / np.maximum(n_par, 1)[:, None], 0.0
+    )
+    Yadj = np.where(yok, Y, 0.0) - np.einsum("ntf,nf->nt", X, prior)
+    Z = np.where(live[:, None, :], (X - mu[:, None, :]) / np.where(live, sd, 1.0)[:, None, :], 0.0)
+    Z1 = np.concatenate([np.ones((n_nodes, T, 1)), Z], axis=2)
+    base = np.concatenate([fitted[:, None], live], axis=1)  # (n, F + 1)
+    pen = np.concatenate([np.zeros((n_nodes, 1)), np.repeat((ridge * count)[:, None], F, 1)], 1)
+    eye = np.eye(F + 1)
+    w = w0.copy()
+    coef = np.zeros((n_nodes, F + 1))
+    for _ in range(max(iterations, 1)):
+        G0 = np.einsum("ntf,nt,ntg->nfg", Z1, w, Z1, optimize=True)
+        h0 = np.einsum("ntf,nt->nf", Z1, w * Yadj)
+        act = base.copy()
+        for _ in range(F + 1):  # active set: drop negative slopes, re-solve
+            M = act[:, :, None] & act[:, None, :]
+            G = np.where(M, G0, 0.0) + eye * np.where(act, pen, 1.0)[:, :, None]
+            coef = np.linalg.solve(G, np.where(act, h0, 0.0)[:, :, None])[:, :, 0]
+            neg = act & (coef < 0)
+            neg[:, 0] = False
+            if not (nonnegative and neg.any()):
+                break
+            act &= ~neg
+        r = np.where(w0 > 0, Yadj - np.einsum("ntf,nf->nt", Z1, coef), np.nan)
+        s = robust_scale(r, axis=1) if r.size else np.zeros(n_nodes)
+        ok_s = np.isfinite(s) & (s > 0)
+        a = np.abs(np.nan_to_num(r)) / (huber_k * np.where(ok_s, s, 1.0))[:, None]
+        w = np.where(ok_s[:, None], w0 * np.where(a <= 1.0, 1.0, 1.0 / np.maximum(a, 1e-12)), w0)
+    beta = np.where(live, coef[:, 1:] / np.where(live, sd, 1.0), prior)
+    has_live = live.any(axis=1)
+    icpt = coef[:, 0] - np.einsum("nf,nf->n", np.where(live, beta, 0.0), mu)
+    no_live = _nanmedian(np.where(yok, Yadj, np.nan), axis=1)
+    intercept = np.where(fitted, np.where(has_live, icpt, no_live), med)
+    beta = np.where(fitted[:, None], beta, 0.0)
+    j_idx = np.repeat(np.arange(n_nodes)[:, None], F, axis=1)
+    sel = feat_ok & fitted[:, None]
+    B[feat_lag[sel], j_idx[sel], feat_par[sel]] = beta[sel]
     return intercept, B, med
 
 
@@ -304,7 +320,7 @@ def attribute(
     n_permutations: int = 32,
     exact_max: int = 8,
     player_z: float = 2.0,
-    max_players: int = 24,
+    max_players: int = 16,
     lags: int = 1,
     min_reference: int = 5,
 ) -> Attribution:

@@ -33,6 +33,7 @@ only when its ranked content changed (version + 1), with deterministic ids.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -142,6 +143,14 @@ class _Incident:
     last_ts: float
     nodes: list[str]
     targets: dict[str, _TargetState]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _identity(key: str, node_label: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """Metric name and the labels other than the node label (cached: keys repeat)."""
+    name, labels = split_series_key(key)
+    labels.pop(node_label, None)
+    return name, tuple(sorted(labels.items()))
 
 
 def _digest(text: str, size: int = 8) -> str:
@@ -339,7 +348,7 @@ class Explainer:
         """Given edges, in both directions, between series of the same metric name."""
         by: dict[tuple[str, str], list[int]] = {}
         for i, r in enumerate(live.tolist()):
-            name = split_series_key(self.index.key_of(r))[0]
+            name = _identity(self.index.key_of(r), self.index.node_label)[0]
             by.setdefault((nodes[i], name), []).append(i)
         out: list[tuple[int, int]] = []
         names = {name for _, name in by}
@@ -377,8 +386,8 @@ class Explainer:
     # -- explaining ----------------------------------------------------------------------
     def _node_rows(self) -> dict[str, list[int]]:
         out: dict[str, list[int]] = {}
-        for key, row in self.index.items():
-            out.setdefault(self.index.node_for_key(key), []).append(row)
+        for _, row in self.index.items():
+            out.setdefault(self.index.node_of(row), []).append(row)
         for rows in out.values():
             rows.sort()
         return out
@@ -476,32 +485,18 @@ class Explainer:
         else:
             n_anom = int(min(max((t_bins > window_start - 1e-9).sum(), 1), V.shape[1] - 3))
         z_all = self._zscores(V, n_anom)
-        t_name, t_labels = split_series_key(self.index.key_of(target_row))
-        t_labels.pop(self.index.node_label, None)
+        t_name, t_labels = _identity(self.index.key_of(target_row), self.index.node_label)
+        reasons = ("same metric and labels", "same metric, most anomalous", "most anomalous")
         chosen: dict[str, tuple[int, int, str]] = {}  # node -> (col, row, reason)
+        best: dict[str, tuple[int, float]] = {}  # node -> (rank, -|z|) of the chosen series
         for col in range(1, len(rows_all)):
             n, r = owner[col], rows_all[col]
-            name, labels = split_series_key(self.index.key_of(r))
-            labels.pop(self.index.node_label, None)
+            name, labels = _identity(self.index.key_of(r), self.index.node_label)
             rank = 0 if (name == t_name and labels == t_labels) else 1 if name == t_name else 2
-            reason = ("same metric and labels", "same metric, most anomalous", "most anomalous")[
-                rank
-            ]
-            cur = chosen.get(n)
-            if cur is None:
-                chosen[n] = (col, r, reason)
-                continue
-            cur_name, cur_labels = split_series_key(self.index.key_of(cur[1]))
-            cur_labels.pop(self.index.node_label, None)
-            cur_rank = (
-                0
-                if (cur_name == t_name and cur_labels == t_labels)
-                else 1
-                if cur_name == t_name
-                else 2
-            )
-            if rank < cur_rank or (rank == cur_rank and abs(z_all[col]) > abs(z_all[cur[0]])):
-                chosen[n] = (col, r, reason)
+            key_rank = (rank, -abs(float(z_all[col])))
+            if n not in best or key_rank < best[n]:
+                best[n] = key_rank
+                chosen[n] = (col, r, reasons[rank])
         if star:
             # no graph: the other nodes anomalous now become direct parents of the target
             ranked = sorted(

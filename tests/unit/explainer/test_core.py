@@ -174,3 +174,21 @@ def test_config_validation_names_the_field() -> None:
         ExplainerConfig(reference_points=0)
     with pytest.raises(StateError, match="granger_forgetting"):
         ExplainerConfig(granger_forgetting=0.0)
+
+
+def test_window_start_fixes_the_anomaly_window() -> None:
+    ex, _, _ = _fed("cache")
+    e = ex.explain("web", 'latency{service="web"}', at_ts=299 * STEP, window_start=290 * STEP)
+    assert e.root_causes[0].node == "cache"
+    assert e.window.start == pytest.approx(289 * STEP)  # start of the first window bin
+    assert e.root_causes[0].evidence["points"]["anomaly"] == 10
+
+
+def test_incident_explanations_stay_anchored_at_the_most_severe_event() -> None:
+    ex, idx, _ = _fed("db")
+    first = ex.on_anomalies([_event(idx, "web", 296 * STEP, severity=90.0)], now_ts=296 * STEP)
+    assert len(first) == 1
+    # a later, weaker event (recovering) re-explains at the peak: same content, no publish
+    assert ex.on_anomalies([_event(idx, "web", 299 * STEP, severity=10.0)], 299 * STEP) == []
+    (summary,) = ex.open_incidents()
+    assert summary.version == 1 and summary.root_causes[0][0] == "db"
