@@ -167,7 +167,7 @@ def fit_linear_scm(
     pen = np.concatenate([np.zeros((n_nodes, 1)), np.repeat((ridge * count)[:, None], F, 1)], 1)
     eye = np.eye(F + 1)
     w = w0.copy()
-    coef = np.zeros((n_nodes, F + 1))
+    coef: FloatArray = np.zeros((n_nodes, F + 1))
     for _ in range(max(iterations, 1)):
         G0 = np.einsum("ntf,nt,ntg->nfg", Z1, w, Z1, optimize=True)
         h0 = np.einsum("ntf,nt->nf", Z1, w * Yadj)
