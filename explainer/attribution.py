@@ -175,7 +175,9 @@ def fit_linear_scm(
         for _ in range(F + 1):  # active set: drop negative slopes, re-solve
             M = act[:, :, None] & act[:, None, :]
             G = np.where(M, G0, 0.0) + eye * np.where(act, pen, 1.0)[:, :, None]
-            coef = np.linalg.solve(G, np.where(act, h0, 0.0)[:, :, None])[:, :, 0]
+            coef = np.asarray(
+                np.linalg.solve(G, np.where(act, h0, 0.0)[:, :, None])[:, :, 0], dtype=np.float64
+            )
             neg = act & (coef < 0)
             neg[:, 0] = False
             if not (nonnegative and neg.any()):
