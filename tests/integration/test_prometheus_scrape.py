@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -288,6 +289,33 @@ def test_prometheus_scrapes_an_anomaly_score_the_test_caused(
         assert up["value"][1] == "1"
     finally:
         prom.stop()
+
+
+def test_compose_healthchecks_pass_against_the_running_service(
+    start_service: Callable[..., tuple[Settings, Service]],
+) -> None:
+    """docker-compose.yml's probes, run as written (only the host:port swapped for this
+    test's), succeed against a live service: /metrics for every stage, /readyz for the API."""
+    settings, svc = start_service()
+    assert svc.api_url is not None
+    compose = yaml.safe_load((DEPLOY.parent / "docker-compose.yml").read_text())["services"]
+    checked = 0
+    for name in ("ingest", "detector", "explainer"):
+        test = compose[name]["healthcheck"]["test"]
+        assert test[:3] == ["CMD", "python", "-c"], test
+        url = urllib.parse.urlsplit(test[-1])
+        live = svc.api_url if url.port == settings.api.port else svc.metrics_url
+        live_url = urllib.parse.urlsplit(live)._replace(path=url.path).geturl()
+
+        def probe(cmd: list[str] = test, target: str = live_url) -> bool:
+            proc = subprocess.run(
+                [sys.executable, *cmd[2:-1], target], capture_output=True, timeout=20
+            )
+            return proc.returncode == 0
+
+        _wait(probe, 30, f"{name}'s healthcheck to pass against {live_url}")
+        checked += 1
+    assert checked == 3
 
 
 class Alertmanager(_Server):
