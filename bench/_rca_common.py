@@ -88,6 +88,7 @@ def dowhy_attribute(
     import networkx as nx
     from dowhy import gcm
 
+    gcm.config.disable_progress_bars()
     gcm.util.general.set_random_seed(seed)
     g = nx.DiGraph(list(edges))
     g.add_nodes_from(normal.columns)
@@ -126,6 +127,7 @@ def dowhy_distribution_change(
     import networkx as nx
     from dowhy import gcm
 
+    gcm.config.disable_progress_bars()
     gcm.util.general.set_random_seed(seed)
     g = nx.DiGraph(list(edges))
     g.add_nodes_from(normal.columns)
