@@ -47,14 +47,20 @@ def windowed_gaussian(ts: np.ndarray, x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _river_loop(model: object, x: np.ndarray, squash: bool) -> np.ndarray:
+def _river_loop(model: object, x: np.ndarray, squash: bool, target: bool = False) -> np.ndarray:
+    """Score then learn each point. ``target``: the model reads the value as ``y`` (river's
+    supervised anomaly detectors such as StandardAbsoluteDeviation)."""
     out = np.empty(len(x))
     score_one = model.score_one  # type: ignore[attr-defined]
     learn_one = model.learn_one  # type: ignore[attr-defined]
     for i, v in enumerate(x.tolist()):
-        feat = {"x": v}
-        s = score_one(feat)
-        learn_one(feat)
+        if target:
+            s = score_one({}, v)
+            learn_one({}, v)
+        else:
+            feat = {"x": v}
+            s = score_one(feat)
+            learn_one(feat)
         out[i] = s
     out = np.nan_to_num(out, nan=0.0, posinf=1e12)
     return out / (1.0 + out) if squash else out
@@ -63,7 +69,7 @@ def _river_loop(model: object, x: np.ndarray, squash: bool) -> np.ndarray:
 def river_sad(ts: np.ndarray, x: np.ndarray) -> np.ndarray:
     from river import anomaly
 
-    return _river_loop(anomaly.StandardAbsoluteDeviation(), x, squash=True)
+    return _river_loop(anomaly.StandardAbsoluteDeviation(), x, squash=True, target=True)
 
 
 def river_hst(ts: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -88,5 +94,5 @@ def state_bytes_river(kind: str) -> int:
         model = compose.Pipeline(
             preprocessing.MinMaxScaler(), anomaly.HalfSpaceTrees(n_trees=10, height=8, seed=42)
         )
-    _river_loop(model, xs, squash=False)
+    _river_loop(model, xs, squash=False, target=kind == "sad")
     return len(pickle.dumps(model))

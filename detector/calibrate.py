@@ -26,6 +26,9 @@ FloatArray = npt.NDArray[np.float64]
 
 #: |z| levels at which exceedance frequencies are tracked.
 LEVELS: FloatArray = np.array([1.0, 2.0, 3.0, 4.0, 5.5, 7.5], dtype=np.float64)
+#: how the trust floor thins out with the level (Laplace-like): a level never yet exceeded
+#: is still rarer than a lower one that was never exceeded either
+_FLOOR_SHAPE = np.exp(-1.5 * (LEVELS - LEVELS[0]))
 _LOG_LAST_GAP = float(np.log(LEVELS[-1] / LEVELS[-2]))
 
 
@@ -53,7 +56,8 @@ def tail_probability(a: FloatArray, table: FloatArray, floor: float) -> FloatArr
     table
         Exceedance frequencies, shape ``(n, len(LEVELS))``, non-increasing along axis 1.
     floor
-        Smallest frequency a table entry is trusted to (about the update rate).
+        Frequency a never-exceeded first level is trusted to (about the update rate); higher
+        levels get a floor that thins out exponentially.
 
     Beyond the last level the tail is extrapolated as a power law in ``a`` (the steeper of
     the last segment's slope and ``a**-3``), so larger deviations always rank higher but
@@ -63,7 +67,7 @@ def tail_probability(a: FloatArray, table: FloatArray, floor: float) -> FloatArr
     >>> [round(float(v), 4) for v in p[:2]], bool(p[2] < 1e-4)
     ([1.0, 0.0455], True)
     """
-    logt = np.log(np.maximum(table, floor))
+    logt = np.log(table + floor * _FLOOR_SHAPE)
     # log P at 0 is 0 (probability 1); segments between consecutive levels.
     zs = np.concatenate(([0.0], LEVELS))
     n_lv = len(LEVELS)

@@ -78,9 +78,9 @@ class DetectorConfig:
     level_alpha_slow: float = 0.05
     level_alpha_fast: float = 0.5
     error_alpha: float = 0.02
-    season_alpha: float = 0.1
+    season_alpha: float = 0.15
     resid_alpha: float = 0.2
-    tail_rate: float = 0.002
+    tail_rate: float = 0.001
     #: smallest trusted exceedance frequency, as a fraction of ``tail_rate``
     tail_floor: float = 0.05
     #: novelty memory: nats of surprise forgotten per point (0 disables the gating)
@@ -90,7 +90,11 @@ class DetectorConfig:
     shift_points: int = 5
     band_z: float = 3.0
     #: the seasonal views are trusted while their error is below this multiple of the others'
-    season_gain: float = 1.05
+    season_gain: float = 1.2
+    #: how the views' tail probabilities are combined: "min" (Bonferroni) or "fisher"
+    combine: str = "min"
+    #: which views take part, as flags for point surprise / mean shift / variance shift
+    views: str = "111"
 
 
 @dataclass
@@ -132,6 +136,7 @@ _SCALAR_FIELDS: dict[str, tuple[type[np.generic], float]] = {
     "dt_typ": (_F8, 0.0),
     "absdiff": (_F8, 0.0),
     "lvl_slow": (_F8, 0.0),
+    "lvl_base": (_F8, 0.0),
     "lvl_fast": (_F8, 0.0),
     "err_slow": (_F8, 0.0),
     "err_fast": (_F8, 0.0),
@@ -339,7 +344,7 @@ class Detector:
         sb = s["season"][rows, b].astype(np.float64)
         sb_known = ~np.isnan(sb)
         sb0 = np.where(sb_known, sb, 0.0)
-        p_slow, p_fast, p_seas = lvl_slow, lvl_fast, lvl_slow + sb0
+        p_slow, p_fast, p_seas = lvl_slow, lvl_fast, s["lvl_base"][rows] + sb0
         p_fseas = s["lvl_fseas"][rows] + sb0
         e_slow, e_fast, e_seas = s["err_slow"][rows], s["err_fast"][rows], s["err_seas"][rows]
         e_fseas = s["err_fseas"][rows]
@@ -368,6 +373,8 @@ class Detector:
         z3 = np.log(np.maximum(q_new, 1e-8 * sigma * sigma) / (sigma * sigma)) / math.sqrt(
             2.0 * ar / (2.0 - ar)
         )
+        # "went quiet" only means something for a series that was not already flat
+        z3 = np.where(_MAE_TO_SIGMA * err > 4.0 * floor, z3, np.maximum(z3, 0.0))
         a = np.minimum(np.abs(np.stack([z1, z2, z3], axis=1)), 60.0)
         a = np.where(np.isfinite(a), a, 60.0)
         tails = s["tails"][rows]
@@ -378,7 +385,12 @@ class Detector:
             ],
             axis=1,
         )
-        p_raw = np.minimum(1.0, _N_STATS * p_each.min(axis=1))
+        if c.combine == "fisher":
+            y = -np.log(np.maximum(p_each, 1e-300)).sum(axis=1)
+            p_raw = np.minimum(1.0, np.exp(-y) * (1.0 + y + 0.5 * y * y))
+        else:
+            used = [k for k in range(_N_STATS) if c.views[k] == "1"]
+            p_raw = np.minimum(1.0, len(used) * p_each[:, used].min(axis=1))
         scored = valid & (n_model >= c.warmup_points)
         p_raw = np.where(scored, p_raw, 1.0)
         # novelty: surprise already explained by a recent, larger surprise is not news
@@ -467,19 +479,30 @@ class Detector:
         s["lvl_fseas"][rr] = np.where(
             first, v, lfs + w(c.level_alpha_fast) * np.clip(deseason0 - lfs, -hk_fs, hk_fs)
         )
-        deseason = v - np.where(sb_known, sb, 0.0)
         s["lvl_slow"][rr] = np.where(
+            first, v, lvl_slow + w(c.level_alpha_slow) * np.clip(v - lvl_slow, -hk_slow, hk_slow)
+        )
+        # the seasonal profile hangs off a baseline that forgets over about one season, so
+        # the profile, not the baseline, carries the within-season swing
+        base = s["lvl_base"][rr]
+        dt_typ = s["dt_typ"][rr]
+        a_base = np.clip(dt_typ / c.season_s, 1e-4, c.level_alpha_slow)
+        s["lvl_base"][rr] = np.where(
             first,
             v,
-            lvl_slow + w(c.level_alpha_slow) * np.clip(deseason - lvl_slow, -hk_slow, hk_slow),
+            base
+            + np.maximum(a_base, 1.0 / (nm + 1.0)) * np.clip(deseason0 - base, -hk_seas, hk_seas),
         )
         lf = s["lvl_fast"][rr]
         s["lvl_fast"][rr] = np.where(
             first, v, lf + w(c.level_alpha_fast) * np.clip(v - lf, -hk_fast, hk_fast)
         )
-        dev = v - lvl_slow
+        dev = v - base
         b = e["b"][ok]
-        new_sb = np.where(sb_known, sb + c.season_alpha * np.clip(dev - sb, -hk_seas, hk_seas), dev)
+        # a running mean over the first seasons, then exponential forgetting
+        seasons_seen = np.floor((ts[ok] - s["first_ts"][rr]) / c.season_s)
+        a_s = np.maximum(c.season_alpha, 1.0 / (seasons_seen + 1.0))
+        new_sb = np.where(sb_known, sb + a_s * np.clip(dev - sb, -hk_seas, hk_seas), dev)
         s["season"][rr, b] = np.where(first, 0.0, new_sb).astype(self._SEASON_DTYPE)
         s["resid_mean"][rr] = np.where(first, 0.0, e["f_new"][ok])
         s["resid_sq"][rr] = np.where(first, 0.0, e["q_new"][ok])
@@ -498,9 +521,9 @@ class Detector:
         run = np.where((np.abs(z2) >= c.shift_z) & same_side & warm, run + 1, 0)
         shifted = run >= c.shift_points
         if shifted.any():
-            s["lvl_slow"][rr] = np.where(
-                shifted, v - np.where(sb_known, sb, 0.0), s["lvl_slow"][rr]
-            )
+            s["lvl_slow"][rr] = np.where(shifted, v, s["lvl_slow"][rr])
+            s["lvl_base"][rr] = np.where(shifted, deseason0, s["lvl_base"][rr])
+            s["lvl_fseas"][rr] = np.where(shifted, deseason0, s["lvl_fseas"][rr])
             s["lvl_fast"][rr] = np.where(shifted, v, s["lvl_fast"][rr])
             s["resid_mean"][rr] = np.where(shifted, 0.0, s["resid_mean"][rr])
             s["resid_sq"][rr] = np.where(shifted, sigma * sigma, s["resid_sq"][rr])
@@ -525,6 +548,7 @@ class Detector:
             for name in (
                 "n_model",
                 "lvl_slow",
+                "lvl_base",
                 "lvl_fast",
                 "err_slow",
                 "err_fast",

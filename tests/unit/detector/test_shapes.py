@@ -1,0 +1,201 @@
+"""The detector on generated series of each shape ops metrics have (seeded, no shared data)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from causalwatch.errors import StateError
+from detector import Detector, DetectorConfig, DetectorResult
+
+STEP_S = 300.0  # 5-minute samples
+DAY = int(86_400 / STEP_S)
+#: a paging threshold (p < 1e-4 per point); the NAB-tuned default 0.99 pages on weaker evidence
+PAGING = {"alert_threshold": 0.9999, "clear_threshold": 0.99}
+
+
+def run(x: np.ndarray, ts: np.ndarray | None = None, **cfg: float) -> DetectorResult:
+    det = Detector(DetectorConfig(**cfg))  # type: ignore[arg-type]
+    if ts is None:
+        ts = np.arange(len(x)) * STEP_S
+    return det.step(np.zeros(len(x), dtype=np.int64), ts, x)
+
+
+def daily(n: int, rng: np.random.Generator, noise: float = 1.0) -> np.ndarray:
+    t = np.arange(n)
+    return 50.0 + 20.0 * np.sin(2 * np.pi * t / DAY) + rng.normal(0.0, noise, n)
+
+
+def test_spike_is_flagged_within_one_point() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(100.0, 2.0, 3000)
+    x[2000] = 160.0
+    res = run(x)
+    assert res.fired[2000]
+    assert res.score[2000] > 0.999
+    assert res.severity[2000] > 30
+    assert not (x[2000] >= res.lower[2000] and x[2000] <= res.upper[2000])
+
+
+def test_dip_is_flagged() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.normal(100.0, 2.0, 3000)
+    x[2500] = 40.0
+    res = run(x)
+    assert res.fired[2500]
+
+
+def test_level_shift_fires_once_then_adapts() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(10.0, 1.0, 4000)
+    x[2000:] += 15.0
+    res = run(x, **PAGING)
+    fired = np.flatnonzero(res.fired[1900:]) + 1900
+    assert fired.size >= 1 and 2000 <= fired[0] <= 2005
+    assert fired.size == 1, f"a level shift paged {fired.size} times at {fired.tolist()}"
+    # adapted: a day after the shift the band contains the new level and scores are calm
+    assert abs(res.expected[3000] - 25.0) < 2.0
+    assert res.score[2600:].max() < 0.999
+    assert not res.alert[3999]
+
+
+def test_daily_seasonality_does_not_page() -> None:
+    rng = np.random.default_rng(4)
+    x = daily(DAY * 10, rng)
+    res = run(x, **PAGING)
+    assert res.fired[DAY * 2 :].sum() <= 1
+
+
+def test_sharp_daily_pattern_is_learned() -> None:
+    """A square wave (busy hours) should stop paging once a couple of days are seen."""
+    rng = np.random.default_rng(5)
+    t = np.arange(DAY * 10)
+    x = np.where((t % DAY) < DAY // 3, 80.0, 20.0) + rng.normal(0.0, 1.0, len(t))
+    res = run(x)
+    assert res.fired[DAY * 4 :].sum() == 0
+
+
+def test_anomaly_on_top_of_seasonality_is_flagged() -> None:
+    rng = np.random.default_rng(6)
+    x = daily(DAY * 8, rng)
+    k = DAY * 6 + 40
+    x[k] += 25.0
+    res = run(x)
+    assert res.fired[k - 1 : k + 2].any()
+
+
+def test_counter_reset_does_not_page_and_rate_change_does() -> None:
+    rng = np.random.default_rng(7)
+    inc = rng.poisson(50.0, 4000).astype(float)
+    inc[3000:] = rng.poisson(150.0, 1000)  # the rate triples
+    x = np.cumsum(inc)
+    x[2000:] -= x[1999]  # counter reset (process restart) at 2000
+    x[2000:] += inc[2000]
+    det = Detector()
+    res = det.step(np.zeros(len(x), dtype=np.int64), np.arange(len(x)) * 15.0, x)
+    assert det.is_counter[0]
+    assert not res.fired[1995:2010].any()
+    assert res.fired[3000:3005].any()
+    # the expected value is in counter units: last value plus the expected increase
+    assert abs(res.expected[2500] - (x[2499] + 50.0)) < 25.0
+
+
+def test_gap_in_sampling_does_not_page() -> None:
+    rng = np.random.default_rng(8)
+    x = rng.normal(20.0, 1.0, 3000)
+    ts = np.arange(3000) * 60.0
+    ts[1500:] += 6 * 3600.0  # six hours without data
+    res = run(x, ts=ts)
+    assert not res.fired[1500:1510].any()
+
+
+def test_irregular_sampling_still_detects() -> None:
+    rng = np.random.default_rng(9)
+    ts = np.cumsum(rng.uniform(30.0, 90.0, 3000))
+    x = rng.normal(5.0, 0.5, 3000)
+    x[2500] = 12.0
+    res = run(x, ts=ts)
+    assert res.fired[2500]
+
+
+def test_flat_series_stays_quiet_and_a_break_is_flagged() -> None:
+    x = np.full(2000, 3.0)
+    x[1500] = 4.0
+    res = run(x)
+    assert not res.fired[:1500].any()
+    assert res.fired[1500]
+
+
+def test_quantised_series_does_not_page_on_its_usual_steps() -> None:
+    rng = np.random.default_rng(10)
+    x = rng.choice([0.0, 0.0, 0.0, 1.0], size=4000)
+    res = run(x)
+    assert res.fired[1000:].sum() <= 2
+
+
+def test_variance_increase_is_flagged() -> None:
+    rng = np.random.default_rng(11)
+    x = rng.normal(0.0, 1.0, 4000)
+    x[3000:] = rng.normal(0.0, 6.0, 1000)
+    res = run(x)
+    assert res.fired[3000:3030].any()
+
+
+def test_mute_suppresses_alerts_but_not_scores() -> None:
+    rng = np.random.default_rng(12)
+    x = rng.normal(0.0, 1.0, 2000)
+    x[1500] = 30.0
+    det = Detector()
+    det.mute([0], [1500 * 60.0 + 1.0])
+    res = det.step(np.zeros(2000, dtype=np.int64), np.arange(2000) * 60.0, x)
+    assert not res.fired[1500]
+    assert res.score[1500] > 0.999
+
+
+def test_lower_sensitivity_reduces_alerts() -> None:
+    rng = np.random.default_rng(13)
+    x = rng.standard_t(3, 6000)
+    loud = run(x).fired.sum()
+    det = Detector()
+    det.set_sensitivity([0], [0.01])
+    quiet = det.step(np.zeros(6000, dtype=np.int64), np.arange(6000) * 60.0, x).fired.sum()
+    assert quiet < loud
+
+
+def test_scores_are_calibrated_on_noise() -> None:
+    """On stationary noise, about a fraction q of points should score above 1 - q."""
+    rng = np.random.default_rng(14)
+    x = rng.normal(0.0, 1.0, 20000)
+    res = run(x, novelty_decay=0.0)
+    s = res.score[2000:]
+    frac = float(np.mean(s >= 0.99))
+    assert 0.001 < frac < 0.03
+
+
+def test_bad_sensitivity_and_negative_rows_raise_state_error() -> None:
+    det = Detector()
+    with pytest.raises(StateError, match="sensitivity"):
+        det.set_sensitivity([0], [0.0])
+    with pytest.raises(StateError, match="negative"):
+        det.step([-1], [0.0], [1.0])
+    with pytest.raises(StateError, match="clear_threshold"):
+        Detector(DetectorConfig(alert_threshold=0.5, clear_threshold=0.9))
+
+
+def test_stale_rows_and_reset() -> None:
+    det = Detector(capacity=4)
+    det.step([0, 1, 2], [100.0, 100.0, 5000.0], [1.0, 2.0, 3.0])
+    stale = det.stale_rows(now_ts=6000.0, ttl_s=3600.0)
+    assert stale.tolist() == [0, 1]
+    det.reset_rows(stale)
+    assert np.isnan(det.last_ts[0]) and det.last_ts[2] == 5000.0
+    assert det.stale_rows(now_ts=6000.0, ttl_s=3600.0).size == 0
+
+
+def test_capacity_grows_and_views_are_read_only() -> None:
+    det = Detector(capacity=2)
+    det.step([0, 9], [1.0, 1.0], [1.0, 1.0])
+    assert det.capacity >= 10
+    assert det.last_value[9] == 1.0
+    with pytest.raises(ValueError):
+        det.last_value[0] = 5.0
