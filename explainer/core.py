@@ -82,7 +82,7 @@ class ExplainerConfig:
     anomaly_z: float = 3.0
     granger_max_lag: int = 2
     granger_forgetting: float = 0.999
-    granger_alpha: float = 0.05
+    granger_alpha: float = 0.01
     granger_pairs_per_series: int = 4
     granger_refresh_steps: int = 64
     granger_min_points: int = 48
@@ -207,6 +207,7 @@ class Explainer:
         self._recent = np.full((config.granger_window_points, 0), np.nan)
         self._recent_n = 0
         self._recent_head = 0
+        self._prev_vec = np.zeros(0)
         self._learned: list[Edge] = []
         self._result: GrangerResult | None = None
         self._pair_pos: dict[tuple[int, int], int] = {}
@@ -274,6 +275,7 @@ class Explainer:
             pad = cap - self._acc_sum.size
             self._acc_sum = np.concatenate([self._acc_sum, np.zeros(pad)])
             self._acc_cnt = np.concatenate([self._acc_cnt, np.zeros(pad)])
+            self._prev_vec = np.concatenate([self._prev_vec, np.full(pad, np.nan)])
             extra = np.full((self._recent.shape[0], cap - self._recent.shape[1]), np.nan)
             self._recent = np.concatenate([self._recent, extra], axis=1)
 
@@ -298,7 +300,10 @@ class Explainer:
             self._acc_cnt += np.bincount(rows[sel], minlength=cap)
         pending: list[FloatArray] = []
         for vec in closed:
-            pending.append(vec)
+            # Granger sees first differences: levels share the daily load curve, which makes
+            # almost every pair "significant" (a common driver, not causation)
+            pending.append(vec - self._prev_vec)
+            self._prev_vec = vec
             self._recent[self._recent_head] = vec
             self._recent_head = (self._recent_head + 1) % self._recent.shape[0]
             self._recent_n = min(self._recent_n + 1, self._recent.shape[0])
@@ -796,6 +801,7 @@ class Explainer:
             "explainer.acc_sum": self._acc_sum.copy(),
             "explainer.acc_cnt": self._acc_cnt.copy(),
             "explainer.recent": self._recent.copy(),
+            "explainer.prev_vec": self._prev_vec.copy(),
             "explainer.recent_n": np.array([self._recent_n, self._recent_head], dtype=np.int64),
             "explainer.meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8).copy(),
         }
@@ -852,6 +858,7 @@ class Explainer:
         ex._acc_sum = np.array(snap["explainer.acc_sum"], dtype=np.float64)
         ex._acc_cnt = np.array(snap["explainer.acc_cnt"], dtype=np.float64)
         ex._recent = np.array(snap["explainer.recent"], dtype=np.float64)
+        ex._prev_vec = np.array(snap["explainer.prev_vec"], dtype=np.float64)
         ex._recent_n, ex._recent_head = (int(v) for v in np.asarray(snap["explainer.recent_n"]))
         if ex._recent.shape[0] != config.granger_window_points:
             raise StateError(

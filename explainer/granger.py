@@ -80,7 +80,7 @@ def benjamini_hochberg(p: FloatArray) -> FloatArray:
 class GrangerResult:
     """Per-pair test read-out (arrays of length ``pairs``).
 
-    ``f`` and ``p_value`` are for the best lag (``lag``, 1..p); ``p_value`` is
+    ``f`` and ``p_value`` are for the lag chosen by BIC (``lag``, 1..p); ``p_value`` is
     Bonferroni-corrected over the lags tried; ``q_value`` is the BH-adjusted p-value across
     pairs; ``strength`` is the partial R² ``(SSR_r - SSR_u) / SSR_r`` at that lag; ``n`` the
     effective number of observations.
@@ -237,7 +237,7 @@ class GrangerState:
         return np.asarray(np.maximum(ssr, 0.0), dtype=np.float64)
 
     def test(self, min_n: float = 0.0) -> GrangerResult:
-        """F tests for every pair and lag ``1..p``; best lag per pair, BH across pairs.
+        """F tests for every pair and lag ``1..p``; lag per pair by BIC, BH across pairs.
 
         Pairs with fewer than ``max(min_n, 2L + 2)`` effective observations get p = 1.
         Cost ``O(pairs · p · k³)`` (batched solves).
@@ -247,6 +247,7 @@ class GrangerState:
         best_p = np.ones(m)
         best_lag = np.ones(m, dtype=np.int64)
         best_r2 = np.zeros(m)
+        best_bic = np.full(m, np.inf)
         if m:
             for L in range(1, p + 1):
                 own = np.arange(0, L + 1)
@@ -257,8 +258,17 @@ class GrangerState:
                 with np.errstate(divide="ignore", invalid="ignore"):
                     f = np.where(ok, ((ssr_r - ssr_u) / L) / (ssr_u / np.where(ok, df2, 1.0)), 0.0)
                     r2 = np.where(ok & (ssr_r > 0), (ssr_r - ssr_u) / ssr_r, 0.0)
+                    n_ok = np.where(ok, self.n, 1.0)
+                    # the lag is chosen by BIC of the unrestricted model (p-values of
+                    # strong pairs underflow to 0 at every lag and cannot choose)
+                    bic = np.where(
+                        ok,
+                        n_ok * np.log(np.where(ok, ssr_u, 1.0) / n_ok) + (2 * L + 1) * np.log(n_ok),
+                        np.inf,
+                    )
                 pv = np.where(ok, f_sf(f, float(L), np.where(ok, df2, 1.0)), 1.0)
-                better = pv < best_p
+                better = bic < best_bic
+                best_bic = np.where(better, bic, best_bic)
                 best_f = np.where(better, f, best_f)
                 best_p = np.where(better, pv, best_p)
                 best_lag = np.where(better, L, best_lag)

@@ -152,11 +152,14 @@ def test_learned_edges_come_from_granger_and_merge_into_the_graph() -> None:
     cfg = ExplainerConfig(step_s=STEP, learn_graph=True, granger_refresh_steps=50)
     ex = Explainer(cfg, DependencyGraph(), idx)
     rows = idx.rows_for(['m{service="a"}', 'm{service="b"}', 'm{service="c"}'])
-    a_prev = 0.0
+    # integrated series (Granger runs on first differences): b follows a one step later
+    a_prev = a = u = c = 0.0
     for t in range(400):
-        a = rng.normal()
-        b = 0.9 * a_prev + 0.3 * rng.normal()
-        ex.observe(rows, np.full(3, t * STEP), np.array([a, b, rng.normal()]))
+        a = a_prev + rng.normal()
+        u += 0.3 * rng.normal()
+        c += rng.normal()
+        b = 0.9 * a_prev + u
+        ex.observe(rows, np.full(3, t * STEP), np.array([a, b, c]))
         a_prev = a
     learned = {(e.cause, e.effect): e for e in ex.learned_edges()}
     assert ("a", "b") in learned
