@@ -701,7 +701,9 @@ class Detector:
             cp = arr.copy()
             cp.flags.writeable = False
             snap[name] = cp
-        snap["schema_version"] = np.array(SCHEMA_VERSION, dtype=np.int64)
+        version = np.array(SCHEMA_VERSION, dtype=np.int64)
+        version.flags.writeable = False
+        snap["schema_version"] = version
         return snap
 
     @classmethod
