@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detector import Detector, DetectorConfig  # noqa: E402
+from detector import Detector, DetectorConfig
 
 
 def run(n_series: int, seconds: float, seed: int = 0) -> dict[str, float]:
