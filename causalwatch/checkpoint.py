@@ -112,4 +112,3 @@ class RedisCheckpointStore:
             self.client.delete(self.key)
         except redis.exceptions.RedisError as exc:
             raise BackendError(f"redis checkpoint delete failed: {exc}", backend="redis") from exc
-

@@ -184,8 +184,7 @@ def run_demo(
             f"protocol and prometheus-kafka-adapter) plus 3 bad records"
         )
         echo(
-            f"  injected fault: {scenario.fault_kind} at {root!r}, from an hour ago "
-            "for 45 minutes"
+            f"  injected fault: {scenario.fault_kind} at {root!r}, from an hour ago for 45 minutes"
         )
         svc = serve(settings, "all", stop=stop, block=False)
         best: Explanation | None = None
