@@ -15,9 +15,12 @@ Then, for the *anomaly* window:
 2. **Attribution** (the idea of DoWhy's ``gcm.attribute_anomalies``, Janzing et al. 2019):
    the target's deviation is written through the SCM as a function of all noise terms
    (``t = Σ c_j n_j`` with ``c_j`` the total effect of ``n_j`` on the target). The value of
-   a coalition ``S`` of noise terms is the expected information-theoretic outlier score of
-   the target, ``-log P(|T| >= |t|)`` (Gaussian tail), when the noises in ``S`` take their
-   anomalous values and the others are drawn from their reference distribution. Shapley
+   a coalition ``S`` of noise terms is the target's median value (target units) when the
+   noises in ``S`` take their anomalous values and the others are drawn from their
+   reference distribution (window means, bootstrap). DoWhy scores coalitions with an
+   information-theoretic outlier score instead; on small, flat operations data that score
+   is dominated by variance removal (Jensen) and gave parents that clearly pushed the
+   target negative shares, so the deviation itself is the value here. Shapley
    values of that game (exact for up to ``exact_max`` players, otherwise antithetic
    sampled permutations with common random numbers) sum exactly to
    ``v(all) - v(none)``; ``share_j = φ_j / Σφ`` sums to 1 and ``contribution_j = share_j ·
@@ -142,7 +145,10 @@ def fit_linear_scm(
         par_idx[j, : len(p)] = [int(k) for k in p]
     feat_par = np.repeat(par_idx, L + 1, axis=1)  # (n, F)
     feat_lag = np.tile(np.arange(L + 1), (n_nodes, P))
-    feat_ok = feat_par >= 0
+    # a parent never observed in the fitting window has no usable level: leave it out
+    seen = np.isfinite(data[:, :T]).sum(axis=1) >= 3
+    feat_ok = (feat_par >= 0) & seen[np.maximum(feat_par, 0)]
+    n_par = feat_ok[:, :: L + 1].sum(axis=1)
     t_idx = np.arange(T)[None, :, None] - feat_lag[:, None, :] + L  # (n, T, F)
     X = np.where(feat_ok[:, None, :], pad[np.maximum(feat_par, 0)[:, None, :], t_idx], 0.0)
     Y = data[:, :T]
@@ -325,6 +331,7 @@ def attribute(
     max_players: int = 16,
     lags: int = 1,
     min_reference: int = 5,
+    support: FloatArray | None = None,
 ) -> Attribution:
     """Attribute the ``target``'s deviation in ``anomaly`` to the nodes' mechanisms.
 
@@ -345,6 +352,10 @@ def attribute(
         are then taken as consecutive bins (the anomaly right after the reference).
     min_reference
         Nodes with fewer reference points get no mechanism score (p = 1) and no share.
+    support
+        Optional per-node evidence in [0, 1] from outside the ancestor set (the explainer
+        passes the share of each node's descendants that are anomalous); it weighs 0.2 of
+        the score, and only for nodes whose own mechanism changed.
     player_z, max_players
         Nodes whose residual moved less than ``player_z`` robust SDs stay background noise
         in the Shapley game; at most ``max_players`` nodes play (largest push first).
@@ -427,10 +438,6 @@ def attribute(
         pool = res_ref[j][np.isfinite(res_ref[j])] - center[j]
         if pool.size:
             back += c[j] * pool[rng.integers(0, pool.size, (n_samples, m))].mean(axis=1)
-    tot_sd = float(np.std(noise.sum(axis=1) + back))
-    if not tot_sd > 0:
-        tot_sd = float(np.sqrt(np.sum((c[players] * sigma[players]) ** 2) / m)) or 1.0
-
     direction = 1.0 if deviation >= 0 else -1.0
 
     def value(masks: BoolArray) -> FloatArray:
@@ -440,8 +447,9 @@ def attribute(
             + np.where(masks, 0.0, 1.0) @ noise.T
             + back[None, :]
         )
-        # one-sided tail score in the direction the target moved: pushing it back scores < 0
-        return np.asarray(-special.log_ndtr(-direction * t / tot_sd).mean(axis=1))
+        # the target's typical (median) value over the noise draws, in target units: robust
+        # to one wild draw, and not additive, so the Shapley weighting matters
+        return np.asarray(np.median(t, axis=1), dtype=np.float64)
 
     phi_p = shapley_values(value, players.size, rng, exact_max, n_permutations)
     phi = np.zeros(n)
@@ -468,8 +476,17 @@ def attribute(
     pos_share = np.clip(share, 0.0, None)
     mech_push = np.where(n_anom > 0, np.clip(direction * z, 0.0, None), 0.0)
     part_share = pos_share / pos_share.max() if pos_share.max() > 0 else pos_share
-    part_mech = mech_push / mech_push.max() if mech_push.max() > 0 else mech_push
-    score = np.clip(0.5 * part_share + 0.5 * part_mech, 0.0, 1.0)
+    # log scale: beyond a few SDs every change is certain, and |z| = 90 vs 20 says more about
+    # the noise level of the series than about which node is the cause
+    log_push = np.log1p(mech_push)
+    part_mech = log_push / log_push.max() if log_push.max() > 0 else log_push
+    if support is None:
+        score = np.clip(0.5 * part_share + 0.5 * part_mech, 0.0, 1.0)
+    else:
+        # a node that changed itself and explains more of the anomalies around it ranks
+        # higher (one fault that explains many observed symptoms is the simpler story)
+        sup = np.clip(np.asarray(support, dtype=np.float64), 0.0, 1.0) * (part_mech > 0)
+        score = np.clip(0.4 * part_share + 0.4 * part_mech + 0.2 * sup, 0.0, 1.0)
     return Attribution(
         deviation=deviation,
         share=share,

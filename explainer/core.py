@@ -468,10 +468,14 @@ class Explainer:
         anc = graph.ancestors(node) if node in graph else set()
         star = not anc
         cand_nodes = sorted(anc) if anc else sorted(n for n in node_rows if n != node)
-        # all rows of candidate nodes, aligned once with the target
+        # descendants of the candidates outside the ancestor set (another caller of a
+        # candidate): their anomalies are evidence for the candidate that explains them
+        desc: dict[str, set[str]] = {n: graph.descendants(n) for n in cand_nodes} if anc else {}
+        extra = sorted(set().union(*desc.values()) - anc - {node}) if desc else []
+        # all rows of candidate nodes (and those descendants), aligned once with the target
         rows_all: list[int] = [target_row]
         owner: list[str] = [node]
-        for n in cand_nodes:
+        for n in [*cand_nodes, *extra]:
             for r in node_rows.get(n, []):
                 rows_all.append(r)
                 owner.append(n)
@@ -547,6 +551,7 @@ class Explainer:
             n_permutations=cfg.n_permutations,
             exact_max=cfg.exact_max,
             lags=cfg.model_lags,
+            support=self._support(nodes, node, desc, chosen, z_all) if desc else None,
         )
         tgt = nodes.index(node)
         rcs: list[RootCause] = []
@@ -596,6 +601,21 @@ class Explainer:
         start = float(t_bins[V.shape[1] - n_anom] - step)
         severity = float(min(100.0, 100.0 * (1.0 - math.exp(-abs(z_all[0]) / 6.0))))
         return rcs, (start, float(at_ts)), severity
+
+    def _support(
+        self,
+        nodes: list[str],
+        target: str,
+        desc: dict[str, set[str]],
+        chosen: dict[str, tuple[int, int, str]],
+        z_all: FloatArray,
+    ) -> FloatArray:
+        """Per node: its anomalous descendants (|z| > anomaly_z), over the most any has."""
+        hot = {n for n, (col, _, _) in chosen.items() if abs(z_all[col]) > self.config.anomaly_z}
+        if abs(z_all[0]) > self.config.anomaly_z:
+            hot.add(target)
+        count = np.array([len(desc.get(n, set()) & hot) for n in nodes], dtype=np.float64)
+        return count / count.max() if count.max() > 0 else count
 
     def _anomaly_bins(self, v: FloatArray, max_bins: int) -> int:
         """Length of the run of target bins ending at the last bin that are anomalous in the
