@@ -75,10 +75,10 @@ class DetectorConfig:
     clear_points: int = 3
     warmup_points: int = 30
     season_bins: int = 144
-    level_alpha_slow: float = 0.05
-    level_alpha_fast: float = 0.5
+    level_alpha_slow: float = 0.02
+    level_alpha_fast: float = 0.3
     error_alpha: float = 0.02
-    season_alpha: float = 0.15
+    season_alpha: float = 0.1
     resid_alpha: float = 0.2
     tail_rate: float = 0.001
     #: smallest trusted exceedance frequency, as a fraction of ``tail_rate``
@@ -95,6 +95,9 @@ class DetectorConfig:
     combine: str = "min"
     #: which views take part, as flags for point surprise / mean shift / variance shift
     views: str = "111"
+    #: point surprise from the most accurate view ("best") or the view that explains the
+    #: point best ("min": a point is anomalous only when every forecaster misses it)
+    point_view: str = "best"
 
 
 @dataclass
@@ -369,6 +372,16 @@ class Detector:
         f_new = (1.0 - ar) * s["resid_mean"][rows] + ar * rc
         q_new = (1.0 - ar) * s["resid_sq"][rows] + ar * np.minimum(r * r, 4.0 * hk * hk)
         z1 = r / (sigma * gap)
+        if c.point_view == "min":
+            # a point is surprising only if neither the best plain nor the best seasonal
+            # forecaster explains it
+            e_pl = np.minimum(e_slow, e_fast)
+            z_pl = (v - pred_plain) / (np.maximum(_MAE_TO_SIGMA * e_pl, floor) * gap)
+            z_se = (v - pred_seas) / (np.maximum(_MAE_TO_SIGMA * e_sbest, floor) * gap)
+            z_se = np.where(seas_ok, z_se, np.inf)
+            stack = np.stack([z_pl, z_se], axis=1)
+            pick = np.argmin(np.abs(stack), axis=1)
+            z1 = stack[np.arange(len(pick)), pick]
         z2 = f_new / (sigma * math.sqrt(ar / (2.0 - ar)) * gap)
         z3 = np.log(np.maximum(q_new, 1e-8 * sigma * sigma) / (sigma * sigma)) / math.sqrt(
             2.0 * ar / (2.0 - ar)
