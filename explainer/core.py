@@ -163,6 +163,23 @@ def _identity(key: str, node_label: str) -> tuple[str, tuple[tuple[str, str], ..
     return name, tuple(sorted(labels.items()))
 
 
+def _finite(x: object) -> float | None:
+    """A float, or None for NaN/inf (explanations are strict JSON)."""
+    v = float(x)  # type: ignore[arg-type]
+    return v if math.isfinite(v) else None
+
+
+def _clean(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by None, recursively."""
+    if isinstance(obj, float):
+        return _finite(obj)
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clean(v) for v in obj]
+    return obj
+
+
 def _digest(text: str, size: int = 8) -> str:
     return hashlib.blake2b(text.encode(), digest_size=size).hexdigest()
 
@@ -591,27 +608,29 @@ class Explainer:
                     node=n,
                     series=self.index.key_of(row_i),
                     score=float(score[i]),
-                    share=float(res.share[i]),
-                    evidence={
-                        "share": float(res.share[i]),
-                        "contribution": float(res.contribution[i]),
-                        "target_deviation": float(res.deviation),
-                        "mechanism_change": {
-                            "score": float(1.0 - res.p_value[i]),
-                            "p_value": float(res.p_value[i]),
-                            "z": float(res.shift_z[i]),
-                            "shift": float(res.shift[i]),
-                        },
-                        "total_effect": float(res.effect[i]),
-                        "path": path,
-                        "granger": gev[i],
-                        "ci": [float(res.ci_low[i]), float(res.ci_high[i])],
-                        "series_choice": reason,
-                        "points": {
-                            "reference": int(res.n_reference[i]),
-                            "anomaly": int(res.n_anomaly[i]),
-                        },
-                    },
+                    share=_finite(res.share[i]) or 0.0,
+                    evidence=_clean(
+                        {
+                            "share": float(res.share[i]),
+                            "contribution": float(res.contribution[i]),
+                            "target_deviation": float(res.deviation),
+                            "mechanism_change": {
+                                "score": float(1.0 - res.p_value[i]),
+                                "p_value": float(res.p_value[i]),
+                                "z": float(res.shift_z[i]),
+                                "shift": float(res.shift[i]),
+                            },
+                            "total_effect": float(res.effect[i]),
+                            "path": path,
+                            "granger": gev[i],
+                            "ci": [float(res.ci_low[i]), float(res.ci_high[i])],
+                            "series_choice": reason,
+                            "points": {
+                                "reference": int(res.n_reference[i]),
+                                "anomaly": int(res.n_anomaly[i]),
+                            },
+                        }
+                    ),
                 )
             )
         start = float(t_bins[V.shape[1] - n_anom] - step)

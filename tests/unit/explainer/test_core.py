@@ -195,3 +195,18 @@ def test_incident_explanations_stay_anchored_at_the_most_severe_event() -> None:
     assert ex.on_anomalies([_event(idx, "web", 299 * STEP, severity=10.0)], 299 * STEP) == []
     (summary,) = ex.open_incidents()
     assert summary.version == 1 and summary.root_causes[0][0] == "db"
+
+
+def test_explanations_are_strict_json() -> None:
+    import json
+
+    ex, idx, _ = _fed("api")
+    out = ex.on_anomalies([_event(idx, "web", 297 * STEP)], now_ts=297 * STEP)
+    out.append(ex.explain("web", None, at_ts=299 * STEP))
+    for e in out:
+
+        def no_constants(name: str) -> None:
+            raise AssertionError(f"non-finite {name} in explanation JSON")
+
+        doc = json.loads(e.model_dump_json(), parse_constant=no_constants)
+        assert doc["root_causes"][0]["evidence"]["path"][-1] == "web"
