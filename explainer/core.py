@@ -219,7 +219,7 @@ class Explainer:
     def __init__(self, config: ExplainerConfig, graph: DependencyGraph, index: SeriesIndex):
         self.config = config
         self.index = index
-        self._given = graph
+        self._given = graph.given()  # learned edges live in the explainer
         self._history = History(config.history_points)
         self._step_s = float(config.step_s or 0.0)
         self._granger = GrangerState.empty(
@@ -251,8 +251,12 @@ class Explainer:
         return self._merged
 
     def set_graph(self, given: DependencyGraph) -> None:
-        """Replace the given graph (a reload); learned edges are kept."""
-        self._given = given
+        """Replace the given graph (a reload); learned edges are kept.
+
+        Edges of ``given`` with ``provenance="learned"`` are dropped: the explainer's own
+        tests own the learned edges (passing :attr:`graph` back in is therefore safe).
+        """
+        self._given = given.given()
         self._merged = None
 
     def learned_edges(self) -> list[Edge]:

@@ -210,3 +210,18 @@ def test_explanations_are_strict_json() -> None:
 
         doc = json.loads(e.model_dump_json(), parse_constant=no_constants)
         assert doc["root_causes"][0]["evidence"]["path"][-1] == "web"
+
+
+def test_passing_the_merged_graph_back_keeps_given_and_learned_apart() -> None:
+    idx = SeriesIndex()
+    ex = Explainer(ExplainerConfig(step_s=STEP), GRAPH, idx)
+    ex._learned = [Edge("queue", "web", "learned", 0.5, 0.001, 1)]
+    ex._merged = None
+    merged = ex.graph
+    assert merged.edge("queue", "web") is not None
+    ex.set_graph(merged)
+    assert all(e.provenance == "given" for e in ex._given.edges)
+    assert ex.graph.edge("queue", "web") is not None
+    ex._learned = []
+    ex._merged = None
+    assert ex.graph.edge("queue", "web") is None  # a dropped learned edge does not linger
