@@ -332,6 +332,7 @@ def attribute(
     lags: int = 1,
     min_reference: int = 5,
     support: FloatArray | None = None,
+    weights: tuple[float, float, float] = (0.4, 0.4, 0.2),
 ) -> Attribution:
     """Attribute the ``target``'s deviation in ``anomaly`` to the nodes' mechanisms.
 
@@ -354,8 +355,10 @@ def attribute(
         Nodes with fewer reference points get no mechanism score (p = 1) and no share.
     support
         Optional per-node evidence in [0, 1] from outside the ancestor set (the explainer
-        passes the share of each node's descendants that are anomalous); it weighs 0.2 of
-        the score, and only for nodes whose own mechanism changed.
+        passes the share of each node's descendants that are anomalous); it counts only for
+        nodes whose own mechanism changed.
+    weights
+        Weights of (share, mechanism change, support) in the score when ``support`` is given.
     player_z, max_players
         Nodes whose residual moved less than ``player_z`` robust SDs stay background noise
         in the Shapley game; at most ``max_players`` nodes play (largest push first).
@@ -486,7 +489,8 @@ def attribute(
         # a node that changed itself and explains more of the anomalies around it ranks
         # higher (one fault that explains many observed symptoms is the simpler story)
         sup = np.clip(np.asarray(support, dtype=np.float64), 0.0, 1.0) * (part_mech > 0)
-        score = np.clip(0.4 * part_share + 0.4 * part_mech + 0.2 * sup, 0.0, 1.0)
+        w_share, w_mech, w_sup = weights
+        score = np.clip(w_share * part_share + w_mech * part_mech + w_sup * sup, 0.0, 1.0)
     return Attribution(
         deviation=deviation,
         share=share,

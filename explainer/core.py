@@ -7,9 +7,10 @@ returns :class:`~causalwatch.models.Explanation` objects. The pipeline publishes
 How one explanation is made (``explain``):
 
 1. **Candidates** are the target's node and its ancestors in the merged graph (given edges
-   plus learned Granger edges, a DAG). With no ancestors at all (no graph), the other nodes
-   whose series are anomalous in the same window become the candidates, as direct parents
-   of the target.
+   plus learned Granger edges, a DAG) when the given graph reaches the target. Otherwise
+   (no graph, or learned edges only) the other nodes whose series are anomalous in the
+   same window become the candidates, as direct parents of the target, ranked by their own
+   change and how long they have been anomalous (a fault shows first at its root).
 2. **One series per candidate node** (a node may have latency, errors, requests ...): the
    series with the target's metric name and the same other labels; else, among the
    node's series with the target's metric name, the most anomalous; else the node's most
@@ -503,6 +504,11 @@ class Explainer:
         step = self._step_for(target_row)
         node_rows = self._node_rows()
         anc = graph.ancestors(node) if node in graph else set()
+        # Learned (Granger) edges alone are too imprecise to be the structure (they miss
+        # same-step effects and pick up common drivers): when no given edge reaches the
+        # target, rank like with no graph and keep the learned edges as evidence only.
+        if not (node in self._given and self._given.ancestors(node)):
+            anc = set()
         star = not anc
         cand_nodes = sorted(anc) if anc else sorted(n for n in node_rows if n != node)
         # descendants of the candidates outside the ancestor set (another caller of a
@@ -588,7 +594,16 @@ class Explainer:
             n_permutations=cfg.n_permutations,
             exact_max=cfg.exact_max,
             lags=cfg.model_lags,
-            support=self._support(nodes, node, desc, chosen, z_all) if desc else None,
+            support=(
+                self._support(nodes, node, desc, chosen, z_all)
+                if desc
+                else self._onset(nodes, node, chosen, V)
+                if star
+                else None
+            ),
+            # with no graph the star regression's shares say which node *predicts* the
+            # target, not which caused it: rank by own change and onset instead
+            weights=(0.1, 0.5, 0.4) if star else (0.4, 0.4, 0.2),
         )
         tgt = nodes.index(node)
         rcs: list[RootCause] = []
@@ -655,6 +670,18 @@ class Explainer:
             hot.add(target)
         count = np.array([len(desc.get(n, set()) & hot) for n in nodes], dtype=np.float64)
         return count / count.max() if count.max() > 0 else count
+
+    def _onset(
+        self, nodes: list[str], target: str, chosen: dict[str, tuple[int, int, str]], V: FloatArray
+    ) -> FloatArray:
+        """No graph: how long each node has been anomalous (a fault shows first at its root),
+        over the longest run, looking back ``3 x anomaly_points`` bins."""
+        look = 3 * self.config.anomaly_points
+        run = np.array(
+            [self._anomaly_bins(V[0 if n == target else chosen[n][0]], look) for n in nodes],
+            dtype=np.float64,
+        )
+        return run / run.max() if run.max() > 0 else run
 
     def _anomaly_bins(self, v: FloatArray, max_bins: int) -> int:
         """Length of the run of target bins ending at the last bin that are anomalous in the
