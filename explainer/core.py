@@ -142,6 +142,7 @@ class _TargetState:
     last_ts: float
     severity: float
     peak_ts: float = 0.0
+    peak_severity: float = 0.0
     version: int = 0
     signature: str = ""
     root_causes: list[tuple[str, float]] = field(default_factory=list)
@@ -814,8 +815,15 @@ class Explainer:
             else:
                 t = found
             t.last_ts = max(t.last_ts, ev.ts)
-            if found is None or float(ev.severity) >= t.severity:
-                t.peak_ts = ev.ts  # explanations stay anchored at the strongest evidence
+            # Explanations stay anchored at the strongest recent evidence: the most severe
+            # event within the last anomaly window (an older peak is another episode).
+            horizon = self.config.anomaly_points * max(self._step_s, 0.0)
+            if (
+                found is None
+                or float(ev.severity) >= t.peak_severity
+                or ev.ts - t.peak_ts > horizon
+            ):
+                t.peak_ts, t.peak_severity = ev.ts, float(ev.severity)
             t.severity = max(t.severity, float(ev.severity))
             touched.setdefault(inc.incident_id, set()).add(ev.series_key)
         out: list[Explanation] = []
