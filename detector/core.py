@@ -98,6 +98,8 @@ class DetectorConfig:
     #: point surprise from the most accurate view ("best") or the view that explains the
     #: point best ("min": a point is anomalous only when every forecaster misses it)
     point_view: str = "best"
+    #: which variance changes the variance view reports: "both", "up" or "down"
+    variance_side: str = "down"
 
 
 @dataclass
@@ -250,7 +252,7 @@ class Detector:
         for name, (dt, init) in _SCALAR_FIELDS.items():
             s[name] = np.full(n, init, dtype=dt)
         s["season"] = np.full((n, self.config.season_bins), np.nan, dtype=self._SEASON_DTYPE)
-        s["tails"] = np.tile(prior_table(), (n, _N_STATS, 1))
+        s["tails"] = np.tile(prior_table(), (n, _N_STATS, 1)).astype(np.float32)
         return s
 
     def _alloc(self, n: int) -> None:
@@ -388,6 +390,10 @@ class Detector:
         )
         # "went quiet" only means something for a series that was not already flat
         z3 = np.where(_MAE_TO_SIGMA * err > 4.0 * floor, z3, np.maximum(z3, 0.0))
+        if c.variance_side == "up":
+            z3 = np.maximum(z3, 0.0)
+        elif c.variance_side == "down":
+            z3 = np.minimum(z3, 0.0)
         a = np.minimum(np.abs(np.stack([z1, z2, z3], axis=1)), 60.0)
         a = np.where(np.isfinite(a), a, 60.0)
         tails = s["tails"][rows]
