@@ -26,11 +26,17 @@ Then, for the *anomaly* window:
    ``v(all) - v(none)``; ``share_j = φ_j / Σφ`` sums to 1 and ``contribution_j = share_j ·
    deviation`` sums to the target's observed deviation (target units).
 
-Why linear and contemporaneous: operations data is small (a few hundred reference points,
-many gaps), the fit must be cheap (one small least-squares per node), and latency/error
-propagation from callee to caller happens within one scrape interval. Everything is
-vectorised: a 50-node ancestor set takes a few milliseconds
-(``O(nodes · T · parents²)`` for the fits, ``O(perm · nodes² · samples)`` for Shapley).
+Why linear with short lags: operations data is small (a few hundred reference points,
+many gaps), the fit must be cheap, and latency/error propagation from callee to caller
+happens within one or two scrape intervals (without the lag-1 terms a lagged effect lands
+in the child's residual and blames the child). Slopes are non-negative (degradation
+propagates one way). Everything is vectorised, all nodes' models are fitted in one batched
+IRLS: a 50-node ancestor set takes 10-30 ms (``O(nodes · T · F²)`` for the fits with
+``F = parents · (lags + 1)``, ``O(perm · players · samples)`` for Shapley).
+
+Ranking: ``score`` = 0.5 x share (positive part, over the best) + 0.5 x mechanism change
+in the direction the target moved (log1p of the robust z, over the best); with
+``support`` the weights become ``weights`` (0.4, 0.4, 0.2 by default).
 
 Works poorly when: relationships are strongly non-linear (saturation), the reference window
 already contains the fault, a node's parents are missing from the graph (its mechanism
