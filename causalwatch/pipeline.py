@@ -60,6 +60,7 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 Offsets = dict[tuple[str, int], int]
 Item = tuple[bytes | None, bytes, list[tuple[str, bytes]]]  # key, value, headers
+EVICT_EVERY_S = 60.0
 
 
 # --------------------------------------------------------------------------------------
@@ -254,6 +255,31 @@ def process_samples(
     return StepOutput(batch, rows, result, events, explanations, errors)
 
 
+def evict_stale(cores: Cores, now_s: float, ttl_s: float) -> int:
+    """Forget series not seen for ``ttl_s`` seconds, so state stays bounded.
+
+    The explainer and detector forget the rows before the index frees them for reuse, so a
+    new series never inherits an old one's state. Returns how many series were evicted.
+    """
+    det = cores.detector
+    if det is None:
+        return 0
+    with cores.lock:
+        rows = det.stale_rows(now_s, ttl_s)
+        rows = np.asarray(
+            [r for r in rows.tolist() if r < cores.index.capacity and cores.index.is_live(r)],
+            dtype=np.int64,
+        )
+        if rows.size == 0:
+            return 0
+        if cores.explainer is not None:
+            cores.explainer.forget_rows(rows)
+        det.reset_rows(rows)
+        cores.index.remove(rows)
+    log.info("evicted stale series", extra={"rows": int(rows.size), "ttl_s": ttl_s})
+    return int(rows.size)
+
+
 def series_view(cores: Cores) -> SeriesView | None:
     """Latest detector state of live series, for the metrics collector."""
     det = cores.detector
@@ -366,6 +392,7 @@ class Stage:
         self.formats = {t.name: t.format for t in settings.kafka.topics}
         self.limits = ingest_limits(settings)
         self.hooks: list[Callable[[float], None]] = []
+        self._next_evict_s = 0.0
 
     # -- input topics of this stage
     def topics(self) -> list[str]:
@@ -417,7 +444,11 @@ class Stage:
         self.cores.index, self.cores.detector, self.cores.explainer = index, detector, explainer
 
     def periodic(self, now_s: float) -> None:
-        """Housekeeping between batches: graph reloads, mutes (hooks added by the service)."""
+        """Housekeeping between batches: eviction of stale series, and the hooks added by
+        the service (graph reloads, mutes)."""
+        if now_s >= self._next_evict_s:
+            self._next_evict_s = now_s + EVICT_EVERY_S
+            evict_stale(self.cores, now_s, self.settings.detector.series_ttl_s)
         for hook in self.hooks:
             hook(now_s)
 

@@ -162,6 +162,9 @@ class SeriesIndex:
             self._nodes[row] = None
             self._free.append(row)
 
+    def is_live(self, row: int) -> bool:
+        return 0 <= row < len(self._keys) and self._keys[row] is not None
+
     def key_of(self, row: int) -> str:
         key = self._keys[row]
         if key is None:

@@ -124,13 +124,14 @@ class ExplainerConfig:
 
 @dataclass(frozen=True)
 class IncidentSummary:
-    """One open incident target, for metrics: root causes as ``(node, score)`` best first."""
+    """One open incident target, for metrics: root causes as ``(node, score, share)``, best
+    first."""
 
     incident_id: str
     target_node: str
     target_series: str
     version: int
-    root_causes: tuple[tuple[str, float], ...]
+    root_causes: tuple[tuple[str, float, float], ...]
 
 
 @dataclass
@@ -145,7 +146,7 @@ class _TargetState:
     peak_severity: float = 0.0
     version: int = 0
     signature: str = ""
-    root_causes: list[tuple[str, float]] = field(default_factory=list)
+    root_causes: list[tuple[str, float, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -843,7 +844,7 @@ class Explainer:
                     continue
                 t.signature = sig
                 t.version += 1
-                t.root_causes = [(rc.node, rc.score) for rc in rcs]
+                t.root_causes = [(rc.node, rc.score, rc.share) for rc in rcs]
                 window = (min(window[0], t.first_ts), window[1])
                 out.append(
                     self._build(iid, t.version, t.node, key, t.last_ts, window, t.severity, rcs)
@@ -860,6 +861,26 @@ class Explainer:
         for iid in gone:
             del self._incidents[iid]
         return sorted(gone)
+
+    def forget_rows(self, rows: IntArray) -> None:
+        """Forget evicted series: their history, the open time bin and Granger pairs.
+
+        Called before a row is handed to a new series, so nothing of the old one leaks in.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size == 0:
+            return
+        self._history.clear(rows)
+        inside = rows[rows < self._acc_sum.size]
+        self._acc_sum[inside] = 0.0
+        self._acc_cnt[inside] = 0.0
+        self._recent[:, rows[rows < self._recent.shape[1]]] = np.nan
+        pairs = self._granger.pairs
+        if pairs.size:
+            keep = ~np.isin(pairs, rows).any(axis=1)
+            if not keep.all():
+                self._granger.set_pairs(pairs[keep])
+                self._read_tests()
 
     def open_incidents(self) -> list[IncidentSummary]:
         out = []
@@ -963,7 +984,10 @@ class Explainer:
         for d in meta["incidents"]:
             targets = {}
             for t in d["targets"]:
-                t["root_causes"] = [tuple(x) for x in t["root_causes"]]
+                # (node, score) in snapshots from before shares were kept
+                t["root_causes"] = [
+                    (x[0], x[1], x[2] if len(x) > 2 else float("nan")) for x in t["root_causes"]
+                ]
                 targets[t["series"]] = _TargetState(**t)
             ex._incidents[d["incident_id"]] = _Incident(
                 d["incident_id"], d["start_ts"], d["last_ts"], list(d["nodes"]), targets

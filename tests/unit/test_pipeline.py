@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import numpy as np
+
+from causalwatch.models import SampleBatch
+from causalwatch.pipeline import build_cores, evict_stale, in_order_mask, process_samples
+from causalwatch.settings import load_settings
+
+
+def test_in_order_mask_rejects_repeats_and_late_samples() -> None:
+    rows = np.array([0, 1, 0, 0, 1, 0])
+    ts = np.array([10.0, 5.0, 10.0, 12.0, 4.0, 11.0])
+    last = np.array([9.0, np.nan])
+    keep = in_order_mask(rows, ts, last)
+    # row 0: 10 ok, 10 repeat, 12 ok, 11 late; row 1: 5 ok, 4 late
+    assert keep.tolist() == [True, True, False, True, False, False]
+
+
+def test_in_order_mask_against_state() -> None:
+    keep = in_order_mask(np.array([0, 0]), np.array([5.0, 6.0]), np.array([5.0]))
+    assert keep.tolist() == [False, True]
+
+
+def _feed(cores, keys, t0, n):  # type: ignore[no-untyped-def]
+    for i in range(n):
+        batch = SampleBatch.from_lists(keys, [t0 + 60.0 * i] * len(keys), [1.0 + i % 3] * len(keys))
+        rows = cores.index.rows_for(batch.series_keys)
+        process_samples(cores, rows, batch)
+
+
+def test_eviction_frees_rows_and_a_new_series_starts_fresh() -> None:
+    cores = build_cores(load_settings())
+    _feed(cores, ['a{service="x"}', 'b{service="y"}'], 0.0, 50)
+    _feed(cores, ['a{service="x"}'], 3000.0, 100)  # b stops at t=2940
+    det = cores.detector
+    assert det is not None
+    b_row = cores.index.get('b{service="y"}')
+    assert b_row is not None
+    assert evict_stale(cores, now_s=8940.0, ttl_s=3600.0) == 1
+    assert 'b{service="y"}' not in cores.index and len(cores.index) == 1
+    assert evict_stale(cores, now_s=8940.0, ttl_s=3600.0) == 0
+    # The freed row is reused by the next new series, with no state of the old one.
+    new_row = cores.index.add('c{service="z"}')
+    assert new_row == b_row
+    assert int(det.snapshot()["n"][new_row]) == 0
+    assert np.isnan(det.last_ts[new_row])
+
+
+def test_batch_equals_one_by_one_through_the_pipeline() -> None:
+    rng = np.random.default_rng(3)
+    keys = ['m{service="a"}', 'm{service="b"}']
+    n = 300
+    ts = np.repeat(np.arange(n) * 60.0, 2)
+    x = rng.normal(10, 1, 2 * n)
+    x[500] += 15
+    k = keys * n
+    whole = build_cores(load_settings())
+    out = process_samples(
+        whole, whole.index.rows_for(k), SampleBatch.from_lists(k, ts.tolist(), x.tolist())
+    )
+    one = build_cores(load_settings())
+    scores = []
+    for i in range(0, 2 * n, 7):
+        b = SampleBatch.from_lists(k[i : i + 7], ts[i : i + 7].tolist(), x[i : i + 7].tolist())
+        r = process_samples(one, one.index.rows_for(b.series_keys), b)
+        assert r.result is not None
+        scores.append(r.result.score)
+    assert out.result is not None
+    np.testing.assert_allclose(out.result.score, np.concatenate(scores))
