@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kinds", default=",".join(FAULT_KINDS))
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--seed-start", type=int, default=0, help="first seed")
     ap.add_argument("--roots", type=int, default=1, choices=[1, 2])
     ap.add_argument("--points", type=int, default=1500, help="simulated steps (60 s)")
     ap.add_argument("--sim-max-lag", type=int, default=1, help="edge lags 0..k steps")
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     prog = Progress(total, "rca_simulated")
     for n in sizes:
         for kind in kinds:
-            for seed in range(args.seeds):
+            for seed in range(args.seed_start, args.seed_start + args.seeds):
                 sc = simulate(
                     n,
                     n_points=args.points,
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                             f"n={n} {kind} seed={seed}: roots={list(sc.roots)} target="
                             f"{sc.target_node} got={ranked[:3]}"
                         )
-                if n in dw_sizes and kind in dw_kinds and seed < args.dowhy_seeds:
+                if n in dw_sizes and kind in dw_kinds and seed < args.seed_start + args.dowhy_seeds:
                     ranked, dt = run_dowhy(sc, args)
                     h1, h3 = hit_at(ranked, sc.roots, 1), hit_at(ranked, sc.roots, 3)
                     res[(n, kind, "dowhy")].append((h1, h3, float(not ranked), dt, 0))
