@@ -6,21 +6,40 @@ Ops metrics come in many shapes (seasonal, trending, random-walk, quantised, fla
 and one model never fits all of them. Each series therefore runs a small *ensemble of cheap
 views*, all updated in O(1) per point and vectorised across series:
 
-* **forecast residual**: three forecasters run side by side (a slow level, a fast level that
-  follows random-walk-like series, and the slow level plus a time-of-season profile); the
-  one with the lowest recent absolute error is trusted. Its residual over a robust scale
-  (exponentially weighted mean absolute error) is the *point surprise* ``z1``.
+* **forecast residual**: four forecasters run side by side: a slow level, a fast level that
+  follows random-walk-like series, a baseline plus a time-of-season profile (``season_bins``
+  bins over ``season_s``; the baseline forgets over about one season so the profile carries
+  the daily swing), and a fast deseasonalised level plus the same profile (a daily jump is
+  then foreseen). The seasonal pair is trusted once a full season has been seen and while
+  its recent absolute error beats the plain pair's. The trusted view's residual over a
+  robust scale (exponentially weighted mean absolute error, with a floor from the typical
+  step so flat and quantised series stay sane) is the *point surprise* ``z1``.
 * **distribution shift**: a fast exponentially weighted mean of residuals against its null
-  spread (``z2``, level shifts and drifts) and the fast mean square of residuals against
-  the slow one (``z3``, variance changes, including a noisy series going flat).
+  spread (``z2``: level shifts and drifts) and the fast mean square of residuals against
+  the slow one (``z3``: by default only a noisy series *going quiet*, e.g. a stuck sensor;
+  variance increases already show in ``z1``).
 * **calibration**: each statistic becomes a tail probability from that series' own history
   of exceedances (see :mod:`detector.calibrate`); the views are combined by the minimum
-  p-value with a Bonferroni factor, so the ensemble fails only when all views fail.
+  p-value with a Bonferroni factor, so the ensemble misses only when all views miss.
+* **novelty**: surprise already explained by a recent, larger surprise is not news: the
+  reported ``-log p`` is reduced by a memory of recent surprise that fades by
+  ``novelty_decay`` nats per point. A long incident therefore scores high at its onset and
+  when it escalates, not on every point (one incident, one alert).
+
+Counters (monotonic, mostly increasing, with rare drops) are detected after
+``warmup_points`` and modelled as rates; a drop is a reset and is neither scored nor learned.
+Gaps in sampling widen the scale (by ``1 + log(gap / typical interval) / 2``) instead of paging.
 
 Alerting is part of the detector: an alert fires when the (sensitivity-adjusted) score
 crosses ``alert_threshold``, stays open until the score has been below ``clear_threshold``
-for ``clear_points`` points, and never fires twice within the de-duplication gap. After a
-sustained level shift the baselines re-anchor, so a shift pages once and is then adapted to.
+for ``clear_points`` points, and never fires twice within the de-duplication gap
+(``max(min_alert_gap_s, min_alert_gap_points * typical interval)``). After a sustained
+level shift the baselines re-anchor, so a shift pages once and is then adapted to.
+
+The score is a per-point tail probability: with the default ``alert_threshold`` of 0.99
+(tuned on the NAB dev split, where missing an incident costs nine times a false alarm) a
+series of pure noise may page every few thousand points; raise it (0.9999) or lower a
+series' sensitivity (:meth:`Detector.set_sensitivity`) where pages must be rarer.
 
 State is a fixed number of bytes per series (:attr:`Detector.bytes_per_series`); the
 caller evicts idle series with :meth:`Detector.stale_rows` + :meth:`Detector.reset_rows`.
