@@ -34,9 +34,14 @@ propagates one way). Everything is vectorised, all nodes' models are fitted in o
 IRLS: a 50-node ancestor set takes 10-30 ms (``O(nodes · T · F²)`` for the fits with
 ``F = parents · (lags + 1)``, ``O(perm · players · samples)`` for Shapley).
 
-Ranking: ``score`` = 0.5 x share (positive part, over the best) + 0.5 x mechanism change
-in the direction the target moved (log1p of the robust z, over the best); with
-``support`` the weights become ``weights`` (0.4, 0.4, 0.2 by default).
+Ranking: ``score`` = 0.5 x share + 0.5 x mechanism change; with ``support`` the weights
+become ``weights`` (0.4, 0.4, 0.2 by default). The share counts only its identified part
+(total effect through slopes learned from data, not the flat-parent prior) and only the
+node's own part (its residual shift beyond what its clearly moved parents could explain at
+up to one-to-one propagation, see ``max_slope``). The mechanism change is the
+Bonferroni-corrected confidence (over the judged nodes) that the node's own residual moved
+in the direction the target moved: it saturates, because |z| = 90 vs 20 reflects the noise
+level of a series more than which node is the cause.
 
 Works poorly when: relationships are strongly non-linear (saturation), the reference window
 already contains the fault, a node's parents are missing from the graph (its mechanism
@@ -292,6 +297,48 @@ def shapley_values(
     return np.asarray(phi / P, dtype=np.float64)
 
 
+def _level_scale(x: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Per row: median and a robust scale floored like the mechanism test's (MAD, else SD,
+    else 0.1% of the level)."""
+    med = _nanmedian(x, axis=1)
+    mad = robust_scale(x, axis=1)
+    n_ok = np.isfinite(x).sum(axis=1)
+    dev2 = np.where(np.isfinite(x), (x - med[:, None]) ** 2, 0.0)
+    sd = np.sqrt(dev2.sum(axis=1) / np.maximum(n_ok, 1))
+    floor = np.maximum(1e-3 * np.abs(np.nan_to_num(med)), 1e-9)
+    sc = np.where(np.isfinite(mad) & (mad > floor), mad, np.nan_to_num(sd))
+    return med, np.maximum(sc, floor)
+
+
+def _propagation_room(
+    parents: Sequence[Sequence[int]],
+    B: FloatArray,
+    ref: FloatArray,
+    anom: FloatArray,
+    res: FloatArray,
+    max_slope: float,
+    same: BoolArray,
+    moved_z: float,
+) -> FloatArray:
+    """Per child: how much of its residual shift its clearly moved parents could still
+    explain if its slopes on them rose to ``max_slope`` (``Σ_k (max_slope - β_jk)⁺ d_k`` over
+    parents ``k`` whose observed deviation ``d_k`` has the sign of the child's shift)."""
+    T_ref = ref.shape[1]
+    r_med, r_sc = _level_scale(ref)
+    a_med = _nanmedian(anom, axis=1)
+    dev = np.where(np.isfinite(a_med) & np.isfinite(r_med), a_med - r_med, 0.0)
+    moved = np.abs(dev) >= moved_z * r_sc
+    shift = np.nan_to_num(_nanmedian(res[:, T_ref:], axis=1) - _nanmedian(res[:, :T_ref], axis=1))
+    room = np.zeros(B.shape[0])
+    for j, ps in enumerate(parents):
+        if not ps or not same[j] or shift[j] == 0.0:
+            continue
+        ks = [int(k) for k in ps if moved[k] and same[k] and dev[k] * shift[j] > 0]
+        if ks:
+            room[j] = float(np.maximum(max_slope - B[j, ks], 0.0) @ dev[ks])
+    return room
+
+
 @dataclass(frozen=True, slots=True)
 class Attribution:
     """Per-node results (arrays indexed like the input nodes).
@@ -339,6 +386,9 @@ def attribute(
     min_reference: int = 5,
     support: FloatArray | None = None,
     weights: tuple[float, float, float] = (0.4, 0.4, 0.2),
+    max_slope: float = 1.0,
+    unit_slope: BoolArray | None = None,
+    moved_z: float = 3.0,
 ) -> Attribution:
     """Attribute the ``target``'s deviation in ``anomaly`` to the nodes' mechanisms.
 
@@ -368,6 +418,17 @@ def attribute(
     player_z, max_players
         Nodes whose residual moved less than ``player_z`` robust SDs stay background noise
         in the Shapley game; at most ``max_players`` nodes play (largest push first).
+    max_slope, unit_slope, moved_z
+        Propagation room. A slope fitted on a quiet reference window is biased towards 0
+        (a parent that barely moved carries little signal: regression dilution), and a
+        parent that never moved gets only the ``flat_prior`` guess; the child's residual
+        would then absorb a parent's large excursion and blame the child. So for a parent
+        whose observed value moved by at least ``moved_z`` robust SDs in the anomaly window
+        in the same direction as the child's residual, the child's slope on it may rise up
+        to ``max_slope`` (one-to-one propagation: a synchronous call adds its latency once,
+        a failing callee fails at most the requests that reach it), as far as needed to
+        explain the child's shift and no further. Only between nodes flagged in
+        ``unit_slope`` (same units; all nodes when None); ``max_slope=0`` turns it off.
 
     Examples
     --------
@@ -392,10 +453,14 @@ def attribute(
     T_ref = ref.shape[1]
     full = np.concatenate([ref, anom], axis=1)
     intercept, Bl, med = fit_linear_scm(parents, full, lags=lags, n_fit=T_ref)
-    B = Bl.sum(axis=0)  # long-run effect of a sustained change
     filled = np.where(np.isfinite(full), full, med[:, None])
     # residual of each node given its observed parents (NaN where the node has no sample)
     res = np.where(np.isfinite(full), full - predict_linear_scm(intercept, Bl, filled), np.nan)
+    B = Bl.sum(axis=0)  # long-run effect of a sustained change
+    explainable = np.zeros(n)
+    if max_slope > 0 and any(len(p) for p in parents):
+        same = np.ones(n, dtype=bool) if unit_slope is None else np.asarray(unit_slope, bool)
+        explainable = _propagation_room(parents, B, ref, anom, res, max_slope, same, moved_z)
     res_ref, res_anom = res[:, :T_ref], res[:, T_ref:]
     n_ref = np.isfinite(res_ref).sum(axis=1).astype(np.int64)
     # a node seen fewer than min_reference times before the anomaly cannot be judged
@@ -414,11 +479,31 @@ def attribute(
     )
     shift = np.where(n_anom > 0, _nanmedian(res_anom, axis=1) - center, 0.0)
     shift = np.where(np.isfinite(shift), shift, 0.0)
+    # Evidence of a node's *own* change is only the part of its residual shift that no
+    # plausible propagation from its moved parents explains; the SCM's shares below keep
+    # the fitted slopes (they stay additive), the ranking discounts them by this.
+    own_shift = np.where(
+        shift * explainable > 0,
+        np.sign(shift) * np.maximum(np.abs(shift) - np.abs(explainable), 0.0),
+        shift,
+    )
+    with np.errstate(all="ignore"):
+        own_frac = np.where(np.abs(shift) > 0, np.abs(own_shift) / np.abs(shift), 1.0)
     se = sigma * np.sqrt((math.pi / 2) * (1.0 / np.maximum(n_anom, 1) + 1.0 / np.maximum(n_ref, 1)))
-    z = np.where(n_anom > 0, shift / se, 0.0)
+    z = np.where(n_anom > 0, own_shift / se, 0.0)
     p_value = np.asarray(np.minimum(2.0 * special.ndtr(-np.abs(z)), 1.0), dtype=np.float64)
 
     c = total_effects(B, order, target)
+    # A parent that never moved in the reference got the flat_prior slope, a guess: the part
+    # of c_j that runs through such slopes says nothing about node j, so the ranking uses
+    # only the identified part of each share (c over slopes learned from data).
+    n_ok = np.isfinite(ref).sum(axis=1)
+    r_dev2 = np.where(np.isfinite(ref), (ref - med[:, None]) ** 2, 0.0)
+    flat = np.sqrt(r_dev2.sum(axis=1) / np.maximum(n_ok, 1)) <= 1e-12 * np.maximum(np.abs(med), 1)
+    c_fit = total_effects(np.where(flat[None, :], 0.0, B), order, target)
+    with np.errstate(all="ignore"):
+        identified = np.where(np.abs(c) > 1e-12, np.clip(c_fit / c, 0.0, 1.0), 0.0)
+    identified[target] = 1.0
     dev_t = anom[target][np.isfinite(anom[target])]
     tref = ref[target][np.isfinite(ref[target])]
     deviation = float(np.median(dev_t) - np.median(tref)) if dev_t.size and tref.size else 0.0
@@ -427,7 +512,8 @@ def attribute(
     # max_players by |push on the target|; the rest stay random background noise in every
     # coalition (their Shapley value is ~0 anyway), which keeps the game small and often exact.
     push = np.abs(c * shift)
-    cand = np.flatnonzero((np.abs(c) > 0) & (np.abs(z) >= player_z))
+    z_raw = np.where(n_anom > 0, shift / se, 0.0)
+    cand = np.flatnonzero((np.abs(c) > 0) & (np.abs(z_raw) >= player_z))
     if target not in cand.tolist():
         cand = np.append(cand, target)
     players = np.sort(cand[np.argsort(-push[cand], kind="stable")][:max_players])
@@ -482,13 +568,21 @@ def attribute(
     # direction the target moved (every candidate is an ancestor, so a slope the fit set to
     # zero on a flat reference window does not remove its mechanism evidence), each
     # normalised by the best candidate, averaged.
-    pos_share = np.clip(share, 0.0, None)
+    raw_share = np.clip(share, 0.0, None)
+    pos_share = raw_share * own_frac * identified
     mech_push = np.where(n_anom > 0, np.clip(direction * z, 0.0, None), 0.0)
-    part_share = pos_share / pos_share.max() if pos_share.max() > 0 else pos_share
+    # the share itself (a fraction of the deviation), not over the best candidate's: when
+    # the shares are guesses (unidentified), a small identified one must stay small
+    part_share = np.clip(pos_share, 0.0, 1.0)
     # log scale: beyond a few SDs every change is certain, and |z| = 90 vs 20 says more about
     # the noise level of the series than about which node is the cause
-    log_push = np.log1p(mech_push)
-    part_mech = log_push / log_push.max() if log_push.max() > 0 else log_push
+    # Confidence that the node's own mechanism changed, corrected for testing every
+    # candidate (Bonferroni): beyond a clear change, |z| = 90 vs 20 says more about the noise
+    # level of the series than about which node is the cause, so the evidence saturates.
+    p_dir = special.ndtr(-mech_push)
+    part_mech = np.where(
+        mech_push > 0, np.clip(1.0 - 2.0 * p_dir * max(int(judged.sum()), 1), 0, 1), 0.0
+    )
     if support is None:
         score = np.clip(0.5 * part_share + 0.5 * part_mech, 0.0, 1.0)
     else:

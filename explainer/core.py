@@ -23,10 +23,11 @@ How one explanation is made (``explain``):
    ``reference_points`` bins before it.
 4. :func:`explainer.attribution.attribute` fits the linear SCM (parents at lags
    ``0..model_lags``), scores mechanism changes and computes Shapley shares. The ranking
-   score in [0, 1] is 0.9 x the attribution score (0.4 share of the deviation + 0.4
-   mechanism change, log-scaled + 0.2 share of the node's graph descendants that are
-   anomalous too, for nodes that changed themselves) + 0.1 x (1 - Granger q-value) of the
-   candidate's series -> target series pair when it is tested.
+   score in [0, 1] is 0.9 x the attribution score (0.4 identified, own share of the
+   deviation + 0.4 confidence of an own mechanism change + 0.2 coverage: the share of the
+   anomalous nodes that the node and its descendants make up, for nodes that changed
+   themselves) + 0.1 x (1 - Granger q-value) of the candidate's series -> target series
+   pair when it is tested.
 
 Works poorly when: the graph misses the true cause's edge to the target (it cannot be a
 candidate unless no graph is given at all), two sibling nodes show the same fault (a
@@ -606,6 +607,8 @@ class Explainer:
             # with no graph the star regression's shares say which node *predicts* the
             # target, not which caused it: rank by own change and onset instead
             weights=(0.1, 0.5, 0.4) if star else (0.4, 0.4, 0.2),
+            # one-to-one propagation room only between series of the target's metric
+            unit_slope=np.array([n == node or best[n][0] < 2 for n in nodes], dtype=bool),
         )
         tgt = nodes.index(node)
         rcs: list[RootCause] = []
@@ -666,12 +669,17 @@ class Explainer:
         chosen: dict[str, tuple[int, int, str]],
         z_all: FloatArray,
     ) -> FloatArray:
-        """Per node: its anomalous descendants (|z| > anomaly_z), over the most any has."""
+        """Per node: the share of the anomalous nodes (|z| > anomaly_z, the target, its
+        ancestors and their other descendants) that the node's own change could explain,
+        i.e. the node itself and its anomalous descendants (coverage: one fault that
+        explains more of the observed symptoms is the simpler story)."""
         hot = {n for n, (col, _, _) in chosen.items() if abs(z_all[col]) > self.config.anomaly_z}
         if abs(z_all[0]) > self.config.anomaly_z:
             hot.add(target)
-        count = np.array([len(desc.get(n, set()) & hot) for n in nodes], dtype=np.float64)
-        return count / count.max() if count.max() > 0 else count
+        if not hot:
+            return np.zeros(len(nodes))
+        count = np.array([len((desc.get(n, set()) | {n}) & hot) for n in nodes], dtype=np.float64)
+        return count / len(hot)
 
     def _onset(
         self, nodes: list[str], target: str, chosen: dict[str, tuple[int, int, str]], V: FloatArray

@@ -124,3 +124,21 @@ def test_attribution_is_seeded_deterministic() -> None:
     b = attribute(parents, [0, 1, 2, 3, 4], ref, anom, 4, seed=7, exact_max=0)
     np.testing.assert_array_equal(a.share, b.share)
     np.testing.assert_array_equal(a.score, b.score)
+
+
+def test_moved_parent_with_unlearnable_slope_beats_the_target_own_residual() -> None:
+    # availability-like: both parents sit at 100 in the reference (slopes cannot be learned,
+    # the flat prior gives 1/2 each); parent 0 drops by 4 points, the target by 3
+    rng = np.random.default_rng(3)
+    ref = np.vstack([np.full(120, 100.0), np.full(120, 100.0), 100 - rng.exponential(0.05, 120)])
+    anom = np.array([[96.0, 95.5], [100.0, 100.0], [97.0, 96.6]])
+    parents = [[], [], [0, 1]]
+    res = attribute(parents, [0, 1, 2], ref, anom, target=2)
+    assert int(res.ranking()[0]) == 0
+    # the target's own change is only what a one-to-one propagation could not explain
+    assert abs(res.shift_z[2]) < 1.0
+    # without the propagation room the target's residual shift wins
+    off = attribute(parents, [0, 1, 2], ref, anom, target=2, max_slope=0.0)
+    assert int(off.ranking()[0]) == 2
+    # shares still add up to the deviation either way
+    assert abs(res.contribution.sum() - res.deviation) < 1e-9

@@ -225,3 +225,26 @@ def test_passing_the_merged_graph_back_keeps_given_and_learned_apart() -> None:
     ex._learned = []
     ex._merged = None
     assert ex.graph.edge("queue", "web") is None  # a dropped learned edge does not linger
+
+
+def test_coverage_prefers_the_fault_that_explains_more_anomalous_nodes() -> None:
+    # lb is a client-side view of db (it moves with db's fault) but the graph has no edge
+    # db -> lb; db's other caller, reports, is anomalous too, which only db explains
+    g = DependencyGraph(
+        [Edge("db", "api"), Edge("api", "web"), Edge("lb", "web"), Edge("db", "reports")]
+    )
+    names = ["db", "api", "lb", "web", "reports"]
+    idx = SeriesIndex()
+    ex = Explainer(ExplainerConfig(step_s=STEP, learn_graph=False), g, idx)
+    rows = idx.rows_for([f'latency{{service="{n}"}}' for n in names])
+    rng = np.random.default_rng(5)
+    for t in range(300):
+        f = 6.0 if t >= 295 else 0.0
+        db = 5 + rng.normal() + f
+        api = 1 + 0.8 * db + 0.5 * rng.normal()
+        lb = 2 + 0.5 * rng.normal() + 1.5 * f
+        web = 3 + 1.0 * api + 0.5 * lb + 0.5 * rng.normal()
+        reports = 1 + db + 0.5 * rng.normal()
+        ex.observe(rows, np.full(5, t * STEP), np.array([db, api, lb, web, reports]))
+    e = ex.explain("web", 'latency{service="web"}', at_ts=299 * STEP)
+    assert [rc.node for rc in e.root_causes[:2]] == ["db", "lb"]
