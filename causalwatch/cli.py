@@ -73,6 +73,17 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--once", action="store_true", help="exit after the explanation")
     demo.add_argument("--timeout", type=float, default=120.0, help="seconds to wait")
     demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument(
+        "--produce-only",
+        action="store_true",
+        help="only stream the demo metrics into kafka.bootstrap_servers (docker-compose)",
+    )
+    demo.add_argument(
+        "--live-steps",
+        type=int,
+        default=None,
+        help="with --produce-only: live one-minute steps after the history",
+    )
 
     rp = sub.add_parser("replay", help="run detector and explainer over a file, offline")
     rp.add_argument("input", type=Path, help="JSONL native samples or CSV timestamp,value")
@@ -129,6 +140,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "demo" and args.produce_only:
+        from causalwatch.demo import produce_only
+
+        settings = load_settings(args.config)
+        configure_logging(settings.log_level)
+        produce_only(settings, seed=args.seed, live_steps=args.live_steps)
+        return 0
     if args.command == "demo":
         logging.basicConfig(level=logging.WARNING)
         logging.getLogger("kafka").setLevel(logging.ERROR)

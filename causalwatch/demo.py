@@ -106,6 +106,60 @@ def produce_scenario(
     return sent
 
 
+def produce_only(
+    settings: Any,
+    *,
+    seed: int = 7,
+    live_steps: int | None = None,
+    echo: Callable[[str], None] = print,
+    stop: threading.Event | None = None,
+    clock: Callable[[], float] = time.time,
+) -> int:
+    """``causalwatch demo --produce-only``: stream the demo shop into an existing Kafka.
+
+    Two days of history up to now (a fault started 30 minutes ago) go out at once, to the
+    ``metrics`` (JSON), ``telegraf`` (Influx) and ``prometheus`` topics of
+    ``kafka.bootstrap_servers``; then one step per minute as wall time reaches it, for
+    ``live_steps`` steps (default: until the scenario's six spare hours run out). Used by the
+    ``demo-producer`` service of docker-compose. Returns the number of samples sent.
+    """
+    from ingest.kafka_sink import KafkaSink, ensure_topics
+
+    stop = stop or threading.Event()
+    history = 2 * 1440
+    spare = 6 * 60
+    now = clock()
+    start_ts = float(int(now // 60) * 60 - (history - 1) * 60)
+    scenario = microservice_demo_scenario(
+        seed,
+        n_points=history + spare,
+        step_s=60.0,
+        start_ts=start_ts,
+        fault_start=history - 30,
+        fault_len=45,
+    )
+    ensure_topics(settings.kafka.bootstrap_servers, {JSON_TOPIC: 1, INFLUX_TOPIC: 1, PROM_TOPIC: 1})
+    sink = KafkaSink(settings.kafka)
+    try:
+        sent = produce_scenario(sink, scenario, 0, history)
+        echo(
+            f"produced {sent:,} samples of {len(scenario.series_keys)} series to "
+            f"{settings.kafka.bootstrap_servers} ({JSON_TOPIC}, {INFLUX_TOPIC}, {PROM_TOPIC}); "
+            f"fault: {scenario.fault_kind} at {scenario.roots[0]!r} since 30 minutes ago"
+        )
+        last = history + (spare if live_steps is None else min(live_steps, spare))
+        for k in range(history, last):
+            due = float(scenario.ts[k])
+            while not stop.is_set() and clock() < due:
+                stop.wait(min(1.0, max(0.0, due - clock())))
+            if stop.is_set():
+                break
+            sent += produce_scenario(sink, scenario, k, k + 1, bad_records=False)
+    finally:
+        sink.close()
+    return sent
+
+
 def format_explanation(exp: Explanation) -> str:
     lines = [
         f"  target      {exp.target.series} (node {exp.target.node}), severity "

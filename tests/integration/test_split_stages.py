@@ -108,3 +108,35 @@ def test_three_processes_produce_explanations(
         for svc in services.values():
             for close in svc.closers:
                 close()
+
+
+def test_demo_produce_only_streams_into_an_existing_broker(broker: Any, uid: str) -> None:
+    """What docker-compose's demo-producer runs: history at once, then paced live steps."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from causalwatch.demo import INFLUX_TOPIC, JSON_TOPIC, PROM_TOPIC, produce_only
+
+    settings = load_settings(kafka={"bootstrap_servers": broker.bootstrap})
+    fake_now = [time.time()]
+
+    def clock() -> float:  # live steps are due every 60 s: advance a fake clock instead
+        fake_now[0] += 30.0
+        return fake_now[0]
+
+    lines: list[str] = []
+    sent = produce_only(settings, live_steps=2, echo=lines.append, clock=clock)
+    per_step = 30  # 10 services x 3 metrics
+    assert sent == per_step * (2 * 1440 + 2)
+    assert "fault" in lines[0]
+    counts = {}
+    for topic in (JSON_TOPIC, INFLUX_TOPIC, PROM_TOPIC):
+        consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, consumer_timeout_ms=2000)
+        consumer.assign([TopicPartition(topic, 0)])
+        consumer.seek_to_beginning()
+        counts[topic] = sum(1 for _ in consumer)
+        consumer.close()
+    steps = 2 * 1440 + 2
+    # one JSON message per step plus 3 bad records with the history, one Influx message per
+    # step, one prometheus-adapter record per auth sample (3 metrics)
+    assert counts == {JSON_TOPIC: steps + 3, INFLUX_TOPIC: steps, PROM_TOPIC: 3 * steps}
+    _ = uid

@@ -240,12 +240,9 @@ def test_stage_commands_parse_with_the_real_cli() -> None:
         assert (args.command, args.stage) == ("run", name)
 
 
-@pytest.mark.xfail(
-    reason="the demo producer's command (`causalwatch demo --produce-only`) is not in the CLI yet",
-    strict=False,
-)
 def test_demo_producer_command_parses_with_the_real_cli() -> None:
     from causalwatch.cli import _parser
 
     args = _parser().parse_args(services()["demo-producer"]["command"])
     assert args.command == "demo"
+    assert args.produce_only
