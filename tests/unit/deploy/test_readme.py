@@ -1,4 +1,4 @@
-"""deploy/README.md (the "Deploy with docker-compose" section) and deploy/env.example say
+"""README.md's "Deploy with docker-compose" section and deploy/env.example say
 what the files do: the paths, services, settings and alerts they name exist, the checks
 they tell you to run pass, and the override example is valid Compose."""
 
@@ -21,13 +21,18 @@ from tests.unit.deploy.helpers import (
     tool,
 )
 
-README = DEPLOY / "README.md"
+README = REPO / "README.md"
+SECTION = "## Deploy with docker-compose"
 ENV_EXAMPLE = DEPLOY / "env.example"
 _INTERPOLATION = re.compile(r"\$\{(\w+):-([^}]*)\}")
 
 
 def readme() -> str:
-    return README.read_text()
+    """The deploy section of the README (up to the next second-level heading)."""
+    text = README.read_text()
+    start = text.index(SECTION)
+    end = text.find("\n## ", start + len(SECTION))
+    return text[start : end if end >= 0 else len(text)]
 
 
 def code_blocks(lang: str) -> list[str]:
