@@ -499,13 +499,63 @@ class Explainer:
             z = (am - med) / sc
         return np.where(np.isfinite(z), z, 0.0)
 
+    def _analysis_row(
+        self, node: str, target_row: int, at_ts: float, step: float, rows: list[int]
+    ) -> int:
+        """The series of ``node`` to analyse for an alert on ``target_row``: among the node's
+        series of the same metric name that deviate in the alert's direction (|robust z| >
+        ``anomaly_z`` over the alert's anomaly window), the one with the smallest noise
+        relative to its level.
+
+        Why: a node's fault shows in all its views (mean, percentiles), but the linear
+        SCM fits and the mechanism tests are only as good as the series: tail percentiles
+        are noisy and do not add up along calls (a caller's p99 is not its callees' p99s
+        plus its own), while a mean does. Detectors often fire on the noisier view first.
+        """
+        name = _identity(self.index.key_of(target_row), self.index.node_label)[0]
+        sibs = [
+            r for r in rows if _identity(self.index.key_of(r), self.index.node_label)[0] == name
+        ]
+        if len(sibs) < 2 or target_row not in sibs:
+            return target_row
+        cfg = self.config
+        _, V = self._history.aligned(
+            np.array(sibs), at_ts, step, cfg.reference_points + cfg.anomaly_points
+        )
+        if V.shape[1] < 4:
+            return target_row
+        t = sibs.index(target_row)
+        n_anom = self._anomaly_bins(V[t], cfg.anomaly_points)
+        z = self._zscores(V, n_anom)
+        if abs(z[t]) <= cfg.anomaly_z:
+            return target_row
+        ref = V[:, : V.shape[1] - n_anom]
+        with np.errstate(all="ignore"):
+            med = np.abs(_nanmedian(ref, axis=1))
+            rel = robust_scale(ref, axis=1) / med
+        ok = (np.sign(z) == np.sign(z[t])) & (np.abs(z) > cfg.anomaly_z) & np.isfinite(rel)
+        ok &= np.isfinite(ref).sum(axis=1) >= max(cfg.reference_points // 2, 3)
+        if not ok.any():
+            return target_row
+        cand = np.flatnonzero(ok)
+        return sibs[int(cand[np.argmin(rel[cand])])]
+
     def _rank(
-        self, node: str, target_row: int, at_ts: float, window_start: float | None = None
+        self,
+        node: str,
+        target_row: int,
+        at_ts: float,
+        window_start: float | None = None,
+        *,
+        analyse_sibling: bool = False,
     ) -> tuple[list[RootCause], tuple[float, float], float]:
         cfg = self.config
         graph = self.graph
         step = self._step_for(target_row)
         node_rows = self._node_rows()
+        alert_row = target_row
+        if analyse_sibling:
+            target_row = self._analysis_row(node, target_row, at_ts, step, node_rows.get(node, []))
         anc = graph.ancestors(node) if node in graph else set()
         # Learned (Granger) edges alone are too imprecise to be the structure (they miss
         # same-step effects and pick up common drivers): when no given edge reaches the
@@ -626,6 +676,8 @@ class Explainer:
             n = nodes[i]
             row_i = target_row if i == tgt else chosen[n][1]
             reason = "target series" if i == tgt else chosen[n][2]
+            if i == tgt and target_row != alert_row:
+                reason = "target node's least noisy anomalous series of the alert's metric"
             path = [n] if i == tgt else (graph.path(n, node) or [n, node])
             rcs.append(
                 RootCause(
@@ -841,7 +893,7 @@ class Explainer:
             for key in sorted(touched[iid]):
                 t = inc.targets[key]
                 try:
-                    rcs, window, _sev = self._rank(t.node, t.row, t.peak_ts)
+                    rcs, window, _sev = self._rank(t.node, t.row, t.peak_ts, analyse_sibling=True)
                 except StateError as exc:
                     log.info("explainer cannot explain yet", extra={"series": key, "why": str(exc)})
                     continue

@@ -248,3 +248,30 @@ def test_coverage_prefers_the_fault_that_explains_more_anomalous_nodes() -> None
         ex.observe(rows, np.full(5, t * STEP), np.array([db, api, lb, web, reports]))
     e = ex.explain("web", 'latency{service="web"}', at_ts=299 * STEP)
     assert [rc.node for rc in e.root_causes[:2]] == ["db", "lb"]
+
+
+def test_incident_alert_on_a_noisy_percentile_is_analysed_on_the_node_mean() -> None:
+    # web's p99 is its mean plus heavy tail noise; the detector fired on the p99
+    g = DependencyGraph([Edge("db", "web")])
+    idx = SeriesIndex()
+    ex = Explainer(ExplainerConfig(step_s=STEP, learn_graph=False), g, idx)
+    keys = [f'latency{{service="{n}",stat="{s}"}}' for n in ("db", "web") for s in ("mean", "p99")]
+    rows = idx.rows_for(keys)
+    rng = np.random.default_rng(11)
+    for t in range(300):
+        db = 5 + 0.3 * rng.normal() + (8.0 if t >= 297 else 0.0)
+        web = 2 + db + 0.3 * rng.normal()
+        x = [db, db + 2 * rng.exponential(), web, web + 2 * rng.exponential()]
+        ex.observe(rows, np.full(4, t * STEP), np.array(x))
+    p99 = 'latency{service="web",stat="p99"}'
+    row = idx.get(p99)
+    assert row is not None
+    out = ex.on_anomalies([AnomalyEvent(row, p99, "web", 299 * STEP, 0, 0, 0.99, 50.0)], 299 * STEP)
+    assert len(out) == 1 and out[0].target.series == p99  # the alert stays the target
+    by_node = {rc.node: rc for rc in out[0].root_causes}
+    assert by_node["web"].series == 'latency{service="web",stat="mean"}'
+    assert by_node["web"].evidence["series_choice"].startswith("target node's least noisy")
+    assert out[0].root_causes[0].node == "db"
+    # on demand, the asked series is analysed as given
+    e = ex.explain("web", p99, at_ts=299 * STEP)
+    assert {rc.node: rc for rc in e.root_causes}["web"].series == p99
