@@ -371,6 +371,12 @@ def _partitioned(keys: list[str], n_partitions: int) -> dict[int, npt.NDArray[np
     return {int(p): np.flatnonzero(part == p) for p in np.unique(part)}
 
 
+def _group_key(group: int) -> bytes:
+    """Message key of a series group: the same for every batch, so the broker's partitioner
+    always sends a series to the same partition and its samples stay in order."""
+    return f"series-group-{group}".encode()
+
+
 class Stage:
     """One process role. Subclasses implement :meth:`handle`; state goes in checkpoints."""
 
@@ -494,14 +500,12 @@ class IngestStage(Stage):
         if producer is not None and len(batch):
             topic = self.settings.kafka.samples_topic
             items: list[Item] = []
-            for _part, idx in _partitioned(
+            for part, idx in _partitioned(
                 batch.series_keys, self.settings.kafka.internal_partitions
             ).items():
                 keys = [batch.series_keys[i] for i in idx.tolist()]
-                # Keyed by the first series so the broker's partitioner keeps a series'
-                # samples together and in order.
                 items.append(
-                    (keys[0].encode(), encode_columns(keys, batch.ts[idx], batch.value[idx]), [])
+                    (_group_key(part), encode_columns(keys, batch.ts[idx], batch.value[idx]), [])
                 )
             producer.write_batch(topic, items)
         self.stats.samples += len(batch)
@@ -530,7 +534,7 @@ class DetectorStage(Stage):
         if producer is not None and res is not None:
             b = out.batch
             items: list[Item] = []
-            for _part, idx in _partitioned(
+            for part, idx in _partitioned(
                 b.series_keys, self.settings.kafka.internal_partitions
             ).items():
                 keys = [b.series_keys[i] for i in idx.tolist()]
@@ -545,7 +549,7 @@ class DetectorStage(Stage):
                     upper=res.upper[idx],
                     fired=res.fired[idx].astype(np.float64),
                 )
-                items.append((keys[0].encode(), body, []))
+                items.append((_group_key(part), body, []))
             producer.write_batch(self.settings.kafka.scores_topic, items)
         self.stats.samples += len(out.batch)
         self.stats.alerts_total += len(out.events)

@@ -36,6 +36,8 @@ def _settings(broker: Any, redis_server: Any, uid: str, graph: Path) -> Settings
             "samples_topic": f"samples{uid}",
             "scores_topic": f"scores{uid}",
             "internal_partitions": 3,
+            # small polls: many batches per series, spread over the internal partitions
+            "max_poll_records": 40,
             "session_timeout_ms": 6_000,
             "heartbeat_interval_ms": 1_000,
         },
@@ -99,6 +101,8 @@ def test_three_processes_produce_explanations(
         assert services["ingest"].stats.samples == sent
         assert services["detector"].stats.samples == sent
         assert sum(services["ingest"].stats.deadletter_by_reason.values()) == 3
+        # A series always goes to the same internal partition, so it arrives in order.
+        assert dict(services["detector"].stats.deadletter_by_reason) == {}
         text = urllib.request.urlopen(services["detector"].metrics_url, timeout=5).read().decode()
         assert 'causalwatch_detector_anomaly_score{node="frontend"' in text
         assert services["explainer"].cores.detector is None  # the explainer holds no detector
