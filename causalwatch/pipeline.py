@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -399,6 +399,8 @@ class Stage:
         self.limits = ingest_limits(settings)
         self.hooks: list[Callable[[float], None]] = []
         self._next_evict_s = 0.0
+        # Per-partition checkpoints (the detector stage, whose input is partition-aligned).
+        self.partitions: Any = None
 
     # -- input topics of this stage
     def topics(self) -> list[str]:
@@ -528,6 +530,8 @@ class DetectorStage(Stage):
         with self.cores.lock:
             rows, batch, more = assign_rows(batch, self.cores.index, records)
             out = process_samples(self.cores, rows, batch, records=records)
+            if self.partitions is not None:
+                self.partitions.track(out.rows, out.batch.origin, records)
         self._deadletter(errors + more + out.errors)
         producer = self.sinks.producer
         res = out.result
@@ -636,9 +640,7 @@ class Source(Protocol):
 
 def run_stage(
     stage: Stage,
-    make_source: Callable[
-        [Callable[[list[tuple[str, int]]], Mapping[tuple[str, int], int]]], Source
-    ],
+    make_source: Callable[..., Source],
     checkpoints: RedisCheckpointStore | None,
     stop: threading.Event,
     *,
@@ -649,11 +651,14 @@ def run_stage(
 ) -> None:
     """Poll, handle, checkpoint and commit until ``stop`` is set.
 
-    ``make_source(resume)`` builds the consumer; ``resume(partitions)`` returns the next
-    offsets stored in the checkpoint for newly assigned partitions.
+    ``make_source(resume, on_revoke)`` builds the consumer. ``resume(partitions)`` returns
+    the next offsets stored for newly assigned partitions; ``on_revoke(partitions)`` runs
+    before a rebalance takes partitions away. With ``stage.partitions`` set, state is
+    checkpointed and handed over per partition; otherwise one checkpoint holds it all.
     """
     offsets: Offsets = {}
-    if checkpoints is not None:
+    parts = stage.partitions
+    if checkpoints is not None and parts is None:
         cp = checkpoints.load()
         if cp is not None and cp.meta.get("stage") == stage.name:
             stage.restore(cp)
@@ -668,9 +673,21 @@ def run_stage(
             )
 
     def resume(partitions: list[tuple[str, int]]) -> Mapping[tuple[str, int], int]:
+        if parts is not None:
+            got: dict[tuple[str, int], int] = parts.load(partitions)
+            offsets.update(got)
+            return got
         return {tp: offsets[tp] for tp in partitions if tp in offsets}
 
-    source = make_source(resume)
+    def on_revoke(partitions: list[tuple[str, int]]) -> None:
+        if parts is None:
+            return
+        parts.save(partitions, offsets)
+        parts.drop(partitions)
+        for tp in partitions:
+            offsets.pop(tp, None)
+
+    source = make_source(resume, on_revoke)
     last_cp = time.monotonic()
     dirty = False
     try:
@@ -705,7 +722,9 @@ def _checkpoint(
     now: float,
 ) -> None:
     t0 = time.perf_counter()
-    if checkpoints is not None:
+    if stage.partitions is not None:
+        stage.partitions.save(sorted(stage.partitions.owned), offsets)
+    elif checkpoints is not None:
         with stage.cores.lock:
             cp = stage.snapshot()
         cp.offsets = dict(offsets)

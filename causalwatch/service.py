@@ -28,6 +28,7 @@ from causalwatch.pipeline import (
     Stage,
     Timers,
     build_cores,
+    detector_config,
     incident_scores,
     run_stage,
     series_view,
@@ -262,14 +263,24 @@ def serve(
         client, f"{prefix}checkpoint:{settings.kafka.group_id}:{stage_name}"
     )
 
+    if stage_name == "detector":
+        # Scaled detectors hand series state over with their partitions.
+        from causalwatch.partition_state import PartitionCheckpoints
+
+        stage.partitions = PartitionCheckpoints(
+            cores, client, f"{checkpoints.key}:partition", detector_config(settings)
+        )
+
     def make_source(
         resume: Callable[[list[tuple[str, int]]], Mapping[tuple[str, int], int]],
+        on_revoke: Callable[[list[tuple[str, int]]], None],
     ) -> Any:
         return KafkaSource(
             settings.kafka,
             topics=stage.topics(),
             group_id=f"{settings.kafka.group_id}.{stage_name}",
             resume_offsets=resume,
+            on_revoke=on_revoke,
         )
 
     def loop() -> None:

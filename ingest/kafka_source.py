@@ -45,6 +45,10 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
         self.source._pending -= set(revoked)
         log.info("partitions revoked", extra={"partitions": [tuple(tp) for tp in revoked]})
+        if self.source.on_revoke is not None and revoked:
+            # Runs inside poll(), on the loop's thread: the stage can checkpoint and hand
+            # over the state of these partitions before another member reads them.
+            self.source.on_revoke(sorted((tp.topic, tp.partition) for tp in revoked))
 
     def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         self.source._pending |= set(assigned)
@@ -66,6 +70,9 @@ class KafkaSource:
         tries again, so nothing is read from a wrong position.
     topics, group_id
         Override ``settings.topics`` / ``settings.group_id`` (internal topics, tests).
+    on_revoke
+        Called with the ``(topic, partition)`` list a rebalance takes away, before another
+        member can read them (per-partition checkpoints hand their state over here).
     call_timeout_s
         Bound on blocking calls other than poll (commit, position, end offsets); past it a
         retryable ``BackendError`` is raised instead of hanging on a lost broker.
@@ -79,8 +86,10 @@ class KafkaSource:
         topics: Sequence[str] | None = None,
         group_id: str | None = None,
         call_timeout_s: float = 10.0,
+        on_revoke: Callable[[list[TP]], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.on_revoke = on_revoke
         self._timeout_ms = int(call_timeout_s * 1000)
         self.topics = list(topics) if topics is not None else [t.name for t in settings.topics]
         self.resume_offsets = resume_offsets

@@ -81,7 +81,7 @@ def test_three_processes_produce_explanations(
         root = sc.roots[0]
         deadline = time.monotonic() + 120
         found: list[Any] = []
-        while time.monotonic() < deadline and not found:
+        while time.monotonic() < deadline:
             for name, svc in services.items():
                 assert svc.error is None, f"{name} failed: {svc.error!r}"
             found = [
@@ -89,9 +89,10 @@ def test_three_processes_produce_explanations(
                 for e in services["explainer"].results.recent(300)
                 if e.detected_at >= sc.fault_start_ts and e.target.node != root
             ]
+            if any(e.root_causes and e.root_causes[0].node == root for e in found):
+                break
             time.sleep(0.3)
-        assert found, "no explanation came through the three stages"
-        assert any(e.root_causes[0].node == root for e in found), [
+        assert any(e.root_causes and e.root_causes[0].node == root for e in found), [
             (e.target.series, [rc.node for rc in e.root_causes[:3]]) for e in found
         ]
         # Every valid sample went through ingest -> samples topic -> detector -> scores.
