@@ -583,6 +583,15 @@ def attribute(
     part_mech = np.where(
         mech_push > 0, np.clip(1.0 - 2.0 * p_dir * max(int(judged.sum()), 1), 0, 1), 0.0
     )
+    # Degradation propagates one way (slopes >= 0): a node of the target's units whose
+    # observed value moved against the target's deviation (availability up while the
+    # target's went down) did not drag the target along, whatever its residual says.
+    same_units = np.ones(n, dtype=bool) if unit_slope is None else np.asarray(unit_slope, bool)
+    with np.errstate(all="ignore"):
+        raw_dev = np.nan_to_num(_nanmedian(anom, axis=1) - _nanmedian(ref, axis=1))
+    against = same_units & (raw_dev * direction < 0)
+    against[target] = False
+    part_mech = np.where(against, 0.0, part_mech)
     if support is None:
         score = np.clip(0.5 * part_share + 0.5 * part_mech, 0.0, 1.0)
     else:

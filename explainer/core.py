@@ -184,6 +184,23 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
+def _hops_to(parents: Sequence[Sequence[int]], target: int) -> FloatArray:
+    """Per node: edges on the shortest directed path to ``target`` (0 for the target and for
+    nodes that do not reach it), over parent index lists; breadth-first, ``O(edges)``."""
+    hops = np.full(len(parents), -1.0)
+    hops[target] = 0.0
+    frontier = [target]
+    while frontier:
+        nxt = []
+        for j in frontier:
+            for k in parents[j]:
+                if hops[k] < 0:
+                    hops[k] = hops[j] + 1.0
+                    nxt.append(int(k))
+        frontier = nxt
+    return np.asarray(np.maximum(hops, 0.0), dtype=np.float64)
+
+
 def _digest(text: str, size: int = 8) -> str:
     return hashlib.blake2b(text.encode(), digest_size=size).hexdigest()
 
@@ -671,6 +688,12 @@ class Explainer:
             if ev is not None and ev.get("q_value") is not None:
                 granger_bonus[i] = 1.0 - float(ev["q_value"])
         score = np.clip(0.9 * res.score + 0.1 * granger_bonus * (res.score > 0), 0.0, 1.0)
+        # a change already in place for longer than the propagation lag while the target
+        # stayed normal did not produce the target's anomaly (cause present, effect absent)
+        # (a lagged effect may take up to model_lags bins per hop on the way to the target)
+        early = self._early_run(Vn, tgt, n_anom)
+        delay = cfg.model_lags * _hops_to(parents, tgt)
+        score = score * np.where(early > delay, (delay + 1.0) / (early + 1.0), 1.0)
         ranking = np.argsort(-score, kind="stable")
         for i in ranking[: cfg.max_root_causes].tolist():
             n = nodes[i]
@@ -712,6 +735,51 @@ class Explainer:
         start = float(t_bins[V.shape[1] - n_anom] - step)
         severity = float(min(100.0, 100.0 * (1.0 - math.exp(-abs(z_all[0]) / 6.0))))
         return rcs, (start, float(at_ts)), severity
+
+    def _early_run(self, Vn: FloatArray, tgt: int, n_anom: int) -> FloatArray:
+        """Per node: how many bins right before the anomaly window the node was already
+        deviated as in the window while the target showed less than a quarter of the effect
+        that deviation implies (0 for the target; a NaN bin ends the run).
+
+        "Deviated as in the window": |robust z| > ``anomaly_z``, the window's sign and at
+        least half the window's deviation (so the early part of a slow drift, whose cause
+        crosses the threshold before its effect does, does not count). "The effect it
+        implies": the target's window deviation scaled by the node's pre-bin deviation over
+        its window deviation (linear propagation, as the node models assume)."""
+        T = Vn.shape[1]
+        ref = Vn[:, : T - n_anom]
+        out = np.zeros(Vn.shape[0])
+        if ref.shape[1] < 4:
+            return out
+        med = _nanmedian(ref, axis=1)
+        with np.errstate(all="ignore"):
+            sc = robust_scale(ref, axis=1)
+            floor = np.maximum(1e-3 * np.abs(np.nan_to_num(med)), 1e-9)
+            sc = np.where(np.isfinite(sc) & (sc > floor), sc, floor)
+            dev = _nanmedian(Vn[:, T - n_anom :], axis=1) - med
+            D = Vn - med[:, None]
+        if not np.isfinite(dev[tgt]) or dev[tgt] == 0.0:
+            return out
+        zthr = self.config.anomaly_z
+        first = T - n_anom - 1
+        last = max(first - self.config.anomaly_points, -1)
+        for j in range(Vn.shape[0]):
+            if j == tgt or not np.isfinite(dev[j]) or abs(dev[j]) <= zthr * sc[j]:
+                continue
+            run = 0
+            for b in range(first, last, -1):
+                d = D[j, b]
+                if not np.isfinite(d) or d * dev[j] <= 0 or abs(d) <= zthr * sc[j]:
+                    break
+                if abs(d) < 0.5 * abs(dev[j]):
+                    break
+                implied = dev[tgt] * d / dev[j]
+                seen = D[tgt, b]
+                if not np.isfinite(seen) or seen / implied >= 0.25:
+                    break  # the target responded (or is unobserved): not "effect absent"
+                run += 1
+            out[j] = run
+        return out
 
     def _support(
         self,

@@ -275,3 +275,22 @@ def test_incident_alert_on_a_noisy_percentile_is_analysed_on_the_node_mean() -> 
     # on demand, the asked series is analysed as given
     e = ex.explain("web", p99, at_ts=299 * STEP)
     assert {rc.node: rc for rc in e.root_causes}["web"].series == p99
+
+
+def test_a_change_long_in_place_while_the_target_stayed_normal_is_not_the_cause() -> None:
+    # cdn has been down at its new level for 5 bins while web stayed normal; then db fails
+    # and web follows. Both look alike in the window (flat references, same-size drops).
+    g = DependencyGraph([Edge("db", "web"), Edge("cdn", "web")])
+    idx = SeriesIndex()
+    ex = Explainer(ExplainerConfig(step_s=STEP, learn_graph=False), g, idx)
+    rows = idx.rows_for([f'avail{{service="{n}"}}' for n in ("db", "cdn", "web")])
+    rng = np.random.default_rng(2)
+    for t in range(300):
+        db = 100 - abs(rng.normal(0, 0.05)) - (4.0 if t >= 298 else 0.0)
+        cdn = 100 - abs(rng.normal(0, 0.05)) - (10.0 if t >= 293 else 0.0)
+        web = 100 - abs(rng.normal(0, 0.05)) - (3.0 if t >= 298 else 0.0)
+        ex.observe(rows, np.full(3, t * STEP), np.array([db, cdn, web]))
+    e = ex.explain("web", 'avail{service="web"}', at_ts=299 * STEP)
+    score = {rc.node: rc.score for rc in e.root_causes}
+    assert e.root_causes[0].node == "db"
+    assert score["cdn"] < 0.5 * score["db"]
