@@ -600,6 +600,7 @@ class ExplainerStage(Stage):
                 explanations.extend(exp.on_anomalies(events, float(batch.ts.max())))
         self._deadletter(errors)
         self._publish(explanations)
+        self.stats.samples += sum(len(b) for b, _ in decoded)
         self.timers.observe("explain", time.perf_counter() - t0)
 
 

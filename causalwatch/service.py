@@ -58,6 +58,7 @@ class Service:
     ready: threading.Event = field(default_factory=threading.Event)
     closers: list[Callable[[], None]] = field(default_factory=list)
     error: BaseException | None = None
+    standby: bool = False  # an explainer replica waiting for the lease
 
     @property
     def healthy(self) -> bool:
@@ -283,7 +284,42 @@ def serve(
             on_revoke=on_revoke,
         )
 
+    lease = None
+    if stage_name == "explainer":
+        from causalwatch.lease import RedisLease
+
+        lease = RedisLease(
+            client,
+            f"{prefix}lease:{settings.kafka.group_id}:explainer",
+            ttl_s=settings.explainer.lease_ttl_s,
+        )
+        renew_every_s = lease.ttl_ms / 3000.0
+        next_renew = [0.0]
+
+        def keep_lease(now: float) -> None:
+            if time.monotonic() < next_renew[0]:
+                return
+            next_renew[0] = time.monotonic() + renew_every_s
+            if not lease.renew():
+                raise BackendError(
+                    "lost the explainer lease to another replica; stopping to stand by",
+                    backend="redis",
+                )
+
+        stage.hooks.append(keep_lease)
+
     def loop() -> None:
+        if lease is not None:
+            # Stand by until this replica holds the explainer lease.
+            while not stop.is_set() and not lease.acquire():
+                svc.standby = True
+                stop.wait(2.0)
+            svc.standby = False
+            if stop.is_set():
+                for close in reversed(closers):
+                    close()
+                return
+            closers.insert(0, lease.release)
         try:
             run_stage(
                 stage,

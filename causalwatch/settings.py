@@ -144,6 +144,9 @@ class ExplainerSettings(_Section):
     incident_window_s: float = Field(default=900.0, gt=0)
     learn_graph: bool = True
     max_root_causes: int = Field(default=5, ge=1)
+    # Replicas of `run explainer` share one lease: the holder works, the others stand by
+    # and take over within this many seconds when it stops renewing.
+    lease_ttl_s: float = Field(default=15.0, ge=1.0)
 
     @field_validator("graph_file")
     @classmethod
