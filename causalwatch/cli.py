@@ -279,7 +279,9 @@ def _graph(args: argparse.Namespace, settings: Any) -> int:
         print(json.dumps({"graph_version": version}))
         return 0
     graph = cache.get()
-    print(json.dumps(graph.to_dict() if graph is not None else None, indent=2))
+    out = graph.to_dict() if graph is not None else {"edges": []}
+    out["learned"] = [e.to_dict() for e in cache.get_learned()]
+    print(json.dumps(out, indent=2))
     return 0
 
 

@@ -41,6 +41,8 @@ from explainer.redis_dag_cache import RedisDagCache
 
 __all__ = ["Service", "serve"]
 
+LEARNED_EVERY_S = 30.0
+
 log = logging.getLogger(__name__)
 
 
@@ -250,8 +252,19 @@ def serve(
         api_url = _start_api(settings, svc, results, dag_cache, feedback, dispatcher, client)
         svc.api_url = api_url
 
+    next_learned = [0.0]
+
     def periodic(now: float) -> None:
         graph_sync.poll(now)
+        if cores.explainer is not None and now >= next_learned[0]:
+            # Share what this explainer learned, so `graph show` and other processes see it.
+            next_learned[0] = now + LEARNED_EVERY_S
+            with cores.lock:
+                learned = cores.explainer.learned_edges()
+            try:
+                dag_cache.put_learned(learned, now)
+            except BackendError as exc:
+                log.warning("learned-graph publish failed", extra={"error": str(exc)})
         if feedback_sync is not None:
             feedback_sync.poll(now)
         if dispatcher is not None:

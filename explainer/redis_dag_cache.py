@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -119,6 +120,34 @@ class RedisDagCache:
             raise _wrap(exc, "put") from exc
         log.info("graph stored", extra={"version": int(v), "edges": len(graph.edges)})
         return int(v)
+
+    @property
+    def learned_key(self) -> str:
+        return f"{self.prefix}graph:learned"
+
+    def put_learned(self, edges: Iterable[Edge], updated_at: float) -> None:
+        """Share the edges an explainer learned (with strength, p-value and lag).
+
+        They are evidence, not configuration: they never bump the given graph's version.
+        """
+        rows = [
+            {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in d.items()}
+            for d in (e.to_dict() for e in edges)
+        ]
+        body = json.dumps({"updated_at": updated_at, "edges": rows}, allow_nan=False)
+        try:
+            self.client.set(self.learned_key, body)
+        except redis.exceptions.RedisError as exc:
+            raise _wrap(exc, "put learned") from exc
+
+    def get_learned(self) -> list[Edge]:
+        try:
+            raw = self.client.get(self.learned_key)
+        except redis.exceptions.RedisError as exc:
+            raise _wrap(exc, "get learned") from exc
+        if raw is None:
+            return []
+        return [Edge.from_dict(d) for d in json.loads(raw)["edges"]]
 
     def patch(self, add: Iterable[Edge] = (), remove: Iterable[tuple[str, str]] = ()) -> int:
         """Atomically add and remove edges of the stored graph; returns the new version.

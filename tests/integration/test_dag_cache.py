@@ -103,3 +103,25 @@ def test_unreachable_redis_is_a_retryable_backend_error(uid: str) -> None:
     assert info.value.retryable and info.value.backend == "redis"
     with pytest.raises(BackendError):
         cache.put(DependencyGraph([Edge("a", "b")]))
+
+
+def test_learned_edges_are_shared_without_a_version_bump(redis_server, uid) -> None:  # type: ignore[no-untyped-def]
+    import redis as redis_lib
+
+    from explainer.dag import DependencyGraph, Edge
+    from explainer.redis_dag_cache import RedisDagCache
+
+    cache = RedisDagCache(redis_lib.Redis.from_url(redis_server.url), prefix=f"l{uid}:")
+    v = cache.put(DependencyGraph([Edge("db", "api")]))
+    learned = [
+        Edge("cache", "api", "learned", 0.4, 0.001, 2),
+        Edge("queue", "api", "learned", float("nan"), float("inf"), 1),
+    ]
+    cache.put_learned(learned, updated_at=123.0)
+    got = cache.get_learned()
+    assert [(e.cause, e.effect, e.provenance, e.lag) for e in got] == [
+        ("cache", "api", "learned", 2),
+        ("queue", "api", "learned", 1),
+    ]
+    assert got[0].strength == 0.4 and got[1].strength is None  # non-finite -> null
+    assert cache.version() == v
