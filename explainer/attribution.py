@@ -389,6 +389,7 @@ def attribute(
     max_slope: float = 1.0,
     unit_slope: BoolArray | None = None,
     moved_z: float = 3.0,
+    saturate: bool = True,
 ) -> Attribution:
     """Attribute the ``target``'s deviation in ``anomaly`` to the nodes' mechanisms.
 
@@ -429,6 +430,10 @@ def attribute(
         a failing callee fails at most the requests that reach it), as far as needed to
         explain the child's shift and no further. Only between nodes flagged in
         ``unit_slope`` (same units; all nodes when None); ``max_slope=0`` turns it off.
+    saturate
+        Mechanism evidence as a Bonferroni-corrected confidence (True) or, for a ranking
+        without a graph where every candidate is a root and the size of its own change is
+        the evidence, as ``log1p(z)`` over the largest (False).
 
     Examples
     --------
@@ -579,10 +584,14 @@ def attribute(
     # Confidence that the node's own mechanism changed, corrected for testing every
     # candidate (Bonferroni): beyond a clear change, |z| = 90 vs 20 says more about the noise
     # level of the series than about which node is the cause, so the evidence saturates.
-    p_dir = special.ndtr(-mech_push)
-    part_mech = np.where(
-        mech_push > 0, np.clip(1.0 - 2.0 * p_dir * max(int(judged.sum()), 1), 0, 1), 0.0
-    )
+    if saturate:
+        p_dir = special.ndtr(-mech_push)
+        part_mech = np.where(
+            mech_push > 0, np.clip(1.0 - 2.0 * p_dir * max(int(judged.sum()), 1), 0, 1), 0.0
+        )
+    else:
+        log_push = np.log1p(mech_push)
+        part_mech = log_push / log_push.max() if log_push.max() > 0 else log_push
     # Degradation propagates one way (slopes >= 0): a node of the target's units whose
     # observed value moved against the target's deviation (availability up while the
     # target's went down) did not drag the target along, whatever its residual says.

@@ -676,6 +676,7 @@ class Explainer:
             weights=(0.1, 0.5, 0.4) if star else (0.4, 0.4, 0.2),
             # one-to-one propagation room only between series of the target's metric
             unit_slope=np.array([n == node or best[n][0] < 2 for n in nodes], dtype=bool),
+            saturate=not star,
         )
         tgt = nodes.index(node)
         rcs: list[RootCause] = []
@@ -691,9 +692,11 @@ class Explainer:
         # a change already in place for longer than the propagation lag while the target
         # stayed normal did not produce the target's anomaly (cause present, effect absent)
         # (a lagged effect may take up to model_lags bins per hop on the way to the target)
-        early = self._early_run(Vn, tgt, n_anom)
-        delay = cfg.model_lags * _hops_to(parents, tgt)
-        score = score * np.where(early > delay, (delay + 1.0) / (early + 1.0), 1.0)
+        # Without a graph the delay is unknown and an early onset is the evidence (_onset).
+        if not star:
+            early = self._early_run(Vn, tgt, n_anom)
+            delay = cfg.model_lags * _hops_to(parents, tgt)
+            score = score * np.where(early > delay, (delay + 1.0) / (early + 1.0), 1.0)
         ranking = np.argsort(-score, kind="stable")
         for i in ranking[: cfg.max_root_causes].tolist():
             n = nodes[i]
