@@ -86,9 +86,10 @@ def verify(secret: str, body: bytes, headers: dict[str, str], tolerance_s: float
     timestamp = headers["X-Causalwatch-Timestamp"]
     if abs(time.time() - int(timestamp)) > tolerance_s:
         return False
-    expected = "sha256=" + hmac.new(
-        secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256
-    ).hexdigest()
+    expected = (
+        "sha256="
+        + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    )
     return hmac.compare_digest(expected, headers["X-Causalwatch-Signature"])
 ```
 
