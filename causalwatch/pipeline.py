@@ -424,6 +424,24 @@ class Stage:
             self.sinks.outbox.enqueue(explanations)
         self.stats.explanations_total += len(explanations)
 
+    def _produce_columns(
+        self, topic: str, batch: SampleBatch, cols: Mapping[str, npt.NDArray[Any]]
+    ) -> None:
+        """One columnar message per series group to an internal topic, keyed by the group
+        so a series always lands in the same partition."""
+        producer = self.sinks.producer
+        if producer is None:
+            return
+        items: list[Item] = []
+        for part, idx in _partitioned(
+            batch.series_keys, self.settings.kafka.internal_partitions
+        ).items():
+            keys = [batch.series_keys[i] for i in idx.tolist()]
+            extra = {name: arr[idx] for name, arr in cols.items()}
+            body = encode_columns(keys, batch.ts[idx], batch.value[idx], **extra)
+            items.append((_group_key(part), body, []))
+        producer.write_batch(topic, items)
+
     def _count_in(self, records: list[RawRecord]) -> None:
         for r in records:
             self.stats.records_by_topic[r.topic] += 1
@@ -498,18 +516,8 @@ class IngestStage(Stage):
             records, self.formats, self.limits, self.cores.index, now_s
         )
         self._deadletter(errors)
-        producer = self.sinks.producer
-        if producer is not None and len(batch):
-            topic = self.settings.kafka.samples_topic
-            items: list[Item] = []
-            for part, idx in _partitioned(
-                batch.series_keys, self.settings.kafka.internal_partitions
-            ).items():
-                keys = [batch.series_keys[i] for i in idx.tolist()]
-                items.append(
-                    (_group_key(part), encode_columns(keys, batch.ts[idx], batch.value[idx]), [])
-                )
-            producer.write_batch(topic, items)
+        if len(batch):
+            self._produce_columns(self.settings.kafka.samples_topic, batch, {})
         self.stats.samples += len(batch)
         self.timers.observe("decode", time.perf_counter() - t0)
 
@@ -533,28 +541,17 @@ class DetectorStage(Stage):
             if self.partitions is not None:
                 self.partitions.track(out.rows, out.batch.origin, records)
         self._deadletter(errors + more + out.errors)
-        producer = self.sinks.producer
         res = out.result
-        if producer is not None and res is not None:
-            b = out.batch
-            items: list[Item] = []
-            for part, idx in _partitioned(
-                b.series_keys, self.settings.kafka.internal_partitions
-            ).items():
-                keys = [b.series_keys[i] for i in idx.tolist()]
-                body = encode_columns(
-                    keys,
-                    b.ts[idx],
-                    b.value[idx],
-                    score=res.score[idx],
-                    severity=res.severity[idx],
-                    expected=res.expected[idx],
-                    lower=res.lower[idx],
-                    upper=res.upper[idx],
-                    fired=res.fired[idx].astype(np.float64),
-                )
-                items.append((_group_key(part), body, []))
-            producer.write_batch(self.settings.kafka.scores_topic, items)
+        if res is not None:
+            cols = {
+                "score": res.score,
+                "severity": res.severity,
+                "expected": res.expected,
+                "lower": res.lower,
+                "upper": res.upper,
+                "fired": res.fired.astype(np.float64),
+            }
+            self._produce_columns(self.settings.kafka.scores_topic, out.batch, cols)
         self.stats.samples += len(out.batch)
         self.stats.alerts_total += len(out.events)
         self.timers.observe("detect", time.perf_counter() - t0)
