@@ -12,56 +12,21 @@ from typing import Any
 import pytest
 
 from causalwatch.demo import produce_scenario
-from causalwatch.embedded import free_port
 from causalwatch.service import Service, serve
-from causalwatch.settings import Settings, load_settings
-from causalwatch.simulate import microservice_demo_scenario
+from causalwatch.settings import load_settings
 from ingest.kafka_sink import KafkaSink, ensure_topics
+from tests.integration.helpers import shop, stage_settings, stop_all
 
 pytestmark = pytest.mark.integration
 
 N_POINTS = 600
 
 
-def _settings(broker: Any, redis_server: Any, uid: str, graph: Path) -> Settings:
-    return load_settings(
-        kafka={
-            "bootstrap_servers": broker.bootstrap,
-            "group_id": f"g{uid}",
-            "topics": [
-                {"name": f"m{uid}", "format": "json"},
-                {"name": f"t{uid}", "format": "influx"},
-                {"name": f"p{uid}", "format": "prometheus"},
-            ],
-            "samples_topic": f"samples{uid}",
-            "scores_topic": f"scores{uid}",
-            "internal_partitions": 3,
-            # small polls: many batches per series, spread over the internal partitions
-            "max_poll_records": 40,
-            "session_timeout_ms": 6_000,
-            "heartbeat_interval_ms": 1_000,
-        },
-        redis={"url": redis_server.url, "prefix": f"cw{uid}:", "checkpoint_interval_s": 0.5},
-        publish={"metrics_port": free_port()},
-        api={"port": free_port()},
-        explainer={"graph_file": graph},
-    )
-
-
 def test_three_processes_produce_explanations(
     broker: Any, redis_server: Any, uid: str, tmp_path: Path
 ) -> None:
-    now = time.time()
-    sc = microservice_demo_scenario(
-        seed=2,
-        n_points=N_POINTS,
-        step_s=60.0,
-        start_ts=float(int(now // 60) * 60 - N_POINTS * 60),
-        fault_start=520,
-        fault_len=45,
-    )
+    sc = shop(2, N_POINTS, 520, 45, tmp_path)
     graph = tmp_path / "graph.csv"
-    graph.write_text(sc.graph.to_csv())
     topics = (f"m{uid}", f"t{uid}", f"p{uid}")
     ensure_topics(broker.bootstrap, {t: 1 for t in topics})
     stops: list[threading.Event] = []
@@ -71,9 +36,15 @@ def test_three_processes_produce_explanations(
             stop = threading.Event()
             stops.append(stop)
             # each process has its own ports, as separate containers would
-            services[stage] = serve(
-                _settings(broker, redis_server, uid, graph), stage, stop=stop, block=False
+            # small polls: many batches per series, spread over the internal partitions
+            settings = stage_settings(
+                broker,
+                redis_server,
+                uid,
+                graph,
+                kafka={"internal_partitions": 3, "max_poll_records": 40},
             )
+            services[stage] = serve(settings, stage, stop=stop, block=False)
         sink = KafkaSink(services["ingest"].settings.kafka)
         sent = produce_scenario(sink, sc, 0, N_POINTS, topics=topics)
         sink.close()
@@ -108,11 +79,7 @@ def test_three_processes_produce_explanations(
         assert 'causalwatch_detector_anomaly_score{node="frontend"' in text
         assert services["explainer"].cores.detector is None  # the explainer holds no detector
     finally:
-        for stop in stops:
-            stop.set()
-        for svc in services.values():
-            for close in svc.closers:
-                close()
+        stop_all(stops, services.values())
 
 
 def test_demo_produce_only_streams_into_an_existing_broker(broker: Any, uid: str) -> None:
