@@ -27,13 +27,22 @@ How one explanation is made (``explain``):
    deviation + 0.4 confidence of an own mechanism change + 0.2 coverage: the share of the
    anomalous nodes that the node and its descendants make up, for nodes that changed
    themselves) + 0.1 x (1 - Granger q-value) of the candidate's series -> target series
-   pair when it is tested.
+   pair when it is tested. With a given graph, a candidate that was already deviated as
+   in the window for longer than the propagation delay (``model_lags`` per hop) while
+   the target showed under a quarter of the implied effect is discounted by
+   ``(delay + 1) / (run + 1)`` (cause present, effect absent).
+5. Incident alerts (``on_anomalies``) are analysed on the target node's least noisy
+   series of the alert's metric that is anomalous in the same direction (an alert on a
+   p95 is explained on the node's mean: percentiles do not add up along calls); the
+   explanation's target stays the alerting series. ``explain`` analyses the series asked.
 
 Works poorly when: the graph misses the true cause's edge to the target (it cannot be a
 candidate unless no graph is given at all), two sibling nodes show the same fault (a
-service and the client-side view of calls to it: the one with the larger relative change
-wins), the reference window already holds the fault (use ``window_start``), or a series
-has too few points before the anomaly (``min_reference``).
+service and the client-side view of calls to it, with no edge between them: coverage of
+the other anomalous nodes decides, else the larger identified share wins, and a slope
+fitted on a very quiet reference under-states the true one), the reference window already
+holds the fault (use ``window_start``), or a series has too few points before the anomaly
+(``min_reference``).
 
 Incidents: anomalies whose nodes are equal or ancestor/descendant of each other in the
 graph, within ``incident_window_s`` of the incident's last event, form one incident; an
