@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import tempfile
 import threading
 import time
@@ -106,6 +107,14 @@ def produce_scenario(
     return sent
 
 
+def _stop_on_signals(stop: threading.Event) -> None:
+    """Ctrl-C and SIGTERM stop the demo cleanly (it then stops everything it started)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda _signum, _frame: stop.set())
+
+
 def produce_only(
     settings: Any,
     *,
@@ -125,7 +134,9 @@ def produce_only(
     """
     from ingest.kafka_sink import KafkaSink, ensure_topics
 
-    stop = stop or threading.Event()
+    if stop is None:  # the command line: Ctrl-C / SIGTERM end it
+        stop = threading.Event()
+        _stop_on_signals(stop)
     history = 2 * 1440
     spare = 6 * 60
     now = clock()
@@ -188,7 +199,9 @@ def run_demo(
     from causalwatch.service import serve
     from ingest.kafka_sink import KafkaSink, ensure_topics
 
-    stop = stop or threading.Event()
+    if stop is None:  # the command line: Ctrl-C / SIGTERM end it
+        stop = threading.Event()
+        _stop_on_signals(stop)
     echo("causalwatch demo: starting an embedded Kafka-protocol broker and Redis ...")
     with (
         EmbeddedBroker() as broker,
@@ -302,11 +315,8 @@ def run_demo(
             )
             if not once:
                 echo("\nThe stack stays up for exploring; press Ctrl-C to stop.")
-                try:
-                    while not stop.is_set():
-                        time.sleep(0.5)
-                except KeyboardInterrupt:
-                    echo("stopping ...")
+                stop.wait()
+                echo("stopping ...")
             return 0 if ok else 1
         finally:
             stop.set()

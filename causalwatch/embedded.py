@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -44,6 +45,18 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout_s: f
     raise BackendError(
         f"{what} did not listen on 127.0.0.1:{port} within {timeout_s}s", backend=what
     )
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: the child server gets SIGTERM when its parent dies, even by SIGKILL, so an
+    embedded broker or Redis never outlives the demo or test run that started it."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _terminate(proc: subprocess.Popen[bytes] | None) -> None:
@@ -111,6 +124,7 @@ class EmbeddedBroker:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
         _wait_port(self.port, self.proc, "kafka", timeout_s)
         log.info("embedded broker started", extra={"port": self.port})
@@ -157,6 +171,7 @@ class EmbeddedRedis:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
         _wait_port(self.port, self.proc, "redis", timeout_s)
         return self
