@@ -20,7 +20,8 @@ views*, all updated in O(1) per point and vectorised across series:
   variance increases already show in ``z1``).
 * **calibration**: each statistic becomes a tail probability from that series' own history
   of exceedances (see :mod:`detector.calibrate`); the views are combined by the minimum
-  p-value with a Bonferroni factor, so the ensemble misses only when all views miss.
+  p-value with a weighted Bonferroni factor (``view_weights``: the point view gets half of
+  the false-alarm budget), so the ensemble misses only when all views miss.
 * **novelty**: surprise already explained by a recent, larger surprise is not news: the
   reported ``-log p`` is reduced by a memory of recent surprise that fades by
   ``novelty_decay`` nats per point. A long incident therefore scores high at its onset and
@@ -119,6 +120,11 @@ class DetectorConfig:
     combine: str = "min"
     #: which views take part, as flags for point surprise / mean shift / variance shift
     views: str = "111"
+    #: weighted Bonferroni: each view's share of the false-alarm budget (normalised over the
+    #: views in use). The point view is the primary detector and gets half; on NAB dev
+    #: (2, 1, 1) beats equal shares on all three profiles (standard 54.3 -> 56.0,
+    #: reward_low_FP 35.9 -> 38.0, own alerts 54.2 -> 56.3), its neighbours give 55.2-55.6
+    view_weights: tuple[float, float, float] = (2.0, 1.0, 1.0)
     #: point surprise from the most accurate view ("best") or the view that explains the
     #: point best ("min": a point is anomalous only when every forecaster misses it)
     point_view: str = "best"
@@ -265,6 +271,11 @@ class Detector:
                 v = getattr(c, f.name)
                 if not 0.0 < v <= 1.0:
                     raise StateError(f"detector.{f.name} must be in (0, 1] (got {v})")
+        w = c.view_weights
+        if len(w) != _N_STATS or not all(math.isfinite(v) and v > 0 for v in w):
+            raise StateError(
+                f"detector.view_weights must be {_N_STATS} positive numbers (got {w!r})"
+            )
         if c.season_s <= 0 or c.season_bins < 1:
             raise StateError(
                 f"detector.season_s and season_bins must be positive"
@@ -448,7 +459,8 @@ class Detector:
             p_raw = np.minimum(1.0, np.exp(-y) * (1.0 + y + 0.5 * y * y))
         else:
             used = [k for k in range(_N_STATS) if c.views[k] == "1"]
-            p_raw = np.minimum(1.0, len(used) * p_each[:, used].min(axis=1))
+            wv = np.asarray(c.view_weights, dtype=np.float64)[used]
+            p_raw = np.minimum(1.0, (p_each[:, used] * (wv.sum() / wv)).min(axis=1))
         scored = valid & (n_model >= c.warmup_points)
         p_raw = np.where(scored, p_raw, 1.0)
         # novelty: surprise already explained by a recent, larger surprise is not news

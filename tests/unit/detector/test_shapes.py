@@ -180,6 +180,18 @@ def test_bad_sensitivity_and_negative_rows_raise_state_error() -> None:
         det.step([-1], [0.0], [1.0])
     with pytest.raises(StateError, match="clear_threshold"):
         Detector(DetectorConfig(alert_threshold=0.5, clear_threshold=0.9))
+    with pytest.raises(StateError, match="view_weights"):
+        Detector(DetectorConfig(view_weights=(1.0, 0.0, 1.0)))
+
+
+def test_view_weights_share_the_false_alarm_budget() -> None:
+    """A spike seen only by the point view scores higher when that view's share grows."""
+    rng = np.random.default_rng(15)
+    x = rng.normal(100.0, 2.0, 3000)
+    x[2000] = 112.0
+    equal = run(x, view_weights=(1.0, 1.0, 1.0)).score[2000]
+    point = run(x, view_weights=(2.0, 1.0, 1.0)).score[2000]
+    assert 0.9 < equal < point < 1.0
 
 
 def test_stale_rows_and_reset() -> None:
