@@ -122,7 +122,9 @@ def time_to_explanation(
         7,
         n_points=n_points,
         step_s=60.0,
-        start_ts=float(int(time.time() // 60) * 60 - fault_start * 60),
+        # the last step is now: live steps replay the last 40 minutes faster than real
+        # time, so no timestamp is in the future (ingest refuses those)
+        start_ts=float(int(time.time() // 60) * 60 - (n_points - 1) * 60),
         fault_start=fault_start,
         fault_len=40,
     )
@@ -145,6 +147,7 @@ def time_to_explanation(
     time.sleep(1.0)
     while pubsub.get_message(timeout=0.01) is not None:  # explanations of old noise
         pass
+    downstream = sc.graph.descendants(sc.roots[0])
     t0 = time.monotonic()
     got: dict[str, Any] | None = None
     steps = 0
@@ -157,7 +160,13 @@ def time_to_explanation(
             if msg is None or msg["type"] != "message":
                 continue
             body = json.loads(msg["data"])
-            if body["target"]["node"] != sc.roots[0] and body["detected_at"] >= sc.fault_start_ts:
+            # the fault's explanation: a series of the fault's metric on a node downstream
+            # of the root (other alerts in the same minutes are noise, not the answer)
+            if (
+                body["target"]["node"] in downstream
+                and body["target"]["series"].startswith(sc.fault_metric)
+                and body["detected_at"] >= sc.fault_start_ts
+            ):
                 got = body
                 break
         if got is not None:
