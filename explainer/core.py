@@ -112,6 +112,7 @@ class ExplainerConfig:
     n_permutations: int = 32
     exact_max: int = 8
     model_lags: int = 1
+    propagate_impact: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -913,8 +914,12 @@ class Explainer:
 
         Each target series with events in this call is (re-)explained at its latest event;
         an explanation is returned only if its ranked content differs from the last one
-        returned for that target (then ``version`` increments). ``now_ts`` closes nothing
-        here; call :meth:`close_stale`.
+        returned for that target (then ``version`` increments). With
+        ``config.propagate_impact`` the series of graph descendants of an event's node that
+        deviate in the event's direction (same metric and labels, no alert needed) join the
+        incident as targets too, so the user-facing impact of an inner fault is explained
+        (see :meth:`_propagate_impact`). ``now_ts`` closes nothing here; call
+        :meth:`close_stale`.
         """
         graph = self.graph
         touched: dict[str, set[str]] = {}
@@ -967,6 +972,8 @@ class Explainer:
                 t.peak_ts, t.peak_severity = ev.ts, float(ev.severity)
             t.severity = max(t.severity, float(ev.severity))
             touched.setdefault(inc.incident_id, set()).add(ev.series_key)
+        if self.config.propagate_impact and touched:
+            self._propagate_impact(events, touched, graph)
         out: list[Explanation] = []
         for iid in sorted(touched):
             inc = self._incidents[iid]
@@ -990,6 +997,82 @@ class Explainer:
                     self._build(iid, t.version, t.node, key, t.last_ts, window, t.severity, rcs)
                 )
         return out
+
+    def _propagate_impact(
+        self, events: Sequence[AnomalyEvent], touched: dict[str, set[str]], graph: DependencyGraph
+    ) -> None:
+        """Add the downstream impact of this call's events to their incidents as targets.
+
+        Why: a fault deep in the call graph often reaches the user-facing services below
+        their alert threshold (or while their detector is still muted after an earlier
+        alarm), so the incident would be explained only at the inner nodes. For each event
+        on node ``a``, every series of a graph descendant of ``a`` with the same metric name
+        and non-node labels that deviates in the event's direction (robust z beyond
+        ``anomaly_z`` over its current anomalous run, against the bins before it) becomes an
+        incident target and is explained. Cost: one aligned history read per incident over
+        the candidate series. Works poorly when the graph misses edges (no impact found) or
+        when a shared load swing moves all services at once (impact on unrelated
+        descendants is added, though its explanation then ranks that swing's source).
+        """
+        cfg = self.config
+        label = self.index.node_label
+        inc_of: dict[str, str] = {}
+        for iid, keys in touched.items():
+            for k in keys:
+                inc_of[k] = iid
+        by_ident: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, list[int]]] = {}
+        for _, row in self.index.items():
+            ident = _identity(self.index.key_of(row), label)
+            by_ident.setdefault(ident, {}).setdefault(self.index.node_of(row), []).append(row)
+        cand: dict[str, dict[int, AnomalyEvent]] = {}
+        for ev in sorted(events, key=lambda e: (e.ts, e.row)):
+            found = inc_of.get(ev.series_key)
+            if found is None or found not in self._incidents or ev.node not in graph:
+                continue
+            iid = found
+            if not (np.isfinite(ev.value) and np.isfinite(ev.expected)) or ev.value == ev.expected:
+                continue
+            nodes_rows = by_ident.get(_identity(ev.series_key, label), {})
+            for d in graph.descendants(ev.node):
+                for r in nodes_rows.get(d, []):
+                    prev = cand.setdefault(iid, {}).get(r)
+                    if prev is None or ev.severity > prev.severity:
+                        cand[iid][r] = ev
+        n_pts = cfg.reference_points + cfg.anomaly_points
+        horizon = cfg.anomaly_points * max(self._step_s, 0.0)
+        for iid in sorted(cand):
+            inc = self._incidents[iid]
+            rows = sorted(cand[iid])
+            now = max(cand[iid][r].ts for r in rows)
+            try:
+                step = self._step_for(rows[0])
+            except StateError:
+                continue
+            _, V = self._history.aligned(np.array(rows, dtype=np.int64), now, step, n_pts)
+            if V.shape[1] < 4:
+                continue
+            for i, r in enumerate(rows):
+                ev = cand[iid][r]
+                v = V[i]
+                n_anom = self._anomaly_bins(v, cfg.anomaly_points)
+                if np.isfinite(v[: v.size - n_anom]).sum() < max(cfg.reference_points // 2, 3):
+                    continue
+                z = float(self._zscores(v[None, :], n_anom)[0])
+                if abs(z) <= cfg.anomaly_z or np.sign(z) != np.sign(ev.value - ev.expected):
+                    continue
+                key = self.index.key_of(r)
+                node = self.index.node_of(r)
+                t = inc.targets.get(key)
+                if t is None:
+                    t = _TargetState(node, key, r, ev.ts, ev.ts, float(ev.severity))
+                    t.peak_ts, t.peak_severity = ev.ts, float(ev.severity)
+                    inc.targets[key] = t
+                elif float(ev.severity) >= t.peak_severity or ev.ts - t.peak_ts > horizon:
+                    t.peak_ts, t.peak_severity = ev.ts, float(ev.severity)
+                t.last_ts = max(t.last_ts, ev.ts)
+                if node not in inc.nodes:
+                    inc.nodes.append(node)
+                touched[iid].add(key)
 
     def close_stale(self, now_ts: float) -> list[str]:
         """Close incidents without an event for ``incident_window_s``; returns their ids."""
