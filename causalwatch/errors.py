@@ -5,7 +5,8 @@
     CausalwatchError
     ├── ConfigError          a setting is wrong; names the setting and its env var
     ├── RecordError          bad input: dead-lettered, never crashes; carries raw bytes,
-    │   │                    topic, partition, offset, field and a short ``reason`` code
+    │   │                    topic, partition, offset, key, sample index, field and a
+    │   │                    short ``reason`` code
     │   ├── DecodeError      not JSON / not the declared format
     │   └── SchemaError      decoded, but a field is missing, mistyped or out of range
     ├── StateError           snapshot schema_version mismatch, capacity, unknown row
@@ -60,6 +61,8 @@ class RecordError(CausalwatchError):
         topic: str | None = None,
         partition: int | None = None,
         offset: int | None = None,
+        key: bytes | None = None,
+        sample_index: int | None = None,
     ) -> None:
         super().__init__(message)
         self.reason = reason
@@ -68,6 +71,8 @@ class RecordError(CausalwatchError):
         self.topic = topic
         self.partition = partition
         self.offset = offset
+        self.key = key  # the source record's Kafka key, kept on its dead letter
+        self.sample_index = sample_index  # the bad sample inside its record; None: whole record
 
 
 class DecodeError(RecordError):

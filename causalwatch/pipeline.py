@@ -222,6 +222,7 @@ def out_of_order_errors(
                 topic=rec.topic if rec else None,
                 partition=rec.partition if rec else None,
                 offset=rec.offset if rec else None,
+                key=rec.key if rec else None,
             )
         )
     return errors

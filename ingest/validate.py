@@ -162,8 +162,21 @@ class IngestLimits:
         )
 
 
+def _origin(record: RawRecord | None) -> dict[str, Any]:
+    """The error fields that point back at the source record (all None when unknown)."""
+    if record is None:
+        return {}
+    return {
+        "raw": record.value,
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "key": record.key,
+    }
+
+
 class IngestDecodeError(DecodeError):
-    """A :class:`DecodeError` that also knows the record key and the bad sample's index."""
+    """A :class:`DecodeError` built from the record it came from (and the bad sample)."""
 
     def __init__(
         self,
@@ -175,20 +188,12 @@ class IngestDecodeError(DecodeError):
         sample_index: int | None = None,
     ) -> None:
         super().__init__(
-            message,
-            reason=reason,
-            field=field,
-            raw=record.value if record is not None else None,
-            topic=record.topic if record is not None else None,
-            partition=record.partition if record is not None else None,
-            offset=record.offset if record is not None else None,
+            message, reason=reason, field=field, sample_index=sample_index, **_origin(record)
         )
-        self.key = record.key if record is not None else None
-        self.sample_index = sample_index
 
 
 class IngestSchemaError(SchemaError):
-    """A :class:`SchemaError` that also knows the record key and the bad sample's index."""
+    """A :class:`SchemaError` built from the record it came from (and the bad sample)."""
 
     def __init__(
         self,
@@ -200,28 +205,18 @@ class IngestSchemaError(SchemaError):
         sample_index: int | None = None,
     ) -> None:
         super().__init__(
-            message,
-            reason=reason,
-            field=field,
-            raw=record.value if record is not None else None,
-            topic=record.topic if record is not None else None,
-            partition=record.partition if record is not None else None,
-            offset=record.offset if record is not None else None,
+            message, reason=reason, field=field, sample_index=sample_index, **_origin(record)
         )
-        self.key = record.key if record is not None else None
-        self.sample_index = sample_index
 
 
 def sample_index_of(err: RecordError) -> int | None:
     """The bad sample's index inside its record, or None for a whole-record error."""
-    idx = getattr(err, "sample_index", None)
-    return idx if isinstance(idx, int) else None
+    return err.sample_index
 
 
 def key_of(err: RecordError) -> bytes | None:
     """The Kafka key of the record the error came from, when known."""
-    key = getattr(err, "key", None)
-    return key if isinstance(key, bytes) else None
+    return err.key
 
 
 # A check returns None when fine, else (reason, field, message); the decoder turns that
