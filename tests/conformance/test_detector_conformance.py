@@ -151,3 +151,26 @@ def test_scores_are_probabilities_and_outputs_finite() -> None:
         assert np.isfinite(getattr(res, name)).all(), name
     assert (res.lower <= res.upper).all()
     assert not (res.fired & ~res.alert).any()
+
+
+def test_restore_upgrades_a_schema_1_snapshot() -> None:
+    """Schema 1 had one novelty memory and one point table for both directions; an upgrade
+    keeps what was learned and starts both directions from it."""
+    det = Detector()
+    rng = np.random.default_rng(5)
+    x = rng.normal(5.0, 1.0, 500)
+    x[450] = 40.0
+    det.step(np.zeros(500, dtype=np.int64), np.arange(500) * 60.0, x)
+    snap = {
+        k: v.copy() for k, v in det.snapshot().items() if k not in ("surprise_mem_dn", "tail_dn")
+    }
+    snap["schema_version"] = np.array(1)
+    got = Detector.restore(snap, DetectorConfig()).snapshot()
+    np.testing.assert_array_equal(got["season"], snap["season"])
+    assert int(got["n"][0]) == 500
+    assert float(got["surprise_mem_dn"][0]) == float(snap["surprise_mem"][0]) > 0
+    np.testing.assert_array_equal(got["tail_dn"], snap["tails"][:, 0, :])
+    # a schema 1 snapshot missing an array it did have is still refused, naming it
+    del snap["season"]
+    with pytest.raises(StateError, match="season"):
+        Detector.restore(snap, DetectorConfig())
