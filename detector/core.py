@@ -460,10 +460,12 @@ class Detector:
         a = np.minimum(np.abs(np.stack([z1, z2, z3], axis=1)), 60.0)
         a = np.where(np.isfinite(a), a, 60.0)
         tails = s["tails"][rows]
-        tails[:, 0, :] = np.where((z1 >= 0)[:, None], tails[:, 0, :], s["tail_dn"][rows])
+        point = np.where((z1 >= 0)[:, None], tails[:, 0, :], s["tail_dn"][rows])
         p_each = np.stack(
             [
-                tail_probability(a[:, k], tails[:, k, :], c.tail_floor * c.tail_rate)
+                tail_probability(
+                    a[:, k], point if k == 0 else tails[:, k, :], c.tail_floor * c.tail_rate
+                )
                 for k in range(_N_STATS)
             ],
             axis=1,
@@ -603,19 +605,17 @@ class Detector:
         warm = nm >= c.warmup_points
         tails = s["tails"][rr]
         a = e["a"][ok]
-        for k in range(_N_STATS):
-            tails[:, k, :] = np.where(
-                warm[:, None], update_table(tails[:, k, :], a[:, k], c.tail_rate), tails[:, k, :]
-            )
-        # each direction's point table learns from its own side only
+        wm = warm[:, None]
+        # the point view's table is per direction: each side learns from its own points only
         up1 = (e["z1"][ok] >= 0)[:, None]
-        t_up, t_dn = s["tails"][rr][:, 0, :], s["tail_dn"][rr]
-        tails[:, 0, :] = np.where(
-            warm[:, None] & up1, update_table(t_up, a[:, 0], c.tail_rate), t_up
-        )
-        s["tail_dn"][rr] = np.where(
-            warm[:, None] & ~up1, update_table(t_dn, a[:, 0], c.tail_rate), t_dn
-        )
+        t_dn = s["tail_dn"][rr]
+        point = update_table(np.where(up1, tails[:, 0, :], t_dn), a[:, 0], c.tail_rate)
+        s["tail_dn"][rr] = np.where(wm & ~up1, point, t_dn)
+        tails[:, 0, :] = np.where(wm & up1, point, tails[:, 0, :])
+        for k in range(1, _N_STATS):
+            tails[:, k, :] = np.where(
+                wm, update_table(tails[:, k, :], a[:, k], c.tail_rate), tails[:, k, :]
+            )
         s["tails"][rr] = tails
         # level shift: a sustained one-sided mean shift re-anchors the levels (pages once)
         z2 = e["z2"][ok]
