@@ -31,6 +31,8 @@ $SUDO apt-get update -qq
 # --no-install-recommends keeps node-exporter and friends out; policy-rc.d on CI machines
 # stops the packages' services from starting, and the tests start their own Prometheus.
 $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-promtool --version 2>&1 | head -n 1
-amtool --version 2>&1 | head -n 1
-docker-compose version 2>&1 | head -n 1
+# first line of each version; sed reads to the end (head would SIGPIPE docker-compose,
+# which exits 141 and stops this script under pipefail)
+promtool --version 2>&1 | sed -n 1p
+amtool --version 2>&1 | sed -n 1p
+docker-compose version 2>&1 | sed -n 1p
