@@ -33,8 +33,8 @@ from causalwatch.checkpoint import Checkpoint, RedisCheckpointStore
 from causalwatch.errors import BackendError, RecordError, SchemaError
 from causalwatch.models import AnomalyEvent, Explanation, RawRecord, SampleBatch
 from causalwatch.publish.metrics import IncidentScore, PipelineStats, SeriesView
-from causalwatch.series import SeriesIndex, series_hash
-from causalwatch.settings import Settings
+from causalwatch.series import SeriesIndex, labels_match, series_hash
+from causalwatch.settings import SensitivityRule, Settings
 from causalwatch.wire import SCORE_FIELDS, decode_columns, encode_columns
 from detector.core import Detector, DetectorConfig, DetectorResult
 from explainer.core import Explainer, ExplainerConfig
@@ -44,6 +44,7 @@ from ingest import IngestLimits, assign_rows, decode_batch
 __all__ = [
     "Cores",
     "StepOutput",
+    "apply_sensitivity",
     "build_cores",
     "detector_config",
     "explainer_config",
@@ -51,6 +52,7 @@ __all__ = [
     "ingest_records",
     "process_samples",
     "run_stage",
+    "sensitivity_for",
 ]
 
 log = logging.getLogger(__name__)
@@ -112,6 +114,24 @@ class Cores:
     detector: Detector | None
     explainer: Explainer | None
     lock: threading.RLock = field(default_factory=threading.RLock)
+    #: ``detector.sensitivity``: applied to each series when the detector first sees it
+    sensitivity: tuple[SensitivityRule, ...] = ()
+
+
+def sensitivity_for(key: str, rules: Sequence[SensitivityRule]) -> float:
+    """The factor of the first rule whose matchers all match the series, else 1."""
+    for rule in rules:
+        if labels_match(key, rule.matchers):
+            return rule.factor
+    return 1.0
+
+
+def apply_sensitivity(cores: Cores, rows: Sequence[int], keys: Sequence[str]) -> None:
+    """Set each row's configured sensitivity (rows that match no rule get 1)."""
+    if cores.detector is None or not cores.sensitivity or len(rows) == 0:
+        return
+    factors = [sensitivity_for(k, cores.sensitivity) for k in keys]
+    cores.detector.set_sensitivity(np.asarray(rows, dtype=np.int64), np.asarray(factors))
 
 
 def build_cores(
@@ -128,7 +148,9 @@ def build_cores(
         if explainer
         else None
     )
-    return Cores(index=index, detector=det, explainer=exp)
+    return Cores(
+        index=index, detector=det, explainer=exp, sensitivity=settings.detector.sensitivity
+    )
 
 
 def ingest_records(
@@ -246,6 +268,13 @@ def process_samples(
         batch, rows = batch.select(mask), rows[mask]
     if len(rows) == 0:
         return StepOutput(batch, rows, None, [], [], errors)
+    if cores.sensitivity:
+        # rows the detector has not seen yet (new series, or a row freed by eviction)
+        cap = det.capacity
+        fresh = (rows >= cap) | np.isnan(det.last_ts[np.minimum(rows, cap - 1)])
+        if fresh.any():
+            first = {int(rows[i]): batch.series_keys[i] for i in np.flatnonzero(fresh)}
+            apply_sensitivity(cores, list(first), list(first.values()))
     result = det.step(rows, batch.ts, batch.value)
     events = events_from(cores.index, rows, batch, result)
     explanations: list[Explanation] = []
@@ -469,6 +498,9 @@ class Stage:
                 cp.arrays["explainer"], explainer_config(self.settings), explainer.graph, index
             )
         self.cores.index, self.cores.detector, self.cores.explainer = index, detector, explainer
+        # the settings may have changed since the checkpoint: re-apply the rules
+        live = index.items()
+        apply_sensitivity(self.cores, [r for _, r in live], [k for k, _ in live])
 
     def periodic(self, now_s: float) -> None:
         """Housekeeping between batches: eviction of stale series, and the hooks added by

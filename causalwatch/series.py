@@ -73,6 +73,19 @@ def split_series_key(key: str) -> tuple[str, dict[str, str]]:
     return name, labels
 
 
+def labels_match(key: str, matchers: Mapping[str, str]) -> bool:
+    """True when the series (canonical key) carries every matcher's label and value;
+    ``__name__`` matches the metric name.
+
+    >>> labels_match('lat{service="db"}', {"service": "db"})
+    True
+    >>> labels_match('lat{service="db"}', {"__name__": "up"})
+    False
+    """
+    name, labels = split_series_key(key)
+    return all((name if k == "__name__" else labels.get(k)) == v for k, v in matchers.items())
+
+
 def series_hash(key: str) -> int:
     """Stable 64-bit hash of a series key (blake2b), the same in every process.
 

@@ -31,6 +31,7 @@ from causalwatch.pipeline import (
     detector_config,
     incident_scores,
     run_stage,
+    sensitivity_for,
     series_view,
 )
 from causalwatch.publish.metrics import MetricsServer, PipelineStats, build_registry
@@ -152,8 +153,12 @@ class FeedbackSync:
                 keys = [k for k in self._fp_count if self.cores.index.get(k) is not None]
                 if keys:
                     idx = np.asarray([self.cores.index.get(k) for k in keys], dtype=np.int64)
-                    # Each false-positive mark halves how readily the series alerts.
-                    factor = np.asarray([0.5 ** self._fp_count[k] for k in keys])
+                    # Each false-positive mark halves how readily the series alerts,
+                    # on top of its configured sensitivity.
+                    rules = self.cores.sensitivity
+                    factor = np.asarray(
+                        [sensitivity_for(k, rules) * 0.5 ** self._fp_count[k] for k in keys]
+                    )
                     det.set_sensitivity(idx, factor)
         return
 

@@ -118,6 +118,15 @@ class IngestSettings(_Section):
     node_label: str = Field(default="service", min_length=1)
 
 
+class SensitivityRule(_Section):
+    """How readily series with these labels alert: the tail probability used for alerting
+    is divided by ``factor`` (below 1: quieter, above 1: louder). ``__name__`` matches the
+    metric name."""
+
+    matchers: dict[str, str] = Field(min_length=1)
+    factor: float = Field(gt=0, allow_inf_nan=False)
+
+
 class DetectorSettings(_Section):
     season_s: float = Field(default=86_400.0, gt=0)
     alert_threshold: float = Field(default=0.993, gt=0, lt=1)
@@ -125,6 +134,8 @@ class DetectorSettings(_Section):
     min_alert_gap_s: float = Field(default=900.0, ge=0)
     warmup_points: int = Field(default=30, ge=1)
     series_ttl_s: float = Field(default=3 * 86_400.0, gt=0)
+    #: per label set sensitivity; the first rule whose matchers all match a series applies
+    sensitivity: tuple[SensitivityRule, ...] = ()
 
     @model_validator(mode="after")
     def _clear_below_alert(self) -> DetectorSettings:

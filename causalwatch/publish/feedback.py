@@ -31,7 +31,7 @@ import redis
 from pydantic import BaseModel, ConfigDict, Field
 
 from causalwatch.errors import BackendError
-from causalwatch.series import split_series_key
+from causalwatch.series import labels_match
 
 __all__ = ["FalsePositive", "FeedbackStore", "Mute", "mute_id"]
 
@@ -57,12 +57,7 @@ class Mute(BaseModel):
         >>> Mute(matchers={"__name__": "up"}, until=1.0).matches('lat{service="db"}')
         False
         """
-        name, labels = split_series_key(series_key)
-        for k, v in self.matchers.items():
-            have = name if k == "__name__" else labels.get(k)
-            if have != v:
-                return False
-        return True
+        return labels_match(series_key, self.matchers)
 
 
 class FalsePositive(BaseModel):

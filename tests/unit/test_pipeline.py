@@ -67,3 +67,41 @@ def test_batch_equals_one_by_one_through_the_pipeline() -> None:
         scores.append(r.result.score)
     assert out.result is not None
     np.testing.assert_allclose(out.result.score, np.concatenate(scores))
+
+
+def test_sensitivity_rules_apply_to_new_and_reused_rows() -> None:
+    """A label set configured quieter does not page on the spike that pages its twin; the
+    rule also reaches a series that takes over an evicted row."""
+    settings = load_settings(
+        detector={
+            "sensitivity": [
+                {"matchers": {"service": "batch"}, "factor": 1e-9},
+                {"matchers": {"__name__": "m"}, "factor": 2.0},
+            ]
+        }
+    )
+    cores = build_cores(settings)
+    det = cores.detector
+    assert det is not None
+    rng = np.random.default_rng(8)
+    keys = ['m{service="batch"}', 'm{service="web"}', 'other{service="web"}']
+    n = 600
+    x = rng.normal(10.0, 1.0, (n, 3))
+    x[500, :] += 12.0  # the same spike on all three
+    fired = np.zeros(3, dtype=int)
+    for i in range(n):
+        b = SampleBatch.from_lists(keys, [60.0 * i] * 3, x[i].tolist())
+        out = process_samples(cores, cores.index.rows_for(b.series_keys), b)
+        assert out.result is not None
+        fired += out.result.fired
+    assert fired[0] == 0 and fired[1] >= 1 and fired[2] >= 1
+    rows = [cores.index.get(k) for k in keys]
+    snap = det.snapshot()["sensitivity"]
+    assert [float(snap[r]) for r in rows] == [1e-9, 2.0, 1.0]
+    # 'm{service="web"}' goes quiet and is evicted; a new batch series reuses its row
+    _feed(cores, [keys[0], keys[2]], 60.0 * n, 80)
+    assert evict_stale(cores, now_s=60.0 * (n + 80), ttl_s=3000.0) == 1
+    _feed(cores, ['m{service="batch",job="b"}'], 60.0 * (n + 80), 1)
+    reused = cores.index.get('m{service="batch",job="b"}')
+    assert reused == rows[1]
+    assert float(det.snapshot()["sensitivity"][reused]) == 1e-9

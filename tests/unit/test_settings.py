@@ -98,3 +98,46 @@ def test_malformed_env_json(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CAUSALWATCH_PUBLISH__WEBHOOKS", "not json")
     with pytest.raises(ConfigError):
         load_settings()
+
+
+def test_sensitivity_rules_from_env_and_bad_factor(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "CAUSALWATCH_DETECTOR__SENSITIVITY",
+        '[{"matchers": {"service": "batch"}, "factor": 0.01},'
+        ' {"matchers": {"__name__": "errors"}, "factor": 4}]',
+    )
+    rules = load_settings().detector.sensitivity
+    assert [(r.matchers, r.factor) for r in rules] == [
+        ({"service": "batch"}, 0.01),
+        ({"__name__": "errors"}, 4.0),
+    ]
+    monkeypatch.setenv(
+        "CAUSALWATCH_DETECTOR__SENSITIVITY", '[{"matchers": {"service": "a"}, "factor": 0}]'
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_settings()
+    assert "detector.sensitivity" in str(exc.value) and "factor" in str(exc.value)
+    monkeypatch.setenv("CAUSALWATCH_DETECTOR__SENSITIVITY", '[{"matchers": {}, "factor": 1}]')
+    with pytest.raises(ConfigError, match="matchers"):
+        load_settings()
+
+
+def test_readme_settings_yaml_loads(tmp_path: Path) -> None:
+    """The README's "same in YAML" example is a valid settings file."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("The same in YAML:", 1)[1]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert block is not None
+    graph = tmp_path / "graph.csv"
+    graph.write_text("cause,effect\ndb,api\n")
+    cfg = tmp_path / "cw.yaml"
+    # the example's graph file lives on the user's machine; point it at one that exists
+    cfg.write_text(block.group(1).replace("/etc/causalwatch/graph.csv", str(graph)))
+    s = load_settings(cfg)
+    assert s.kafka.bootstrap_servers == "kafka:9092"
+    assert [(r.matchers, r.factor) for r in s.detector.sensitivity] == [
+        ({"service": "batch-jobs"}, 0.01),
+        ({"__name__": "payment_errors_total"}, 4.0),
+    ]
