@@ -105,3 +105,27 @@ def test_sensitivity_rules_apply_to_new_and_reused_rows() -> None:
     reused = cores.index.get('m{service="batch",job="b"}')
     assert reused == rows[1]
     assert float(det.snapshot()["sensitivity"][reused]) == 1e-9
+
+
+def test_changed_sensitivity_rules_reach_restored_series() -> None:
+    """A checkpoint taken under one set of rules, restored under another: the live series
+    get the new rules (the state's own sensitivity is overwritten)."""
+    from causalwatch.pipeline import AllStage, Sinks
+    from causalwatch.publish.metrics import PipelineStats
+
+    keys = ['m{service="batch"}', 'm{service="web"}']
+    before = load_settings()
+    stage = AllStage(before, build_cores(before), Sinks(), PipelineStats())
+    _feed(stage.cores, keys, 0.0, 40)
+    cp = stage.snapshot()
+    after = load_settings(
+        detector={"sensitivity": [{"matchers": {"service": "batch"}, "factor": 0.05}]}
+    )
+    restored = AllStage(after, build_cores(after), Sinks(), PipelineStats())
+    restored.restore(cp)
+    det = restored.cores.detector
+    assert det is not None
+    sens = det.snapshot()["sensitivity"]
+    got = {k: float(sens[restored.cores.index.get(k)]) for k in keys}  # type: ignore[index]
+    assert got == {keys[0]: 0.05, keys[1]: 1.0}
+    assert int(det.snapshot()["n"][restored.cores.index.get(keys[0])]) == 40  # type: ignore[index]
