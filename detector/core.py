@@ -19,14 +19,17 @@ views*, all updated in O(1) per point and vectorised across series:
   the slow one (``z3``: by default only a noisy series *going quiet*, e.g. a stuck sensor;
   variance increases already show in ``z1``).
 * **calibration**: each statistic becomes a tail probability from that series' own history
-  of exceedances (see :mod:`detector.calibrate`); the views are combined by the minimum
-  p-value with a weighted Bonferroni factor (``view_weights``: the point view gets half of
-  the false-alarm budget), so the ensemble misses only when all views miss.
+  of exceedances (see :mod:`detector.calibrate`; the point surprise keeps one history for
+  upward and one for downward deviations, so a series that surges often can still be
+  surprised by a drop); the views are combined by the minimum p-value with a weighted
+  Bonferroni factor (``view_weights``: the point view gets the largest share of the
+  false-alarm budget), so the ensemble misses only when all views miss.
 * **novelty**: surprise already explained by a recent, larger surprise is not news: the
   reported ``-log p`` is reduced by a memory of recent surprise that fades by
-  ``novelty_decay`` nats per point, kept per direction (a drop right after a spike is still
-  news). A long incident therefore scores high at its onset and
-  when it escalates, not on every point (one incident, one alert).
+  ``novelty_decay`` nats per point. The memory is kept per direction (a drop right after a
+  spike is still news; the other direction's memory counts at ``novelty_cross``). A long
+  incident therefore scores high at its onset and when it escalates, not on every point
+  (one incident, one alert).
 
 Counters (monotonic, mostly increasing, with rare drops) are detected after
 ``warmup_points`` and modelled as rates; a drop is a reset and is neither scored nor learned.
