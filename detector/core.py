@@ -54,7 +54,11 @@ Works poorly when
 * anomalies are slow drifts over many seasons (the baselines follow them);
 * a series has fewer than ``warmup_points`` points (nothing is scored) or less than one
   season of history (no seasonal view yet);
-* seasonality is not a whole fraction of ``season_s`` (only one period is modelled).
+* seasonality is not a whole fraction of ``season_s`` (only one period is modelled). A
+  weekly pattern on top of the daily one (weekday / weekend levels) is adapted to rather
+  than modelled: after the first weekend it no longer reaches a paging threshold (0.9999),
+  but at the NAB-tuned default each switch can still page (about once per switch for a
+  40 % weekend drop); ``season_s=604800`` (a weekly profile in 70-minute bins) halves that.
 """
 
 from __future__ import annotations

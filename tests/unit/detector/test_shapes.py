@@ -229,3 +229,23 @@ def test_a_drop_right_after_a_spike_is_news_but_a_smaller_spike_is_not() -> None
     # with the other direction's memory counted in full, the outage would be muted
     muted = run(x, novelty_cross=1.0)
     assert muted.score[2020] < 0.9
+
+
+def test_weekday_weekend_levels_stop_paging_after_the_first_week() -> None:
+    """A weekly pattern is not modelled explicitly (one season); the views adapt to it: the
+    first weekend pages, later weekday/weekend switches do not (paging threshold)."""
+    rng = np.random.default_rng(11)
+    n = DAY * 7 * 5
+    t = np.arange(n)
+    ts = t * STEP_S
+    dow = np.floor(np.mod(ts, 7 * 86_400.0) / 86_400.0)
+    weekend = (dow == 2) | (dow == 3)  # unix day 0 was a Thursday
+    x = np.where(weekend, 60.0, 100.0) + 15.0 * np.sin(2 * np.pi * t / DAY) + rng.normal(0, 2, n)
+    res = run(x, ts, **PAGING)
+    fired_days = sorted({int(i) // DAY for i in np.flatnonzero(res.fired)})
+    assert fired_days and fired_days[0] == 2, fired_days  # the first Saturday is news
+    assert all(d < 7 for d in fired_days), f"paged again on days {fired_days}"
+    # and the band follows the weekend level once it has been seen
+    late_sat = DAY * 30 + DAY // 2
+    assert weekend[late_sat]
+    assert abs(res.expected[late_sat] - x[late_sat]) < 10.0
