@@ -249,3 +249,30 @@ def test_weekday_weekend_levels_stop_paging_after_the_first_week() -> None:
     late_sat = DAY * 30 + DAY // 2
     assert weekend[late_sat]
     assert abs(res.expected[late_sat] - x[late_sat]) < 10.0
+
+
+def test_trend_does_not_page_and_a_spike_on_it_does() -> None:
+    other = 0
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        n = 4000
+        x = 50.0 + 0.05 * np.arange(n) + rng.normal(0.0, 1.0, n)  # +200 over the run
+        x[3500] += 12.0
+        res = run(x, **PAGING)
+        fired = np.flatnonzero(res.fired[200:]) + 200
+        assert 3500 in fired.tolist()
+        other += int(fired.size) - 1
+        # the forecast keeps up with the trend
+        assert abs(res.expected[3000] - (50.0 + 0.05 * 3000)) < 3.0
+    # pure noise pages about once in 10,000 points at this threshold; 19,000 points here
+    assert other <= 2, f"the trend paged {other} times"
+
+
+def test_a_noisy_series_that_goes_flat_is_flagged() -> None:
+    """A stuck sensor: a noisy metric suddenly repeats one value (variance drop)."""
+    rng = np.random.default_rng(13)
+    x = rng.normal(100.0, 5.0, 3000)
+    x[2500:] = x[2499]
+    res = run(x)
+    fired = np.flatnonzero(res.fired)
+    assert fired.size and 2500 <= fired[fired >= 2500][0] <= 2520, fired[-5:]
