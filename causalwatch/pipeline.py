@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from causalwatch.checkpoint import Checkpoint, RedisCheckpointStore
-from causalwatch.errors import BackendError, RecordError, SchemaError
+from causalwatch.errors import BackendError, RecordError
 from causalwatch.models import AnomalyEvent, Explanation, RawRecord, SampleBatch
 from causalwatch.publish.metrics import IncidentScore, PipelineStats, SeriesView
 from causalwatch.series import SeriesIndex, labels_match, series_hash
@@ -39,7 +39,7 @@ from causalwatch.wire import SCORE_FIELDS, decode_columns, encode_columns
 from detector.core import Detector, DetectorConfig, DetectorResult
 from explainer.core import Explainer, ExplainerConfig
 from explainer.dag import DependencyGraph
-from ingest import IngestLimits, assign_rows, decode_batch
+from ingest import IngestLimits, IngestSchemaError, assign_rows, decode_batch
 
 __all__ = [
     "Cores",
@@ -235,16 +235,12 @@ def out_of_order_errors(
         origin = int(batch.origin[i])
         rec = records[origin] if records is not None and origin >= 0 else None
         errors.append(
-            SchemaError(
+            IngestSchemaError(
                 f"field 'timestamp' {batch.ts[i]!r} is not after the last sample of series "
                 f"{batch.series_keys[i]}",
                 reason="out_of_order",
                 field="timestamp",
-                raw=rec.value if rec else None,
-                topic=rec.topic if rec else None,
-                partition=rec.partition if rec else None,
-                offset=rec.offset if rec else None,
-                key=rec.key if rec else None,
+                record=rec,
             )
         )
     return errors

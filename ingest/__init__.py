@@ -35,8 +35,6 @@ from ingest.validate import (
     IngestDecodeError,
     IngestLimits,
     IngestSchemaError,
-    key_of,
-    sample_index_of,
 )
 
 if TYPE_CHECKING:
@@ -57,9 +55,7 @@ __all__ = [
     "decode_batch",
     "decode_record",
     "ensure_topics",
-    "key_of",
     "next_offsets",
-    "sample_index_of",
 ]
 
 _ADAPTERS = {

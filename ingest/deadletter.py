@@ -29,7 +29,6 @@ from collections import defaultdict
 from typing import Protocol
 
 from causalwatch.errors import BackendError, RecordError
-from ingest.validate import key_of, sample_index_of
 
 __all__ = ["DeadLetterSink", "dead_letter_item"]
 
@@ -80,13 +79,13 @@ def dead_letter_item(
         headers.append(("x-causalwatch-source-partition", str(err.partition).encode()))
     if err.offset is not None:
         headers.append(("x-causalwatch-source-offset", str(err.offset).encode()))
-    idx = sample_index_of(err)
+    idx = err.sample_index
     if idx is not None:
         headers.append(("x-causalwatch-sample-index", str(idx).encode()))
     if len(value) > max_value_bytes:
         headers.append(("x-causalwatch-truncated", str(len(value)).encode()))
         value = value[:max_value_bytes]
-    return topic, (key_of(err), value, headers)
+    return topic, (err.key, value, headers)
 
 
 class DeadLetterSink:

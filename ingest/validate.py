@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Protocol
 
-from causalwatch.errors import DecodeError, RecordError, SchemaError
+from causalwatch.errors import DecodeError, SchemaError
 from causalwatch.models import RawRecord
 
 __all__ = [
@@ -71,9 +71,7 @@ __all__ = [
     "check_value",
     "is_valid_label_name",
     "is_valid_metric_name",
-    "key_of",
     "parse_rfc3339",
-    "sample_index_of",
 ]
 
 REASONS: frozenset[str] = frozenset(
@@ -207,16 +205,6 @@ class IngestSchemaError(SchemaError):
         super().__init__(
             message, reason=reason, field=field, sample_index=sample_index, **_origin(record)
         )
-
-
-def sample_index_of(err: RecordError) -> int | None:
-    """The bad sample's index inside its record, or None for a whole-record error."""
-    return err.sample_index
-
-
-def key_of(err: RecordError) -> bytes | None:
-    """The Kafka key of the record the error came from, when known."""
-    return err.key
 
 
 # A check returns None when fine, else (reason, field, message); the decoder turns that

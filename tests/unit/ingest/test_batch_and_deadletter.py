@@ -11,7 +11,7 @@ from causalwatch.series import SeriesIndex
 from ingest.batch import assign_rows, next_offsets
 from ingest.deadletter import DeadLetterSink, dead_letter_item
 from ingest.decode import decode_batch
-from ingest.validate import IngestLimits, IngestSchemaError, sample_index_of
+from ingest.validate import IngestLimits, IngestSchemaError
 
 NOW = 1_700_000_100.0
 
@@ -80,7 +80,7 @@ def test_dead_letter_item_truncates_huge_values_and_handles_sourceless_errors() 
     plain = RecordError("from elsewhere", reason="bad_type")
     topic, (key, raw, headers) = dead_letter_item(plain, default_topic="fallback.dlq")
     assert (topic, key, raw) == ("fallback.dlq", None, b"")
-    assert sample_index_of(plain) is None
+    assert plain.sample_index is None
     assert dict(headers)["x-causalwatch-reason"] == b"bad_type"
 
 

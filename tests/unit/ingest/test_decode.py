@@ -12,7 +12,7 @@ from causalwatch.errors import ConfigError, DecodeError, SchemaError
 from causalwatch.models import RawRecord, SampleBatch
 from causalwatch.series import series_key
 from ingest.decode import _parse_line, _parse_line_escaped, decode_batch, decode_record
-from ingest.validate import IngestLimits, sample_index_of
+from ingest.validate import IngestLimits
 
 NOW = 1_700_000_100.0
 LIMITS = IngestLimits()
@@ -110,7 +110,7 @@ def test_mixed_good_and_bad_samples_keep_good_and_index_bad() -> None:
     )
     batch, errors = one(msg, "json", offset=42)
     assert batch.series_keys == ["ok", "ok"]
-    got = [(e.reason, sample_index_of(e), e.offset, e.raw) for e in errors]
+    got = [(e.reason, e.sample_index, e.offset, e.raw) for e in errors]
     assert got == [
         ("nan_value", 1, 42, msg.encode()),
         ("bad_type", 2, 42, msg.encode()),
@@ -199,7 +199,7 @@ def test_influx_escaping() -> None:
         'disk_io_x_w_x{eq_k="v=1",mount_point="/mnt/a b",path="C:\\\\\\\\data"}',
     ]
     assert batch.value.tolist() == [5.0, 2.0]
-    assert [(e.reason, e.field, sample_index_of(e)) for e in errors] == [
+    assert [(e.reason, e.field, e.sample_index) for e in errors] == [
         ("non_numeric_field", "note", 0)
     ]
 
@@ -237,7 +237,7 @@ def test_influx_comments_blank_lines_crlf_and_bad_line() -> None:
     msg = "# comment\n\nm,a=1 v=1 1700000000000000000\r\nthis is not line protocol\nm v=2\n"
     batch, errors = one(msg, "influx")
     assert batch.value.tolist() == [1.0, 2.0]
-    assert [(e.reason, sample_index_of(e)) for e in errors] == [("not_format", 3)]
+    assert [(e.reason, e.sample_index) for e in errors] == [("not_format", 3)]
     assert isinstance(errors[0], DecodeError)
 
 
@@ -295,7 +295,7 @@ def test_fast_and_escaped_line_parsers_agree(line: str) -> None:
 def test_whole_record_errors(value: bytes, fmt: str, reason: str) -> None:
     batch, errors = one(value, fmt)
     assert len(batch) == 0
-    assert [(e.reason, sample_index_of(e)) for e in errors] == [(reason, None)]
+    assert [(e.reason, e.sample_index) for e in errors] == [(reason, None)]
     assert errors[0].raw == value and errors[0].topic == "m"
 
 
@@ -370,7 +370,7 @@ def test_too_many_samples_dead_letters_whole_record() -> None:
 def test_per_sample_reasons(sample: dict[str, object], reason: str, field: str) -> None:
     batch, errors = one(json.dumps(sample), "json")
     assert len(batch) == 0
-    assert [(e.reason, e.field, sample_index_of(e)) for e in errors] == [(reason, field, 0)]
+    assert [(e.reason, e.field, e.sample_index) for e in errors] == [(reason, field, 0)]
     assert field.split(".")[-1] in str(errors[0])  # the message names the field
 
 
@@ -413,8 +413,8 @@ def test_batch_equals_one_by_one() -> None:
     assert np.array_equal(whole.ts, joined.ts)
     assert np.array_equal(whole.value, joined.value)
     assert np.array_equal(whole.origin, joined.origin)
-    assert [(e.reason, e.offset, sample_index_of(e)) for e in whole_errors] == [
-        (e.reason, e.offset, sample_index_of(e)) for e in part_errors
+    assert [(e.reason, e.offset, e.sample_index) for e in whole_errors] == [
+        (e.reason, e.offset, e.sample_index) for e in part_errors
     ]
     assert len(whole) == 1 + 1 + 6 + 1
     assert not np.isnan(whole.value).any()
