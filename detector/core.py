@@ -467,7 +467,8 @@ class Detector:
         a = np.minimum(np.abs(np.stack([z1, z2, z3], axis=1)), 60.0)
         a = np.where(np.isfinite(a), a, 60.0)
         tails = s["tails"][rows]
-        point = np.where((z1 >= 0)[:, None], tails[:, 0, :], s["tail_dn"][rows])
+        up = z1 >= 0  # the direction of the point surprise (its table and its memory)
+        point = np.where(up[:, None], tails[:, 0, :], s["tail_dn"][rows])
         p_each = np.stack(
             [
                 tail_probability(
@@ -489,7 +490,6 @@ class Detector:
         # novelty: surprise already explained by a recent, larger surprise in the same
         # direction (or a much larger one in the other) is not news
         surprise = -np.log(np.maximum(p_raw, 1e-300))
-        up = r >= 0
         m_up, m_dn = s["surprise_mem"][rows], s["surprise_mem_dn"][rows]
         same, other = np.where(up, m_up, m_dn), np.where(up, m_dn, m_up)
         mem = np.maximum(same, c.novelty_cross * other)
@@ -511,7 +511,7 @@ class Detector:
             "hk": hk, "r": r, "rc": rc, "f_new": f_new, "q_new": q_new, "z2": z2, "a": a,
             "p": p, "score": score, "severity": severity, "expected": exp_x,
             "lower": exp_x - half_x, "upper": exp_x + half_x, "scored": scored,
-            "surprise": surprise, "floor": floor, "bs": bs, "z1": z1,
+            "surprise": surprise, "floor": floor, "bs": bs, "up": up,
         }  # fmt: skip
 
     def _learn(self, rows: IntArray, ts: FloatArray, x: FloatArray, e: dict[str, Any]) -> None:
@@ -614,7 +614,8 @@ class Detector:
         a = e["a"][ok]
         wm = warm[:, None]
         # the point view's table is per direction: each side learns from its own points only
-        up1 = (e["z1"][ok] >= 0)[:, None]
+        up = e["up"][ok]
+        up1 = up[:, None]
         t_dn = s["tail_dn"][rr]
         point = update_table(np.where(up1, tails[:, 0, :], t_dn), a[:, 0], c.tail_rate)
         s["tail_dn"][rr] = np.where(wm & ~up1, point, t_dn)
@@ -640,7 +641,7 @@ class Detector:
             run = np.where(shifted, 0, run)
         s["shift_run"][rr] = run
         s["n_model"][rr] = nm + 1
-        su, up = e["surprise"][ok], e["r"][ok] >= 0
+        su = e["surprise"][ok]
         for name, side in (("surprise_mem", up), ("surprise_mem_dn", ~up)):
             mem = np.maximum(s[name][rr], np.where(side, su, 0.0)) - c.novelty_decay
             s[name][rr] = np.maximum(mem, 0.0)
