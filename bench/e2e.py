@@ -24,11 +24,11 @@ from typing import Any
 
 import redis
 
-from causalwatch.demo import produce_scenario
-from causalwatch.embedded import EmbeddedBroker, EmbeddedRedis, free_port
-from causalwatch.service import serve
+from causalwatch.app.demo import produce_scenario
+from causalwatch.app.service import serve
 from causalwatch.settings import load_settings
-from causalwatch.simulate import microservice_demo_scenario, simulate
+from causalwatch.tooling.embedded import EmbeddedBroker, EmbeddedRedis, free_port
+from causalwatch.tooling.simulate import microservice_demo_scenario, simulate
 from ingest.kafka_sink import KafkaSink, ensure_topics
 
 

@@ -1,6 +1,6 @@
 """Incremental Granger: precision/recall of learned edges against the true graph, and cost.
 
-Data: :func:`causalwatch.simulate.simulate` service graphs (latency per node, lagged linear
+Data: :func:`causalwatch.tooling.simulate.simulate` service graphs (latency per node, lagged linear
 and non-linear effects, daily load pattern, AR(1) noise), the normal part only (before the
 fault). The true causal edges are callee -> caller; each acts with a lag of 0..max_lag
 steps, and Granger can only see lags >= 1, so recall is reported for all edges and for the
@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from causalwatch.simulate import simulate
+from causalwatch.tooling.simulate import simulate
 from explainer.granger import GrangerState, select_pairs
 
 

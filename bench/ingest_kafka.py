@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ingest_decode import NOW, influx, json_array, prometheus
 
-from causalwatch.embedded import EmbeddedBroker
 from causalwatch.settings import KafkaSettings, TopicSettings
+from causalwatch.tooling.embedded import EmbeddedBroker
 from ingest import (
     IngestLimits,
     KafkaSink,

@@ -10,7 +10,7 @@ What it does (scoring rules: ../shared/data/nab-dev/SCORING.md, see bench/_nab_s
 1. Checks the scorer on NAB's published windowed-Gaussian scores (must give 38.63 / 17.22 /
    47.38).
 2. Runs the product detector over all dev files through the replay code path
-   (``causalwatch.replay.score_arrays``: the same decode -> detect path as
+   (``causalwatch.app.replay.score_arrays``: the same decode -> detect path as
    ``causalwatch replay --scores-out``; ``--direct`` calls ``Detector.step`` instead), and
    the peers: river StandardAbsoluteDeviation and HalfSpaceTrees, and NAB's windowed
    Gaussian. Every detector scores each point before learning it.
@@ -112,7 +112,7 @@ def run_product(corpus: Corpus, direct: bool) -> tuple[list[np.ndarray], list[np
     t0 = time.perf_counter()
     if not direct:
         try:
-            from causalwatch.replay import score_arrays
+            from causalwatch.app.replay import score_arrays
             from causalwatch.settings import load_settings
         except ImportError:
             direct = True

@@ -1,6 +1,6 @@
 """Root-cause ranking on simulated service graphs with known truth.
 
-Scenarios: :func:`causalwatch.simulate.simulate` (random service DAGs of 10/50/200 nodes,
+Scenarios: :func:`causalwatch.tooling.simulate.simulate` (random service DAGs of 10/50/200 nodes,
 lagged linear and non-linear callee -> caller effects, daily load, AR(1) noise) with one
 fault (latency_shift, error_burst, saturation, variance_change, slow_drift) at one root
 (``--roots 2`` for two). The series explained is the scenario's ``target_series``: the
@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _rca_common import Progress, dowhy_attribute, hit_at, print_table, ranked_nodes
 
 from causalwatch.series import SeriesIndex
-from causalwatch.simulate import FAULT_KINDS, Scenario, simulate
+from causalwatch.tooling.simulate import FAULT_KINDS, Scenario, simulate
 from explainer.core import Explainer, ExplainerConfig
 from explainer.dag import DependencyGraph, Edge
 

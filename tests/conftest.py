@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from causalwatch.embedded import EmbeddedBroker, EmbeddedRedis
+from causalwatch.tooling.embedded import EmbeddedBroker, EmbeddedRedis
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SHARED_DATA = SHARED / "data"

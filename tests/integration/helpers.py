@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from causalwatch.embedded import free_port
-from causalwatch.service import Service
+from causalwatch.app.service import Service
 from causalwatch.settings import Settings, load_settings
-from causalwatch.simulate import Scenario, microservice_demo_scenario
+from causalwatch.tooling.embedded import free_port
+from causalwatch.tooling.simulate import Scenario, microservice_demo_scenario
 
 
 def stage_settings(

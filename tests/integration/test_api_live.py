@@ -15,9 +15,9 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from causalwatch.embedded import free_port
 from causalwatch.publish.webhooks import verify_signature
 from causalwatch.settings import WebhookSettings
+from causalwatch.tooling.embedded import free_port
 from tests.unit.publish.test_api import ALERT_PAYLOAD, AT_FAULT, TOKEN, Stack, make_stack
 from tests.unit.publish.test_webhooks import Receiver, make_explanation
 

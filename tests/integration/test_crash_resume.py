@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import redis
 
-from causalwatch.checkpoint import RedisCheckpointStore
-from causalwatch.demo import produce_scenario
-from causalwatch.embedded import free_port
+from causalwatch.app.demo import produce_scenario
 from causalwatch.settings import load_settings
-from causalwatch.simulate import microservice_demo_scenario
+from causalwatch.store.checkpoint import RedisCheckpointStore
+from causalwatch.tooling.embedded import free_port
+from causalwatch.tooling.simulate import microservice_demo_scenario
 from ingest.kafka_sink import KafkaSink, ensure_topics
 
 N_POINTS = 500
@@ -49,7 +49,7 @@ def _env(broker: Any, redis_server: Any, uid: str, graph: Path) -> dict[str, str
 
 def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "causalwatch.cli", "run", "all"],
+        [sys.executable, "-m", "causalwatch.app.cli", "run", "all"],
         env=env,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,

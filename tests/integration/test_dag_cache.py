@@ -8,8 +8,8 @@ import pytest
 import redis
 
 from causalwatch.errors import BackendError
+from causalwatch.store.graph import RedisDagCache
 from explainer.dag import DependencyGraph, Edge
-from explainer.redis_dag_cache import RedisDagCache
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +94,7 @@ def test_patch_on_empty_store_starts_from_empty_graph(client: redis.Redis, uid: 
 
 
 def test_unreachable_redis_is_a_retryable_backend_error(uid: str) -> None:
-    from causalwatch.embedded import free_port
+    from causalwatch.tooling.embedded import free_port
 
     c = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)
     cache = RedisDagCache(c, prefix=f"x{uid}:")
@@ -108,8 +108,8 @@ def test_unreachable_redis_is_a_retryable_backend_error(uid: str) -> None:
 def test_learned_edges_are_shared_without_a_version_bump(redis_server, uid) -> None:  # type: ignore[no-untyped-def]
     import redis as redis_lib
 
+    from causalwatch.store.graph import RedisDagCache
     from explainer.dag import DependencyGraph, Edge
-    from explainer.redis_dag_cache import RedisDagCache
 
     cache = RedisDagCache(redis_lib.Redis.from_url(redis_server.url), prefix=f"l{uid}:")
     v = cache.put(DependencyGraph([Edge("db", "api")]))

@@ -22,12 +22,12 @@ import redis
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from causalwatch.checkpoint import RedisCheckpointStore
-from causalwatch.demo import produce_scenario
-from causalwatch.embedded import free_port
-from causalwatch.service import Service, serve
+from causalwatch.app.demo import produce_scenario
+from causalwatch.app.service import Service, serve
 from causalwatch.settings import Settings, load_settings
-from causalwatch.simulate import Scenario, microservice_demo_scenario
+from causalwatch.store.checkpoint import RedisCheckpointStore
+from causalwatch.tooling.embedded import free_port
+from causalwatch.tooling.simulate import Scenario, microservice_demo_scenario
 from ingest.kafka_sink import KafkaSink, ensure_topics
 
 pytestmark = pytest.mark.integration

@@ -10,10 +10,10 @@ import pytest
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 
-from causalwatch.embedded import EmbeddedBroker
 from causalwatch.errors import BackendError
 from causalwatch.models import RawRecord
 from causalwatch.settings import KafkaSettings, TopicSettings
+from causalwatch.tooling.embedded import EmbeddedBroker
 from ingest import (
     DeadLetterSink,
     IngestLimits,

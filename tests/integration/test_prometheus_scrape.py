@@ -32,9 +32,9 @@ import numpy as np
 import pytest
 import yaml
 
-from causalwatch.embedded import free_port
-from causalwatch.service import Service, serve
+from causalwatch.app.service import Service, serve
 from causalwatch.settings import Settings, load_settings
+from causalwatch.tooling.embedded import free_port
 from ingest.kafka_sink import KafkaSink, ensure_topics
 
 pytestmark = pytest.mark.integration

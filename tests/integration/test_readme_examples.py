@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from causalwatch.cli import main
+from causalwatch.app.cli import main
 from causalwatch.models import RawRecord
 from causalwatch.settings import load_settings
 from explainer.dag import load_graph

@@ -6,7 +6,7 @@ import pytest
 import redis
 
 from causalwatch.models import Explanation, RootCause, Target, TimeWindow
-from causalwatch.publish.redis import ResultStore
+from causalwatch.store.results import ResultStore
 
 
 def _exp(incident: str, node: str, version: int = 1, at: float = 1000.0) -> Explanation:
@@ -90,8 +90,8 @@ def test_stream_is_capped(store: ResultStore) -> None:
 
 
 def test_backend_down_is_a_backend_error() -> None:
-    from causalwatch.embedded import free_port
     from causalwatch.errors import BackendError
+    from causalwatch.tooling.embedded import free_port
 
     dead = ResultStore(redis.Redis(port=free_port(), socket_connect_timeout=0.2))
     with pytest.raises(BackendError) as exc:

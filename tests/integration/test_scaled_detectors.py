@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from causalwatch.demo import produce_scenario
-from causalwatch.service import Service, serve
+from causalwatch.app.demo import produce_scenario
+from causalwatch.app.service import Service, serve
 from ingest.kafka_sink import KafkaSink, ensure_topics
 from tests.integration.helpers import input_topics, shop, stage_settings, stop_all, wait_for
 

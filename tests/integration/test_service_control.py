@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import redis
 
-from causalwatch.embedded import free_port
-from causalwatch.publish.feedback import FeedbackStore
+from causalwatch.app.service import serve
 from causalwatch.series import series_key
-from causalwatch.service import serve
 from causalwatch.settings import load_settings
+from causalwatch.store.feedback import FeedbackStore
+from causalwatch.store.graph import RedisDagCache
+from causalwatch.tooling.embedded import free_port
 from explainer.dag import DependencyGraph, Edge
-from explainer.redis_dag_cache import RedisDagCache
 from ingest.kafka_sink import KafkaSink, ensure_topics
 
 pytestmark = pytest.mark.integration

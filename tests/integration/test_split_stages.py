@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from causalwatch.demo import produce_scenario
-from causalwatch.service import Service, serve
+from causalwatch.app.demo import produce_scenario
+from causalwatch.app.service import Service, serve
 from causalwatch.settings import load_settings
 from ingest.kafka_sink import KafkaSink, ensure_topics
 from tests.integration.helpers import shop, stage_settings, stop_all
@@ -86,7 +86,7 @@ def test_demo_produce_only_streams_into_an_existing_broker(broker: Any, uid: str
     """What docker-compose's demo-producer runs: history at once, then paced live steps."""
     from kafka import KafkaConsumer, TopicPartition
 
-    from causalwatch.demo import INFLUX_TOPIC, JSON_TOPIC, PROM_TOPIC, produce_only
+    from causalwatch.app.demo import INFLUX_TOPIC, JSON_TOPIC, PROM_TOPIC, produce_only
 
     settings = load_settings(kafka={"bootstrap_servers": broker.bootstrap})
     fake_now = [time.time()]

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from causalwatch.cli import main
-from causalwatch.replay import parse_timestamp, score_arrays
+from causalwatch.app.cli import main
+from causalwatch.app.replay import parse_timestamp, score_arrays
 
 GOLDEN = Path(__file__).parent / "golden" / "shop"
 

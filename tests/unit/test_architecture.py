@@ -66,7 +66,7 @@ def test_cores_read_no_environment(module: str) -> None:
         "causalwatch.models",
         "causalwatch.series",
         "causalwatch.settings",
-        "causalwatch.pipeline",
+        "causalwatch.app.pipeline",
     ],
 )
 def test_all_is_declared_and_complete(package: str) -> None:

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from causalwatch.checkpoint import SCHEMA_VERSION, Checkpoint, decode, encode
 from causalwatch.errors import StateError
+from causalwatch.store.checkpoint import SCHEMA_VERSION, Checkpoint, decode, encode
 
 
 def test_round_trip_arrays_meta_offsets() -> None:

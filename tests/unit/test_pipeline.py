@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from causalwatch.app.pipeline import build_cores, evict_stale, in_order_mask, process_samples
 from causalwatch.models import SampleBatch
-from causalwatch.pipeline import build_cores, evict_stale, in_order_mask, process_samples
 from causalwatch.settings import load_settings
 
 
@@ -110,7 +110,7 @@ def test_sensitivity_rules_apply_to_new_and_reused_rows() -> None:
 def test_changed_sensitivity_rules_reach_restored_series() -> None:
     """A checkpoint taken under one set of rules, restored under another: the live series
     get the new rules (the state's own sensitivity is overwritten)."""
-    from causalwatch.pipeline import AllStage, Sinks
+    from causalwatch.app.pipeline import AllStage, Sinks
     from causalwatch.publish.metrics import PipelineStats
 
     keys = ['m{service="batch"}', 'm{service="web"}']

@@ -10,7 +10,7 @@ import pytest
 
 from causalwatch.errors import ConfigError
 from causalwatch.series import series_key
-from causalwatch.simulate import (
+from causalwatch.tooling.simulate import (
     FAULT_KINDS,
     METRICS,
     demo_service_graph,

@@ -14,7 +14,7 @@ from tests.unit.deploy.helpers import ALERTMANAGER_FILE, load_compose, load_yaml
 
 def api_paths() -> dict[str, set[str]]:
     """path -> HTTP methods of the real causalwatch API, from its OpenAPI schema."""
-    from causalwatch.publish.http_api import create_app
+    from causalwatch.publish.api import create_app
 
     app = create_app(
         store=None,  # type: ignore[arg-type]

@@ -233,7 +233,7 @@ def test_kafka_topics_exist_before_the_stages_start() -> None:
 
 
 def test_stage_commands_parse_with_the_real_cli() -> None:
-    from causalwatch.cli import _parser
+    from causalwatch.app.cli import _parser
 
     for name in STAGE_SERVICES:
         args = _parser().parse_args(services()[name]["command"])
@@ -241,7 +241,7 @@ def test_stage_commands_parse_with_the_real_cli() -> None:
 
 
 def test_demo_producer_command_parses_with_the_real_cli() -> None:
-    from causalwatch.cli import _parser
+    from causalwatch.app.cli import _parser
 
     args = _parser().parse_args(services()["demo-producer"]["command"])
     assert args.command == "demo"

@@ -19,15 +19,15 @@ import redis
 from fastapi import FastAPI
 
 from causalwatch.models import Explanation
-from causalwatch.publish.feedback import FeedbackStore
-from causalwatch.publish.http_api import alert_target, create_app, parse_rfc3339
-from causalwatch.publish.redis import ResultStore
+from causalwatch.publish.api import alert_target, create_app, parse_rfc3339
 from causalwatch.publish.webhooks import WebhookDispatcher
 from causalwatch.series import SeriesIndex
 from causalwatch.settings import PublishSettings, WebhookSettings
+from causalwatch.store.feedback import FeedbackStore
+from causalwatch.store.graph import RedisDagCache
+from causalwatch.store.results import ResultStore
 from explainer.core import Explainer, ExplainerConfig
 from explainer.dag import DependencyGraph, Edge
-from explainer.redis_dag_cache import RedisDagCache
 from tests.unit.publish.test_webhooks import Receiver, make_explanation
 
 TOKEN = "t0ken"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 
-from causalwatch.publish.feedback import FeedbackStore, Mute, mute_id
+from causalwatch.store.feedback import FeedbackStore, Mute, mute_id
 
 
 def store(redis_server, uid) -> FeedbackStore:

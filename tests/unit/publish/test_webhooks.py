@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 import redis
 
-from causalwatch.embedded import free_port
 from causalwatch.models import Explanation, RootCause, Target, TimeWindow
 from causalwatch.publish.webhooks import (
     AlertEvent,
@@ -22,6 +21,7 @@ from causalwatch.publish.webhooks import (
     verify_signature,
 )
 from causalwatch.settings import PublishSettings, WebhookSettings
+from causalwatch.tooling.embedded import free_port
 
 SECRET = "s3cret"
 

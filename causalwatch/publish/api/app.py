@@ -49,9 +49,9 @@ from causalwatch.errors import (
     StateError,
 )
 from causalwatch.models import Explanation
-from causalwatch.publish.feedback import FalsePositive, Mute
 from causalwatch.publish.webhooks import AlertEvent
 from causalwatch.series import series_key, split_series_key
+from causalwatch.store.feedback import FalsePositive, Mute
 from explainer.dag import DependencyGraph, Edge
 
 __all__ = ["AlertEnricher", "alert_target", "create_app", "parse_rfc3339"]
@@ -472,12 +472,12 @@ def create_app(
     Parameters
     ----------
     store
-        Incidents and explanations (:class:`causalwatch.publish.redis.ResultStore`).
+        Incidents and explanations (:class:`causalwatch.store.results.ResultStore`).
     graph_cache
-        The versioned given graph (:class:`explainer.redis_dag_cache.RedisDagCache`); None
+        The versioned given graph (:class:`causalwatch.store.graph.RedisDagCache`); None
         makes the graph routes answer 503.
     feedback
-        Mutes and false positives (:class:`causalwatch.publish.feedback.FeedbackStore`).
+        Mutes and false positives (:class:`causalwatch.store.feedback.FeedbackStore`).
     explain
         ``explain(node, series_key | None, at_unix_s) -> Explanation``, raising
         ``StateError`` for an unknown node/series or a time without data. It is called from

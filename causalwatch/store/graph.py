@@ -65,7 +65,7 @@ class RedisDagCache:
     Parameters
     ----------
     client
-        A redis-py client (``causalwatch.publish.redis.connect``); owned by the caller.
+        A redis-py client (``causalwatch.store.results.connect``); owned by the caller.
     prefix
         Key prefix, ``causalwatch:`` by default.
     max_retries

@@ -30,9 +30,9 @@ from typing import IO, Any
 import numpy as np
 import numpy.typing as npt
 
+from causalwatch.app.pipeline import Cores, StepOutput, build_cores, ingest_limits, process_samples
 from causalwatch.errors import CausalwatchError, ConfigError, DecodeError, RecordError
 from causalwatch.models import Explanation, RawRecord, SampleBatch
-from causalwatch.pipeline import Cores, StepOutput, build_cores, ingest_limits, process_samples
 from causalwatch.series import series_key
 from causalwatch.settings import Settings, load_settings
 from explainer.dag import DependencyGraph, load_graph

@@ -1,7 +1,7 @@
 """Assemble one live process: settings -> adapters -> stage loop, plus HTTP servers.
 
 ``causalwatch run [all|ingest|detector|explainer]`` calls :func:`serve`. Each piece is a
-small adapter passed into :func:`causalwatch.pipeline.run_stage`; nothing here holds an
+small adapter passed into :func:`causalwatch.app.pipeline.run_stage`; nothing here holds an
 algorithm. Threads: the stage loop (caller's thread), the metrics HTTP server, the HTTP API
 (``all`` and ``explainer``), the webhook dispatcher (``all`` and ``explainer``).
 """
@@ -18,10 +18,7 @@ from typing import Any
 import numpy as np
 
 from causalwatch import __version__
-from causalwatch.checkpoint import RedisCheckpointStore
-from causalwatch.errors import BackendError, CausalwatchError
-from causalwatch.models import Explanation
-from causalwatch.pipeline import (
+from causalwatch.app.pipeline import (
     STAGES,
     Cores,
     Sinks,
@@ -34,11 +31,14 @@ from causalwatch.pipeline import (
     sensitivity_for,
     series_view,
 )
+from causalwatch.errors import BackendError, CausalwatchError
+from causalwatch.models import Explanation
 from causalwatch.publish.metrics import MetricsServer, PipelineStats, build_registry
-from causalwatch.publish.redis import ResultStore, connect
 from causalwatch.settings import Settings
+from causalwatch.store.checkpoint import RedisCheckpointStore
+from causalwatch.store.graph import RedisDagCache
+from causalwatch.store.results import ResultStore, connect
 from explainer.dag import DependencyGraph, load_graph
-from explainer.redis_dag_cache import RedisDagCache
 
 __all__ = ["Service", "serve"]
 
@@ -248,7 +248,7 @@ def serve(
     feedback_sync = None
     api_url = None
     svc = Service(settings, stage, stats, metrics.url, None, results, stop, closers=closers)
-    from causalwatch.publish.feedback import FeedbackStore
+    from causalwatch.store.feedback import FeedbackStore
 
     feedback = FeedbackStore(client, prefix=prefix)
     if wants_detector:
@@ -284,7 +284,7 @@ def serve(
 
     if stage_name == "detector":
         # Scaled detectors hand series state over with their partitions.
-        from causalwatch.partition_state import PartitionCheckpoints
+        from causalwatch.store.partitions import PartitionCheckpoints
 
         stage.partitions = PartitionCheckpoints(
             cores, client, f"{checkpoints.key}:partition", detector_config(settings)
@@ -304,7 +304,7 @@ def serve(
 
     lease = None
     if stage_name == "explainer":
-        from causalwatch.lease import RedisLease
+        from causalwatch.store.lease import RedisLease
 
         lease = RedisLease(
             client,
@@ -385,7 +385,7 @@ def _start_api(
 ) -> str:
     import uvicorn
 
-    from causalwatch.publish.http_api import create_app
+    from causalwatch.publish.api import create_app
 
     cores = svc.cores
 

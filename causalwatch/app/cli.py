@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo" and args.produce_only:
-        from causalwatch.demo import produce_only
+        from causalwatch.app.demo import produce_only
 
         settings = load_settings(args.config)
         configure_logging(settings.log_level)
@@ -151,7 +151,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.WARNING)
         logging.getLogger("kafka").setLevel(logging.ERROR)
         logging.getLogger("explainer").setLevel(logging.WARNING)
-        from causalwatch.demo import run_demo
+        from causalwatch.app.demo import run_demo
 
         return run_demo(once=args.once, timeout_s=args.timeout, seed=args.seed)
     if args.command == "simulate":
@@ -159,7 +159,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     configure_logging(settings.log_level)
     if args.command == "run":
-        from causalwatch.service import serve
+        from causalwatch.app.service import serve
 
         stop = threading.Event()
 
@@ -172,7 +172,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         serve(settings, args.stage, stop=stop)
         return 0
     if args.command == "replay":
-        from causalwatch.replay import replay_file
+        from causalwatch.app.replay import replay_file
 
         summary = replay_file(
             args.input,
@@ -205,11 +205,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace, settings: Any) -> int:
-    from causalwatch.replay import Target, parse_timestamp
+    from causalwatch.app.replay import Target, parse_timestamp
 
     at = parse_timestamp(args.at)
     if args.input is not None:
-        from causalwatch.replay import explain_offline
+        from causalwatch.app.replay import explain_offline
 
         exp, error = explain_offline(
             args.input,
@@ -236,7 +236,7 @@ def _explain(args: argparse.Namespace, settings: Any) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from causalwatch.simulate import microservice_demo_scenario, simulate, write_scenario
+    from causalwatch.tooling.simulate import microservice_demo_scenario, simulate, write_scenario
 
     t0 = time.perf_counter()
     if args.demo:
@@ -269,9 +269,9 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _graph(args: argparse.Namespace, settings: Any) -> int:
-    from causalwatch.publish.redis import connect
+    from causalwatch.store.graph import RedisDagCache
+    from causalwatch.store.results import connect
     from explainer.dag import load_graph
-    from explainer.redis_dag_cache import RedisDagCache
 
     cache = RedisDagCache(connect(settings.redis.url), prefix=settings.redis.prefix)
     if args.graph_command == "load":

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from causalwatch.embedded import EmbeddedBroker, EmbeddedRedis, free_port
 from causalwatch.models import Explanation
 from causalwatch.settings import load_settings
-from causalwatch.simulate import Scenario, microservice_demo_scenario
+from causalwatch.tooling.embedded import EmbeddedBroker, EmbeddedRedis, free_port
+from causalwatch.tooling.simulate import Scenario, microservice_demo_scenario
 
 __all__ = ["produce_scenario", "run_demo"]
 
@@ -196,7 +196,7 @@ def run_demo(
     stop: threading.Event | None = None,
 ) -> int:
     """Run the demo; returns 0 when the injected root cause is ranked first."""
-    from causalwatch.service import serve
+    from causalwatch.app.service import serve
     from ingest.kafka_sink import KafkaSink, ensure_topics
 
     if stop is None:  # the command line: Ctrl-C / SIGTERM end it

@@ -29,12 +29,12 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from causalwatch.checkpoint import Checkpoint, RedisCheckpointStore
 from causalwatch.errors import BackendError, RecordError
 from causalwatch.models import AnomalyEvent, Explanation, RawRecord, SampleBatch
 from causalwatch.publish.metrics import IncidentScore, PipelineStats, SeriesView
 from causalwatch.series import SeriesIndex, labels_match, series_hash
 from causalwatch.settings import SensitivityRule, Settings
+from causalwatch.store.checkpoint import Checkpoint, RedisCheckpointStore
 from causalwatch.wire import SCORE_FIELDS, decode_columns, encode_columns
 from detector.core import Detector, DetectorConfig, DetectorResult
 from explainer.core import Explainer, ExplainerConfig

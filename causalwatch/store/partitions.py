@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from causalwatch.checkpoint import Checkpoint, RedisCheckpointStore
 from causalwatch.models import RawRecord
+from causalwatch.store.checkpoint import Checkpoint, RedisCheckpointStore
 from detector.core import Detector, DetectorConfig
 
 __all__ = ["PartitionCheckpoints"]
