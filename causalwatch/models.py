@@ -1,8 +1,11 @@
-"""Data contracts shared by the stages.
+"""Data contracts shared by the stages: plain dataclasses, importable without pydantic.
 
 The hot path is columnar: bytes become a :class:`SampleBatch` (parallel arrays, one entry
-per sample) without building an object per record. Pydantic models appear only at the edges
-and for rare objects: an :class:`Explanation` is built per incident update, not per sample.
+per sample) without building an object per record. The detector hands the explainer
+:class:`AnomalyEvent` objects and the explainer returns :class:`Explanation` objects (one
+per incident update, not per sample). Their pydantic mirrors for the edges (JSON in Redis,
+webhook bodies, the HTTP API's schema) are in :mod:`causalwatch.schemas`, so the cores
+import this module and never pydantic.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "AnomalyEvent",
@@ -114,41 +116,49 @@ class AnomalyEvent:
     severity: float
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Target:
+    """The series an explanation explains, and its graph node."""
 
-
-class Target(_Model):
     node: str
     series: str
 
 
-class TimeWindow(_Model):
-    start: float = Field(description="unix seconds")
-    end: float = Field(description="unix seconds")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimeWindow:
+    """``[start, end]`` in unix seconds."""
+
+    start: float
+    end: float
 
 
-class RootCause(_Model):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RootCause:
+    """One ranked candidate: ``score`` in [0, 1] (higher is more likely), ``share`` of the
+    target's deviation attributed to this node, and the evidence behind both."""
+
     node: str
     series: str | None = None
-    score: float = Field(description="ranking score in [0, 1], higher is more likely")
-    share: float = Field(description="share of the target's deviation attributed to this node")
-    evidence: dict[str, Any] = Field(default_factory=dict)
+    score: float
+    share: float
+    evidence: dict[str, Any] = field(default_factory=dict)
 
 
-class Explanation(_Model):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Explanation:
     """One explanation of one anomalous target series (an incident has one per target).
 
     ``id`` is deterministic (incident, target, version) so a replay after a restart
-    overwrites instead of duplicating.
+    overwrites instead of duplicating. ``detected_at`` is unix seconds, ``severity`` 0-100.
+    JSON in and out goes through :mod:`causalwatch.schemas` (validated, one format).
     """
 
     id: str
     incident_id: str
     version: int = 1
     target: Target
-    detected_at: float = Field(description="unix seconds")
+    detected_at: float
     window: TimeWindow
-    severity: float = Field(ge=0, le=100)
+    severity: float
     root_causes: list[RootCause]
     graph_version: int

@@ -220,7 +220,9 @@ def _explain(args: argparse.Namespace, settings: Any) -> int:
         if exp is None:
             print(json.dumps({"error": error}))
             return 1
-        print(exp.model_dump_json())
+        from causalwatch.schemas import explanation_json
+
+        print(explanation_json(exp))
         return 0
     import httpx
 

@@ -33,6 +33,7 @@ import numpy.typing as npt
 from causalwatch.app.pipeline import Cores, StepOutput, build_cores, ingest_limits, process_samples
 from causalwatch.errors import CausalwatchError, ConfigError, DecodeError, RecordError
 from causalwatch.models import Explanation, RawRecord, SampleBatch
+from causalwatch.schemas import explanation_json
 from causalwatch.series import series_key
 from causalwatch.settings import Settings, load_settings
 from explainer.dag import DependencyGraph, load_graph
@@ -336,13 +337,13 @@ def replay_file(
             write_scores(scores_fh, out)
         if exp_fh is not None:
             for e in out.explanations:
-                exp_fh.write(e.model_dump_json() + "\n")
+                exp_fh.write(explanation_json(e) + "\n")
 
     def on_target(t: Target, exp: Explanation | None, error: str | None) -> None:
         if exp_fh is None:
             return
         if exp is not None:
-            exp_fh.write(exp.model_dump_json() + "\n")
+            exp_fh.write(explanation_json(exp) + "\n")
         else:
             exp_fh.write(
                 json.dumps(

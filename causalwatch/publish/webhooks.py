@@ -53,6 +53,7 @@ import redis
 
 from causalwatch.errors import BackendError
 from causalwatch.models import Explanation
+from causalwatch.schemas import explanation_dict, explanation_json
 from causalwatch.settings import PublishSettings, WebhookSettings
 
 __all__ = [
@@ -163,7 +164,7 @@ def render_body(kind: Kind, event: Event) -> bytes:
     if isinstance(event, Explanation):
         expl = event
         if kind == "generic":
-            return expl.model_dump_json().encode()
+            return explanation_json(expl).encode()
         if kind == "slack":
             ctx = f"incident `{expl.incident_id}` v{expl.version} · graph v{expl.graph_version}"
             body = _slack(":rotating_light: " + _summary(expl), _ranking(expl), ctx)
@@ -189,7 +190,7 @@ def render_body(kind: Kind, event: Event) -> bytes:
                 "receiver": ev.receiver,
                 "groupKey": ev.group_key,
                 "alert": ev.alert,
-                "explanation": None if ev.explanation is None else ev.explanation.model_dump(),
+                "explanation": None if ev.explanation is None else explanation_dict(ev.explanation),
                 "explain_error": ev.error,
             }
         ).encode()

@@ -28,48 +28,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import redis
-from pydantic import BaseModel, ConfigDict, Field
 
 from causalwatch.errors import BackendError
-from causalwatch.series import labels_match
+from causalwatch.schemas import FalsePositive, Mute
 
-__all__ = ["FalsePositive", "FeedbackStore", "Mute", "mute_id"]
+__all__ = ["FeedbackStore", "mute_id"]
 
 log = logging.getLogger(__name__)
-
-
-class Mute(BaseModel):
-    """Silence every series whose labels include ``matchers`` until ``until`` (unix s)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: str = ""
-    matchers: dict[str, str] = Field(min_length=1)
-    until: float = Field(description="unix seconds; the mute ends then")
-    reason: str | None = None
-    created_at: float = Field(default=0.0, description="unix seconds")
-
-    def matches(self, series_key: str) -> bool:
-        """True when the series (canonical key) carries every matcher's label and value.
-
-        >>> Mute(matchers={"service": "db"}, until=1.0).matches('lat{service="db"}')
-        True
-        >>> Mute(matchers={"__name__": "up"}, until=1.0).matches('lat{service="db"}')
-        False
-        """
-        return labels_match(series_key, self.matchers)
-
-
-class FalsePositive(BaseModel):
-    """An incident an operator marked as a false positive, with what it alerted on."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    incident_id: str
-    marked_at: float = Field(description="unix seconds of the mark")
-    nodes: list[str] = Field(default_factory=list)
-    series: list[str] = Field(default_factory=list, description="target series keys")
-    reason: str | None = None
 
 
 def mute_id(matchers: Mapping[str, str]) -> str:

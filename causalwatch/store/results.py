@@ -27,6 +27,7 @@ import redis.exceptions
 
 from causalwatch.errors import BackendError
 from causalwatch.models import Explanation
+from causalwatch.schemas import explanation_from_json, explanation_json
 
 __all__ = ["ResultStore", "connect"]
 
@@ -104,7 +105,7 @@ class ResultStore:
         summaries = self._merge_incidents(explanations, status)
         pipe = self.client.pipeline(transaction=False)
         for exp in explanations:
-            body = exp.model_dump_json()
+            body = explanation_json(exp)
             summary = summaries[exp.incident_id]
             self._publish(
                 keys=[
@@ -226,14 +227,14 @@ class ResultStore:
             raw = self.client.get(f"{self.prefix}explanation:{explanation_id}")
         except redis.exceptions.RedisError as exc:
             raise _wrap(exc, "get explanation") from exc
-        return Explanation.model_validate_json(raw) if raw else None
+        return explanation_from_json(raw) if raw else None
 
     def latest(self, node: str) -> Explanation | None:
         try:
             raw = self.client.get(self.latest_key(node))
         except redis.exceptions.RedisError as exc:
             raise _wrap(exc, "get latest") from exc
-        return Explanation.model_validate_json(raw) if raw else None
+        return explanation_from_json(raw) if raw else None
 
     def recent(self, count: int = 100) -> list[Explanation]:
         """The newest ``count`` explanations from the stream, newest first."""
@@ -243,4 +244,4 @@ class ResultStore:
             )
         except redis.exceptions.RedisError as exc:
             raise _wrap(exc, "read stream") from exc
-        return [Explanation.model_validate_json(fields[b"json"]) for _id, fields in entries]
+        return [explanation_from_json(fields[b"json"]) for _id, fields in entries]

@@ -41,6 +41,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from causalwatch import schemas
 from causalwatch.errors import (
     BackendError,
     CausalwatchError,
@@ -50,8 +51,8 @@ from causalwatch.errors import (
 )
 from causalwatch.models import Explanation
 from causalwatch.publish.webhooks import AlertEvent
+from causalwatch.schemas import FalsePositive, Mute
 from causalwatch.series import series_key, split_series_key
-from causalwatch.store.feedback import FalsePositive, Mute
 from explainer.dag import DependencyGraph, Edge
 
 __all__ = ["AlertEnricher", "alert_target", "create_app", "parse_rfc3339"]
@@ -145,7 +146,7 @@ class IncidentList(BaseModel):
 
 
 class ExplanationList(BaseModel):
-    explanations: list[Explanation]
+    explanations: list[schemas.Explanation]
 
 
 class ExplainRequest(_Body):
@@ -617,7 +618,7 @@ def create_app(
 
     @api.get(
         "/explanations/latest/{node}",
-        response_model=Explanation,
+        response_model=schemas.Explanation,
         tags=["explanations"],
         responses=not_found,
     )
@@ -629,7 +630,7 @@ def create_app(
 
     @api.get(
         "/explanations/{explanation_id}",
-        response_model=Explanation,
+        response_model=schemas.Explanation,
         tags=["explanations"],
         responses=not_found,
     )
@@ -641,7 +642,7 @@ def create_app(
 
     @api.post(
         "/explain",
-        response_model=Explanation,
+        response_model=schemas.Explanation,
         tags=["explanations"],
         responses={404: {"description": "unknown node or series"}, 422: {"description": "no data"}},
     )

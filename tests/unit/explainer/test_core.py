@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 
 from causalwatch.errors import StateError
 from causalwatch.models import AnomalyEvent
+from causalwatch.schemas import explanation_json
 from causalwatch.series import SeriesIndex
 from explainer.core import Explainer, ExplainerConfig
 from explainer.dag import DependencyGraph, Edge
@@ -132,7 +135,7 @@ def test_explanation_ids_are_deterministic_across_instances() -> None:
     b, ib, _ = _fed("cache")
     ea = a.on_anomalies([_event(ia, "web", 298 * STEP)], now_ts=298 * STEP)
     eb = b.on_anomalies([_event(ib, "web", 298 * STEP)], now_ts=298 * STEP)
-    assert [e.model_dump() for e in ea] == [e.model_dump() for e in eb]
+    assert [asdict(e) for e in ea] == [asdict(e) for e in eb]
 
 
 def test_no_graph_falls_back_to_anomalous_nodes() -> None:
@@ -208,7 +211,7 @@ def test_explanations_are_strict_json() -> None:
         def no_constants(name: str) -> None:
             raise AssertionError(f"non-finite {name} in explanation JSON")
 
-        doc = json.loads(e.model_dump_json(), parse_constant=no_constants)
+        doc = json.loads(explanation_json(e), parse_constant=no_constants)
         assert doc["root_causes"][0]["evidence"]["path"][-1] == "web"
 
 

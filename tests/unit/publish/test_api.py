@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from causalwatch.models import Explanation
 from causalwatch.publish.api import alert_target, create_app, parse_rfc3339
 from causalwatch.publish.webhooks import WebhookDispatcher
+from causalwatch.schemas import explanation_from_dict
 from causalwatch.series import SeriesIndex
 from causalwatch.settings import PublishSettings, WebhookSettings
 from causalwatch.store.feedback import FeedbackStore
@@ -230,13 +231,11 @@ def test_incidents_list_filter_get(stack, http):
 def test_explanations(stack, http):
     exps = seed(stack)
     got = http.get("/api/v1/incidents/inc-1/explanations").json()["explanations"]
-    assert [Explanation.model_validate(e) for e in got] == [exps[1]]  # latest version per target
+    assert [explanation_from_dict(e) for e in got] == [exps[1]]  # latest version per target
     latest = http.get("/api/v1/explanations/latest/web").json()
-    assert Explanation.model_validate(latest) == exps[2]
+    assert explanation_from_dict(latest) == exps[2]
     assert http.get("/api/v1/explanations/latest/zzz").status_code == 404
-    assert (
-        Explanation.model_validate(http.get(f"/api/v1/explanations/{exps[0].id}").json()) == exps[0]
-    )
+    assert explanation_from_dict(http.get(f"/api/v1/explanations/{exps[0].id}").json()) == exps[0]
     recent = http.get("/api/v1/explanations?limit=2").json()["explanations"]
     assert [e["id"] for e in recent] == [exps[2].id, exps[1].id]
 
@@ -244,7 +243,7 @@ def test_explanations(stack, http):
 def test_explain_on_demand(http):
     r = http.post("/api/v1/explain", json={"node": "web", "at": AT_FAULT})
     assert r.status_code == 200, r.text
-    e = Explanation.model_validate(r.json())
+    e = explanation_from_dict(r.json())
     assert e.root_causes[0].node == "db" and e.target.node == "web"
     r = http.post(
         "/api/v1/explain",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import redis
 
-from causalwatch.store.feedback import FeedbackStore, Mute, mute_id
+from causalwatch.schemas import Mute
+from causalwatch.store.feedback import FeedbackStore, mute_id
 
 
 def store(redis_server, uid) -> FeedbackStore:
