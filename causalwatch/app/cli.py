@@ -271,8 +271,8 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _graph(args: argparse.Namespace, settings: Any) -> int:
+    from causalwatch.store.client import connect
     from causalwatch.store.graph import RedisDagCache
-    from causalwatch.store.results import connect
     from explainer.dag import load_graph
 
     cache = RedisDagCache(connect(settings.redis.url), prefix=settings.redis.prefix)

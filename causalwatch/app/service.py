@@ -36,8 +36,9 @@ from causalwatch.models import Explanation
 from causalwatch.publish.metrics import MetricsServer, PipelineStats, build_registry
 from causalwatch.settings import Settings
 from causalwatch.store.checkpoint import RedisCheckpointStore
+from causalwatch.store.client import connect, ping
 from causalwatch.store.graph import RedisDagCache
-from causalwatch.store.results import ResultStore, connect
+from causalwatch.store.results import ResultStore
 from explainer.dag import DependencyGraph, load_graph
 
 __all__ = ["Service", "serve"]
@@ -179,14 +180,7 @@ def serve(
     stop = stop or threading.Event()
     stats = PipelineStats()
     client = connect(settings.redis.url)
-    try:
-        client.ping()
-    except Exception as exc:  # redis.exceptions.RedisError and socket errors
-        raise BackendError(
-            f"cannot reach Redis at {settings.redis.url} (setting redis.url, env "
-            f"CAUSALWATCH_REDIS__URL): {exc}",
-            backend="redis",
-        ) from exc
+    ping(client, settings.redis.url)
     prefix = settings.redis.prefix
     results = ResultStore(
         client,
@@ -232,9 +226,10 @@ def serve(
     dispatcher = None
     if wants_explainer and settings.publish.webhooks:
         from causalwatch.publish.webhooks import WebhookDispatcher
+        from causalwatch.store.outbox import WebhookOutbox
 
         dispatcher = WebhookDispatcher(
-            client, prefix, settings.publish.webhooks, settings.publish
+            WebhookOutbox(client, prefix), settings.publish.webhooks, settings.publish
         ).start()
         closers.append(dispatcher.close)
     sinks = Sinks(

@@ -1,24 +1,19 @@
-"""Outgoing webhooks through a Redis-backed outbox (adapter).
+"""Outgoing webhooks: render, sign and POST events through a Redis-backed outbox (adapter).
 
 Why an outbox: a receiver can be down for minutes and this process can restart at any time.
-:meth:`WebhookDispatcher.enqueue` writes one entry per (event, configured URL) to Redis
-*before* anything is sent; :meth:`WebhookDispatcher.deliver_due` claims due entries, POSTs
-them with one long-lived ``httpx.Client`` and removes an entry only once the receiver
-answered 2xx (or it went dead). A crash mid-delivery leaves the entry claimed for a lease
+:meth:`WebhookDispatcher.enqueue` writes one entry per (event, configured URL) to the outbox
+(:class:`causalwatch.store.outbox.WebhookOutbox`, which documents the Redis layout) *before*
+anything is sent; :meth:`WebhookDispatcher.deliver_due` claims due entries, POSTs them with
+one long-lived ``httpx.Client`` and removes an entry only once the receiver answered 2xx (or
+it went dead). A crash mid-delivery leaves the entry claimed for a lease
 (``2 * timeout + 5`` s), after which any dispatcher on the same Redis retries it. Delivery
 is therefore at least once; receivers de-duplicate on ``X-Causalwatch-Delivery``.
 
-Redis layout (prefix ``p``):
-
-- ``{p}webhooks:outbox``: hash, entry id -> entry JSON (url, kind, body, attempts ...)
-- ``{p}webhooks:due``: sorted set, entry id scored by the next attempt time (unix s)
-- ``{p}webhooks:dead``: hash, entry id -> entry JSON with ``last_error``, kept for inspection
-  (at most ``publish.webhook_dead_max``, oldest dropped; ``{p}webhooks:dead:ts`` orders them)
-- ``{p}webhooks:sent:{id}``: marker with a TTL (``publish.webhook_dedupe_ttl_s``)
-
 The entry id hashes (incident_id, target series, version, url) for explanations and
 (alert fingerprint, startsAt, status, url) for forwarded alerts, so publishing the same
-explanation twice (a replay after a restart) sends it once.
+explanation twice (a replay after a restart) sends it once; a delivered id is remembered for
+``publish.webhook_dedupe_ttl_s`` and at most ``publish.webhook_dead_max`` dead entries are
+kept.
 
 Retries: connection errors, timeouts, 408, 425, 429 and 5xx are retried with exponential
 backoff and full jitter, ``uniform(0, min(cap, base * 2**(attempt-1)))`` seconds, raised to
@@ -49,12 +44,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
-import redis
 
 from causalwatch.errors import BackendError
 from causalwatch.models import Explanation
 from causalwatch.schemas import explanation_dict, explanation_json
 from causalwatch.settings import PublishSettings, WebhookSettings
+from causalwatch.store.outbox import WebhookOutbox
 
 __all__ = [
     "AlertEvent",
@@ -233,39 +228,13 @@ def _entry_id(key: str, url: str) -> str:
     return hashlib.blake2b(f"{key}|{url}".encode(), digest_size=12).hexdigest()
 
 
-_ENQUEUE = """
-if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
-if redis.call('HEXISTS', KEYS[4], ARGV[1]) == 1 then return 0 end
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-return 1
-"""
-_TRIM_DEAD = """
-local n = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[1])
-if n <= 0 then return 0 end
-local ids = redis.call('ZRANGE', KEYS[2], 0, n - 1)
-redis.call('ZREMRANGEBYRANK', KEYS[2], 0, n - 1)
-redis.call('HDEL', KEYS[1], unpack(ids))
-return n
-"""
-_CLAIM = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[3], id) end
-return ids
-"""
-
-
-def _text(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
 class WebhookDispatcher:
     """Enqueue events into the Redis outbox and deliver them to the configured webhooks.
 
     Parameters
     ----------
-    client, prefix
-        Redis connection and key prefix (``redis.prefix``).
+    outbox
+        The durable outbox (:class:`~causalwatch.store.outbox.WebhookOutbox`).
     webhooks
         Receivers (``publish.webhooks``); the secret is looked up at send time, never stored.
     settings
@@ -277,8 +246,7 @@ class WebhookDispatcher:
 
     def __init__(
         self,
-        client: redis.Redis,
-        prefix: str,
+        outbox: WebhookOutbox,
         webhooks: Sequence[WebhookSettings],
         settings: PublishSettings | None = None,
         *,
@@ -286,8 +254,7 @@ class WebhookDispatcher:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.client = client
-        self.prefix = prefix
+        self.outbox = outbox
         self.webhooks = list(webhooks)
         self.settings = settings or PublishSettings()
         self._secrets = {w.url: w.secret for w in self.webhooks}
@@ -299,13 +266,6 @@ class WebhookDispatcher:
         )
         self._rng = rng or random.Random()
         self._clock = clock
-        self.k_outbox = f"{prefix}webhooks:outbox"
-        self.k_due = f"{prefix}webhooks:due"
-        self.k_dead = f"{prefix}webhooks:dead"
-        self.k_dead_ts = f"{prefix}webhooks:dead:ts"
-        self._enqueue = client.register_script(_ENQUEUE)
-        self._claim = client.register_script(_CLAIM)
-        self._trim_dead = client.register_script(_TRIM_DEAD)
         self._counts: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(self.settings.webhook_concurrency, "cw-webhook")
@@ -328,14 +288,13 @@ class WebhookDispatcher:
             return 0
         t = self._clock() if now is None else now
         kinds: list[str] = []
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            for ev in events:
-                etype, key = _event_key(ev)
-                for hook in self.webhooks:
-                    eid = _entry_id(key, hook.url)
-                    entry = {
-                        "id": eid,
+        entries: list[dict[str, Any]] = []
+        for ev in events:
+            etype, key = _event_key(ev)
+            for hook in self.webhooks:
+                entries.append(
+                    {
+                        "id": _entry_id(key, hook.url),
                         "url": hook.url,
                         "kind": hook.kind,
                         "event": etype,
@@ -345,19 +304,13 @@ class WebhookDispatcher:
                         "created_at": t,
                         "last_error": None,
                     }
-                    keys = [self.k_outbox, self.k_due, f"{self.prefix}webhooks:sent:{eid}"]
-                    keys.append(self.k_dead)
-                    self._enqueue(keys=keys, args=[eid, json.dumps(entry), t], client=pipe)
-                    kinds.append(hook.kind)
-            added = pipe.execute()
-        except redis.RedisError as exc:
-            raise BackendError(
-                f"webhook outbox enqueue ({self.k_outbox}): {exc}", backend="redis"
-            ) from exc
+                )
+                kinds.append(hook.kind)
+        added = self.outbox.add(entries, due=t)
         n_new = 0
         with self._lock:
-            for kind, ok in zip(kinds, added):
-                if int(ok):
+            for kind, ok in zip(kinds, added, strict=True):
+                if ok:
                     n_new += 1
                 else:
                     self._counts[(kind, "duplicate")] += 1
@@ -372,27 +325,7 @@ class WebhookDispatcher:
         each outcome. Returns the outcome counts of this call."""
         t = self._clock() if now is None else now
         lease = t + 2 * self.settings.webhook_timeout_s + 5
-        try:
-            ids = [
-                _text(i)
-                for i in self._claim(
-                    keys=[self.k_due], args=[t, self.settings.webhook_batch, lease]
-                )
-            ]
-            raws = self.client.hmget(self.k_outbox, ids) if ids else []
-        except redis.RedisError as exc:
-            raise BackendError(
-                f"webhook outbox claim ({self.k_due}): {exc}", backend="redis"
-            ) from exc
-        entries: list[dict[str, Any]] = []
-        orphans: list[str] = []
-        for eid, raw in zip(ids, raws):
-            if raw is None:
-                orphans.append(eid)
-            else:
-                entries.append(json.loads(raw))
-        if orphans:
-            self._redis(lambda: self.client.zrem(self.k_due, *orphans))
+        entries = self.outbox.claim(t, self.settings.webhook_batch, lease)
         outcomes = list(self._pool.map(lambda e: self._deliver_one(e, t), entries))
         return dict(Counter(outcomes))
 
@@ -431,13 +364,8 @@ class WebhookDispatcher:
         if outcome == "retry" and entry["attempts"] >= self.settings.webhook_max_attempts:
             outcome = "dead"
         eid = entry["id"]
-        pipe = self.client.pipeline(transaction=True)
         if outcome == "delivered":
-            pipe.hdel(self.k_outbox, eid)
-            pipe.zrem(self.k_due, eid)
-            pipe.set(
-                f"{self.prefix}webhooks:sent:{eid}", "1", ex=self.settings.webhook_dedupe_ttl_s
-            )
+            self.outbox.delivered(eid, self.settings.webhook_dedupe_ttl_s)
         elif outcome == "retry":
             entry["last_error"] = error
             cap = min(
@@ -447,23 +375,15 @@ class WebhookDispatcher:
             delay = max(
                 self._rng.uniform(0, cap), min(retry_after, self.settings.webhook_backoff_cap_s)
             )
-            pipe.hset(self.k_outbox, eid, json.dumps(entry))
-            pipe.zadd(self.k_due, {eid: now + delay})
+            self.outbox.retry_at(entry, now + delay)
         else:
             entry["last_error"] = error
             entry["dead_at"] = now
-            pipe.hdel(self.k_outbox, eid)
-            pipe.zrem(self.k_due, eid)
-            pipe.hset(self.k_dead, eid, json.dumps(entry))
-            pipe.zadd(self.k_dead_ts, {eid: now})
-            # bounded: the oldest dead entries go first
-            keys = [self.k_dead, self.k_dead_ts]
-            self._trim_dead(keys=keys, args=[self.settings.webhook_dead_max], client=pipe)
+            self.outbox.dead(entry, now, self.settings.webhook_dead_max)
             log.warning(
                 "webhook entry dead",
                 extra={"url": url, "entry": eid, "attempts": entry["attempts"], "error": error},
             )
-        self._redis(pipe.execute)
         with self._lock:
             self._counts[(kind, outcome)] += 1
         return outcome
@@ -477,27 +397,15 @@ class WebhookDispatcher:
 
     def outbox_size(self) -> int:
         """Entries waiting (pending or retrying): ``causalwatch_webhook_outbox_size``."""
-        return int(self._redis(lambda: self.client.hlen(self.k_outbox)))
+        return self.outbox.size()
 
     def dead_entries(self) -> list[dict[str, Any]]:
-        raw: dict[Any, Any] = self._redis(lambda: self.client.hgetall(self.k_dead))
-        return sorted((json.loads(v) for v in raw.values()), key=lambda e: e["dead_at"])
+        return self.outbox.dead_entries()
 
     def requeue_dead(self, entry_id: str, now: float | None = None) -> bool:
         """Move a dead entry back into the outbox with a fresh attempt budget."""
-        raw = self._redis(lambda: self.client.hget(self.k_dead, entry_id))
-        if raw is None:
+        if not self.outbox.requeue_dead(entry_id, self._clock() if now is None else now):
             return False
-        entry = json.loads(raw)
-        entry.update(attempts=0, last_error=None)
-        entry.pop("dead_at", None)
-        t = self._clock() if now is None else now
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hdel(self.k_dead, entry_id)
-        pipe.zrem(self.k_dead_ts, entry_id)
-        pipe.hset(self.k_outbox, entry_id, json.dumps(entry))
-        pipe.zadd(self.k_due, {entry_id: t})
-        self._redis(pipe.execute)
         self._wake.set()
         return True
 
@@ -537,12 +445,6 @@ class WebhookDispatcher:
         self._pool.shutdown(wait=True)
         if self._own_http:
             self.http.close()
-
-    def _redis(self, fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except redis.RedisError as exc:
-            raise BackendError(f"webhook outbox ({self.k_outbox}): {exc}", backend="redis") from exc
 
 
 def _retry_after_s(value: str | None) -> float:

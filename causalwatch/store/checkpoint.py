@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import redis
-import redis.exceptions
 
-from causalwatch.errors import BackendError, StateError
+from causalwatch.errors import StateError
+from causalwatch.store.client import map_redis_errors
 
 __all__ = ["SCHEMA_VERSION", "Checkpoint", "RedisCheckpointStore", "decode", "encode"]
 
@@ -94,21 +94,15 @@ class RedisCheckpointStore:
     def save(self, cp: Checkpoint) -> int:
         """Write the checkpoint atomically; returns its size in bytes."""
         blob = encode(cp)
-        try:
+        with map_redis_errors(f"checkpoint save ({self.key})"):
             self.client.set(self.key, blob)
-        except redis.exceptions.RedisError as exc:
-            raise BackendError(f"redis checkpoint save failed: {exc}", backend="redis") from exc
         return len(blob)
 
     def load(self) -> Checkpoint | None:
-        try:
+        with map_redis_errors(f"checkpoint load ({self.key})"):
             blob = self.client.get(self.key)
-        except redis.exceptions.RedisError as exc:
-            raise BackendError(f"redis checkpoint load failed: {exc}", backend="redis") from exc
         return None if blob is None else decode(blob)
 
     def delete(self) -> None:
-        try:
+        with map_redis_errors(f"checkpoint delete ({self.key})"):
             self.client.delete(self.key)
-        except redis.exceptions.RedisError as exc:
-            raise BackendError(f"redis checkpoint delete failed: {exc}", backend="redis") from exc

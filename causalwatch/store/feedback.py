@@ -29,8 +29,8 @@ from typing import Any
 
 import redis
 
-from causalwatch.errors import BackendError
 from causalwatch.schemas import FalsePositive, Mute
+from causalwatch.store.client import map_redis_errors
 
 __all__ = ["FeedbackStore", "mute_id"]
 
@@ -142,9 +142,5 @@ class FeedbackStore:
         return sorted(out, key=lambda f: f.marked_at)
 
     def _call(self, fn: Any) -> Any:
-        try:
+        with map_redis_errors(f"feedback store ({self.prefix}mutes)"):
             return fn()
-        except redis.RedisError as exc:
-            raise BackendError(
-                f"redis feedback store ({self.prefix}mutes): {exc}", backend="redis"
-            ) from exc

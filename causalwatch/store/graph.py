@@ -25,6 +25,7 @@ import redis
 import redis.exceptions
 
 from causalwatch.errors import BackendError, GraphError
+from causalwatch.store.client import map_redis_errors
 from explainer.dag import DependencyGraph, Edge
 
 __all__ = ["RedisDagCache"]
@@ -37,11 +38,6 @@ redis.call('HSET', KEYS[2], 'version', v, 'json', ARGV[1])
 redis.call('PUBLISH', KEYS[3], v)
 return v
 """
-
-
-def _wrap(exc: redis.exceptions.RedisError, what: str) -> BackendError:
-    retryable = isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError)
-    return BackendError(f"redis graph {what} failed: {exc}", backend="redis", retryable=retryable)
 
 
 def _encode(graph: DependencyGraph) -> str:
@@ -94,30 +90,24 @@ class RedisDagCache:
 
     def version(self) -> int:
         """The current version (0 when no graph was ever stored). One GET."""
-        try:
+        with map_redis_errors("graph version"):
             raw = self.client.get(self.version_key)
-        except redis.exceptions.RedisError as exc:
-            raise _wrap(exc, "version") from exc
         return int(raw) if raw is not None else 0
 
     def get(self) -> DependencyGraph | None:
         """The stored graph with its version, or None when nothing is stored."""
-        try:
+        with map_redis_errors("graph get"):
             version, raw = self.client.hmget(self.graph_key, ["version", "json"])
-        except redis.exceptions.RedisError as exc:
-            raise _wrap(exc, "get") from exc
         if raw is None:
             return None
         return _decode(raw, int(version))
 
     def put(self, graph: DependencyGraph) -> int:
         """Store ``graph`` (its own version is ignored); returns the new version."""
-        try:
+        with map_redis_errors("graph put"):
             v = self._put(
                 keys=[self.version_key, self.graph_key, self.channel], args=[_encode(graph)]
             )
-        except redis.exceptions.RedisError as exc:
-            raise _wrap(exc, "put") from exc
         log.info("graph stored", extra={"version": int(v), "edges": len(graph.edges)})
         return int(v)
 
@@ -135,16 +125,12 @@ class RedisDagCache:
             for d in (e.to_dict() for e in edges)
         ]
         body = json.dumps({"updated_at": updated_at, "edges": rows}, allow_nan=False)
-        try:
+        with map_redis_errors("graph put learned"):
             self.client.set(self.learned_key, body)
-        except redis.exceptions.RedisError as exc:
-            raise _wrap(exc, "put learned") from exc
 
     def get_learned(self) -> list[Edge]:
-        try:
+        with map_redis_errors("graph get learned"):
             raw = self.client.get(self.learned_key)
-        except redis.exceptions.RedisError as exc:
-            raise _wrap(exc, "get learned") from exc
         if raw is None:
             return []
         return [Edge.from_dict(d) for d in json.loads(raw)["edges"]]
@@ -157,26 +143,29 @@ class RedisDagCache:
         """
         add, remove = list(add), list(remove)
         for _ in range(self.max_retries):
-            try:
-                with self.client.pipeline(transaction=True) as pipe:
-                    pipe.watch(self.graph_key, self.version_key)
-                    raw = pipe.hget(self.graph_key, "json")
-                    current = pipe.get(self.version_key)
-                    base = _decode(raw, 0) if raw is not None else DependencyGraph()
-                    new = base.with_edits(add=add, remove=remove)
-                    v = (int(current) if current is not None else 0) + 1
-                    pipe.multi()
-                    pipe.set(self.version_key, v)
-                    pipe.hset(self.graph_key, mapping={"version": v, "json": _encode(new)})
-                    pipe.publish(self.channel, v)
-                    pipe.execute()
-                    return v
-            except redis.exceptions.WatchError:
-                continue
-            except redis.exceptions.RedisError as exc:
-                raise _wrap(exc, "patch") from exc
+            with map_redis_errors("graph patch"):
+                try:
+                    return self._patch_once(add, remove)
+                except redis.exceptions.WatchError:
+                    continue  # another writer got in between: read again
         raise BackendError(
             f"redis graph patch gave up after {self.max_retries} conflicting writers",
             backend="redis",
             retryable=True,
         )
+
+    def _patch_once(self, add: list[Edge], remove: list[tuple[str, str]]) -> int:
+        """One optimistic attempt; raises WatchError when the graph moved meanwhile."""
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.watch(self.graph_key, self.version_key)
+            raw = pipe.hget(self.graph_key, "json")
+            current = pipe.get(self.version_key)
+            base = _decode(raw, 0) if raw is not None else DependencyGraph()
+            new = base.with_edits(add=add, remove=remove)
+            v = (int(current) if current is not None else 0) + 1
+            pipe.multi()
+            pipe.set(self.version_key, v)
+            pipe.hset(self.graph_key, mapping={"version": v, "json": _encode(new)})
+            pipe.publish(self.channel, v)
+            pipe.execute()
+            return v

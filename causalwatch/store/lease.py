@@ -13,9 +13,8 @@ import logging
 import uuid
 from typing import Any
 
-import redis.exceptions
-
 from causalwatch.errors import BackendError
+from causalwatch.store.client import map_redis_errors
 
 __all__ = ["RedisLease"]
 
@@ -48,26 +47,23 @@ class RedisLease:
 
     def acquire(self) -> bool:
         """Take the lease if it is free (or already ours); True when held."""
-        try:
+        with map_redis_errors(f"lease acquire ({self.key})"):
             if self.client.set(self.key, self.token, nx=True, px=self.ttl_ms):
                 self.held = True
             else:
                 self.held = bool(self._renew(keys=[self.key], args=[self.token, self.ttl_ms]))
-        except redis.exceptions.RedisError as exc:
-            raise BackendError(f"redis lease {self.key} failed: {exc}", backend="redis") from exc
         return self.held
 
     def renew(self) -> bool:
         """Extend the lease; False means another replica holds it now (stop working)."""
-        try:
+        with map_redis_errors(f"lease renew ({self.key})"):
             self.held = bool(self._renew(keys=[self.key], args=[self.token, self.ttl_ms]))
-        except redis.exceptions.RedisError as exc:
-            raise BackendError(f"redis lease {self.key} failed: {exc}", backend="redis") from exc
         return self.held
 
     def release(self) -> None:
         try:
-            self._release(keys=[self.key], args=[self.token])
-        except redis.exceptions.RedisError:
-            log.warning("lease release failed", extra={"key": self.key})
+            with map_redis_errors(f"lease release ({self.key})"):
+                self._release(keys=[self.key], args=[self.token])
+        except BackendError as exc:  # best effort: the lease expires after ttl_s anyway
+            log.warning("lease release failed", extra={"key": self.key, "error": str(exc)})
         self.held = False

@@ -23,13 +23,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis
-import redis.exceptions
 
-from causalwatch.errors import BackendError
 from causalwatch.models import Explanation
 from causalwatch.schemas import explanation_from_json, explanation_json
+from causalwatch.store.client import map_redis_errors
 
-__all__ = ["ResultStore", "connect"]
+__all__ = ["ResultStore"]
 
 log = logging.getLogger(__name__)
 
@@ -47,18 +46,6 @@ redis.call('ZADD', KEYS[5], ARGV[9], ARGV[3])
 redis.call('PUBLISH', KEYS[2], ARGV[1])
 return 1
 """
-
-
-def connect(url: str) -> redis.Redis:
-    """A redis-py client for ``url`` with sane timeouts (no I/O until first use)."""
-    return redis.Redis.from_url(
-        url, socket_timeout=5.0, socket_connect_timeout=5.0, health_check_interval=30
-    )
-
-
-def _wrap(exc: redis.exceptions.RedisError, what: str) -> BackendError:
-    retryable = isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError)
-    return BackendError(f"redis {what} failed: {exc}", backend="redis", retryable=retryable)
 
 
 class ResultStore:
@@ -128,10 +115,8 @@ class ResultStore:
                 ],
                 client=pipe,
             )
-        try:
+        with map_redis_errors("publish"):
             results = pipe.execute()
-        except redis.exceptions.RedisError as exc:
-            raise _wrap(exc, "publish") from exc
         return int(sum(int(r) for r in results))
 
     def _merge_incidents(
@@ -176,18 +161,14 @@ class ResultStore:
             return False
         inc["status"] = status
         self._incidents[incident_id] = inc
-        try:
+        with map_redis_errors("set incident status"):
             self.client.set(self.incident_key(incident_id), json.dumps(inc))
-        except redis.exceptions.RedisError as exc:
-            raise _wrap(exc, "set incident status") from exc
         return True
 
     # -- reads --------------------------------------------------------------------------
     def get_incident(self, incident_id: str) -> dict[str, Any] | None:
-        try:
+        with map_redis_errors("get incident"):
             raw = self.client.get(self.incident_key(incident_id))
-        except redis.exceptions.RedisError as exc:
-            raise _wrap(exc, "get incident") from exc
         return json.loads(raw) if raw else None
 
     def list_incidents(
@@ -202,12 +183,10 @@ class ResultStore:
         """Incidents updated in [since, until], newest first, filtered by node and status."""
         lo = "-inf" if since is None else since
         hi = "+inf" if until is None else until
-        try:
+        with map_redis_errors("list incidents"):
             ids: list[bytes] = list(self.client.zrevrangebyscore(self.incidents_key, hi, lo))
             keys = [self.incident_key(i.decode()) for i in ids]
             raws = self.client.mget(keys) if keys else []
-        except redis.exceptions.RedisError as exc:
-            raise _wrap(exc, "list incidents") from exc
         out = []
         for raw in raws:
             if not raw:
@@ -223,25 +202,19 @@ class ResultStore:
         return out
 
     def get_explanation(self, explanation_id: str) -> Explanation | None:
-        try:
+        with map_redis_errors("get explanation"):
             raw = self.client.get(f"{self.prefix}explanation:{explanation_id}")
-        except redis.exceptions.RedisError as exc:
-            raise _wrap(exc, "get explanation") from exc
         return explanation_from_json(raw) if raw else None
 
     def latest(self, node: str) -> Explanation | None:
-        try:
+        with map_redis_errors("get latest"):
             raw = self.client.get(self.latest_key(node))
-        except redis.exceptions.RedisError as exc:
-            raise _wrap(exc, "get latest") from exc
         return explanation_from_json(raw) if raw else None
 
     def recent(self, count: int = 100) -> list[Explanation]:
         """The newest ``count`` explanations from the stream, newest first."""
-        try:
+        with map_redis_errors("read stream"):
             entries: list[tuple[bytes, dict[bytes, bytes]]] = list(
                 self.client.xrevrange(self.stream_key, count=count) or []
             )
-        except redis.exceptions.RedisError as exc:
-            raise _wrap(exc, "read stream") from exc
         return [explanation_from_json(fields[b"json"]) for _id, fields in entries]

@@ -23,6 +23,7 @@ import yaml
 
 from causalwatch.publish.webhooks import WebhookDispatcher
 from causalwatch.settings import WebhookSettings, load_settings
+from causalwatch.store.outbox import WebhookOutbox
 from tests.integration.test_api_live import LiveServer
 from tests.unit.publish.test_api import STEP_S, TOKEN, build_explainer, make_stack
 from tests.unit.publish.test_webhooks import Receiver, make_explanation
@@ -306,7 +307,7 @@ def test_python_receiver_snippet_verifies_a_real_delivery(redis_server: Any, uid
     client = __import__("redis").Redis.from_url(redis_server.url)
     with Receiver() as rx:
         hooks = [WebhookSettings(url=rx.url, secret="change-me-too")]
-        d = WebhookDispatcher(client, f"cwtest:{uid}:", hooks)
+        d = WebhookDispatcher(WebhookOutbox(client, f"cwtest:{uid}:"), hooks)
         try:
             d.enqueue([make_explanation()])
             d.deliver_due()

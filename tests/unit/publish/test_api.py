@@ -26,6 +26,7 @@ from causalwatch.series import SeriesIndex
 from causalwatch.settings import PublishSettings, WebhookSettings
 from causalwatch.store.feedback import FeedbackStore
 from causalwatch.store.graph import RedisDagCache
+from causalwatch.store.outbox import WebhookOutbox
 from causalwatch.store.results import ResultStore
 from explainer.core import Explainer, ExplainerConfig
 from explainer.dag import DependencyGraph, Edge
@@ -135,7 +136,7 @@ def make_stack(redis_url: str, uid: str, hooks: list[WebhookSettings] | None = N
     disp = None
     if hooks is not None:
         disp = WebhookDispatcher(
-            client, prefix, hooks, PublishSettings(webhook_backoff_base_s=0.05)
+            WebhookOutbox(client, prefix), hooks, PublishSettings(webhook_backoff_base_s=0.05)
         )
     return Stack(
         client,

@@ -22,6 +22,7 @@ from causalwatch.publish.webhooks import (
 )
 from causalwatch.schemas import explanation_from_json
 from causalwatch.settings import PublishSettings, WebhookSettings
+from causalwatch.store.outbox import WebhookOutbox
 from causalwatch.tooling.embedded import free_port
 
 SECRET = "s3cret"
@@ -117,7 +118,8 @@ def dispatcher(
     ps = PublishSettings(
         webhook_backoff_base_s=1.0, webhook_backoff_cap_s=60.0, webhook_timeout_s=2.0, **settings
     )
-    return WebhookDispatcher(client, f"cwtest:{uid}:", hooks, ps, rng=random.Random(7))
+    outbox = WebhookOutbox(client, f"cwtest:{uid}:")
+    return WebhookDispatcher(outbox, hooks, ps, rng=random.Random(7))
 
 
 def test_generic_delivery_is_signed_and_removed_from_outbox(client, uid):
@@ -188,11 +190,11 @@ def test_retries_with_backoff_until_receiver_recovers(client, uid):
         try:
             d.enqueue([make_explanation()], now=1000.0)
             assert d.deliver_due(1000.0) == {"retry": 1}
-            due = client.zscore(d.k_due, client.zrange(d.k_due, 0, 0)[0])
+            due = client.zscore(d.outbox.k_due, client.zrange(d.outbox.k_due, 0, 0)[0])
             assert 1000.0 <= due <= 1001.0  # full jitter within base * 2**0 = 1 s
             assert d.deliver_due(1000.0) == {}  # not due yet unless jitter gave 0
             assert d.deliver_due(1002.0) == {"retry": 1}
-            entry = json.loads(next(iter(client.hgetall(d.k_outbox).values())))
+            entry = json.loads(next(iter(client.hgetall(d.outbox.k_outbox).values())))
             assert entry["attempts"] == 2 and entry["last_error"].startswith("HTTP 503")
             assert d.deliver_due(1010.0) == {"delivered": 1}
             (req,) = rx.wait_for(1)
@@ -265,8 +267,8 @@ def test_claimed_entry_is_retried_after_lease_when_a_dispatcher_dies(client, uid
         try:
             d.enqueue([make_explanation()], now=10.0)
             # claim without delivering, as a process that died right after claiming would
-            ids = d._claim(keys=[d.k_due], args=[10.0, 10, 10.0 + 9.0])
-            assert len(ids) == 1
+            claimed = d.outbox.claim(10.0, 10, lease_until=10.0 + 9.0)
+            assert len(claimed) == 1
             assert d.deliver_due(15.0) == {}  # leased
             assert d.deliver_due(20.0) == {"delivered": 1}
             assert len(rx.wait_for(1)) == 1
@@ -336,8 +338,8 @@ def test_dead_entries_are_bounded_oldest_dropped(client, uid):
                 assert d.deliver_due(t) == {"dead": 1}
             dead = d.dead_entries()
             assert [json.loads(e["body"])["version"] for e in dead] == [2, 3]
-            assert client.zcard(d.k_dead_ts) == 2
+            assert client.zcard(d.outbox.k_dead_ts) == 2
             assert d.requeue_dead(dead[0]["id"], now=40.0)
-            assert client.zcard(d.k_dead_ts) == 1 and d.outbox_size() == 1
+            assert client.zcard(d.outbox.k_dead_ts) == 1 and d.outbox_size() == 1
         finally:
             d.close()
