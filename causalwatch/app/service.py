@@ -279,7 +279,7 @@ def serve(
 
     if stage_name == "detector":
         # Scaled detectors hand series state over with their partitions.
-        from causalwatch.store.partitions import PartitionCheckpoints
+        from causalwatch.app.partitions import PartitionCheckpoints
 
         stage.partitions = PartitionCheckpoints(
             cores, client, f"{checkpoints.key}:partition", detector_config(settings)
