@@ -20,9 +20,10 @@ Modes:
     third row (index 2), or the first later row where the target is anomalous (robust z
     against the normal rows beyond ``--trigger-z`` in the bad direction: latency up,
     availability down).
-(b) **fully automatic**: the detector (``Detector(DetectorConfig())``) and the explainer run
-    on the stream normal + issue rows exactly like the pipeline (``step`` -> fired events ->
-    ``observe`` -> ``on_anomalies``). The answer is the last explanation published during
+(b) **fully automatic**: the live pipeline (``causalwatch.app.pipeline.build_pipeline``,
+    default detector settings, this script's explainer configuration) runs on the stream
+    normal + issue rows, one row per batch (``Pipeline.process``: detect -> fired events ->
+    incidents and explanations). The answer is the last explanation published during
     the issue rows for PetSite's target metric, else for any PetSite series, else the most
     severe explanation of the issue window; no explanation there is an empty answer.
     Explanations published during the normal rows are counted as false alarms.
@@ -60,9 +61,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _rca_common import Progress, hit_at, print_table, ranked_nodes
 
-from causalwatch.models import AnomalyEvent, Explanation
+from causalwatch.app.pipeline import Cores, Pipeline, build_pipeline
+from causalwatch.models import Explanation, SampleBatch
 from causalwatch.series import SeriesIndex, series_key
-from detector.core import Detector, DetectorConfig
+from causalwatch.settings import load_settings
 from explainer.core import Explainer, ExplainerConfig
 from explainer.dag import DependencyGraph, Edge
 
@@ -148,38 +150,28 @@ def make_config(args: argparse.Namespace, learn: bool) -> ExplainerConfig:
 
 
 def feed_rows(
-    ex: Explainer, idx: SeriesIndex, keys: list[str], ts: np.ndarray, V: np.ndarray,
-    det: Detector | None = None,
-) -> list[tuple[int, list[Explanation], int]]:  # fmt: skip
-    """Stream rows through (detector and) explainer like the pipeline does; returns per
-    row (row number, explanations published, alerts fired)."""
+    ex: Explainer, idx: SeriesIndex, keys: list[str], ts: np.ndarray, V: np.ndarray
+) -> None:
+    """Stream rows into the explainer alone (mode a: the target and time are given)."""
     rows_all = idx.rows_for(keys)
-    out = []
     for i in range(len(ts)):
         ok = np.isfinite(V[i])
-        rows, x = rows_all[ok], V[i][ok]
-        t = np.full(rows.size, ts[i])
-        if det is None:
-            ex.observe(rows, t, x)
-            continue
-        res = det.step(rows, t, x)
-        events = [
-            AnomalyEvent(
-                row=int(rows[j]),
-                series_key=idx.key_of(int(rows[j])),
-                node=idx.node_of(int(rows[j])),
-                ts=float(ts[i]),
-                value=float(x[j]),
-                expected=float(res.expected[j]),
-                score=float(res.score[j]),
-                severity=float(res.severity[j]),
-            )
-            for j in np.flatnonzero(res.fired).tolist()
-        ]
-        ex.observe(rows, t, x)
-        expl = ex.on_anomalies(events, float(ts[i])) if events else []
-        ex.close_stale(float(ts[i]))
-        out.append((i, expl, len(events)))
+        ex.observe(rows_all[ok], np.full(int(ok.sum()), ts[i]), V[i][ok])
+
+
+def feed_pipeline(
+    pipe: Pipeline, keys: list[str], ts: np.ndarray, V: np.ndarray
+) -> list[tuple[int, list[Explanation], int]]:
+    """Stream rows through the live pipeline, one row per batch; returns per row (row
+    number, explanations published, alerts fired)."""
+    out = []
+    for i in range(len(ts)):
+        ok = np.flatnonzero(np.isfinite(V[i]))
+        batch = SampleBatch.from_lists(
+            [keys[j] for j in ok.tolist()], [float(ts[i])] * ok.size, V[i][ok].tolist()
+        )
+        step = pipe.process(batch)
+        out.append((i, step.explanations, len(step.events)))
     return out
 
 
@@ -201,24 +193,31 @@ def run_given(
 
 def auto_prefix(
     normal: pd.DataFrame, graph: DependencyGraph, args: argparse.Namespace
-) -> tuple[SeriesIndex, Detector, Explainer, int]:
-    """Detector + explainer state after the normal rows, and explanations published there."""
-    idx = SeriesIndex()
-    det = Detector(DetectorConfig())
-    ex = Explainer(make_config(args, args.learn_graph), graph, idx)
-    out = feed_rows(ex, idx, *frame(normal), det=det)
-    return idx, det, ex, sum(len(e) for _, e, _ in out)
+) -> tuple[Pipeline, int]:
+    """The pipeline after the normal rows, and the explanations it published there."""
+    pipe = build_pipeline(
+        load_settings(), "all", graph=graph, replay=True,
+        explainer_cfg=make_config(args, args.learn_graph),
+    )  # fmt: skip
+    out = feed_pipeline(pipe, *frame(normal))
+    return pipe, sum(len(e) for _, e, _ in out)
+
+
+def copy_pipeline(pipe: Pipeline) -> Pipeline:
+    """An independent copy of a pipeline's state (index, detector, explainer together)."""
+    c = pipe.cores
+    idx, det, ex = copy.deepcopy((c.index, c.detector, c.explainer))
+    cores = Cores(index=idx, detector=det, explainer=ex, sensitivity=c.sensitivity)
+    return build_pipeline(pipe.settings, "all", cores=cores, replay=True)
 
 
 def run_auto(
-    prefix: tuple[SeriesIndex, Detector, Explainer, int], normal: pd.DataFrame,
-    issue: pd.DataFrame, target_key: str,
+    prefix: tuple[Pipeline, int], normal: pd.DataFrame, issue: pd.DataFrame, target_key: str,
 ) -> tuple[list[str], int, Explanation | None]:  # fmt: skip
-    idx, det, ex, _ = copy.deepcopy(prefix)
-    out = feed_rows(
-        ex, idx, column_keys(issue), issue_times(normal, len(issue)),
-        issue.to_numpy(dtype=float), det=det,
-    )  # fmt: skip
+    pipe = copy_pipeline(prefix[0])
+    out = feed_pipeline(
+        pipe, column_keys(issue), issue_times(normal, len(issue)), issue.to_numpy(dtype=float)
+    )
     expls = [e for _, es, _ in out for e in es]
     chosen = pick_answer(expls, target_key)
     return ranked_nodes(chosen), sum(n for _, _, n in out), chosen
@@ -265,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     false_alarms: dict[str, list[int]] = defaultdict(list)
     details: list[str] = []
     cache: dict[str, tuple[DependencyGraph, pd.DataFrame]] = {}
-    prefixes: dict[str, tuple[SeriesIndex, Detector, Explainer, int]] = {}
+    prefixes: dict[str, tuple[Pipeline, int]] = {}
     for sc, d in issues:
         if sc not in cache:
             cache[sc] = (load_graph(args.data / sc / "graph.csv"),
@@ -290,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 prefixes[sc] = auto_prefix(normal, graph, args)
                 times["auto prefix (s)"].append(time.perf_counter() - t0)
-                false_alarms[sc].append(prefixes[sc][3])
+                false_alarms[sc].append(prefixes[sc][1])
             ranked, n_fired, chosen = run_auto(prefixes[sc], normal, issue, target_key)
             answers["ours (automatic)"] = ranked
             if chosen is not None:

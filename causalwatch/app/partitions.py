@@ -6,8 +6,9 @@ topic (messages are keyed by series group), so a partition's series and their de
 can travel together:
 
 - each row remembers the partition its samples come from;
-- a checkpoint is written per partition, ``{base}:{topic}:{partition}``, holding that
-  partition's series keys, their detector rows and the partition's next offset;
+- a checkpoint is written per partition (the store's ``for_partition(tp)``; in Redis
+  ``{checkpoint key}:partition:{topic}:{partition}``), holding that partition's series keys,
+  their detector rows and the partition's next offset;
 - on assignment, a replica loads the checkpoints of its new partitions, adds their series to
   its index and state, and seeks to their offsets;
 - on revocation (and at shutdown), it writes those checkpoints and forgets the rows.
@@ -21,14 +22,14 @@ checkpoint of its whole state.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from causalwatch.models import RawRecord
-from causalwatch.store.checkpoint import Checkpoint, RedisCheckpointStore
+from causalwatch.store.checkpoint import Checkpoint, CheckpointStore
 from detector.core import Detector, DetectorConfig
 
 __all__ = ["PartitionCheckpoints"]
@@ -42,16 +43,17 @@ IntArray = npt.NDArray[np.int64]
 class PartitionCheckpoints:
     """Save, load and hand over the detector state of individual partitions."""
 
-    def __init__(self, cores: Any, client: Any, base_key: str, config: DetectorConfig) -> None:
+    def __init__(
+        self, cores: Any, stores: Callable[[TP], CheckpointStore], config: DetectorConfig
+    ) -> None:
         self.cores = cores
-        self.client = client
-        self.base_key = base_key
+        self.stores = stores
         self.config = config
         self.row_tp: dict[int, TP] = {}
         self.owned: set[TP] = set()
 
-    def store(self, tp: TP) -> RedisCheckpointStore:
-        return RedisCheckpointStore(self.client, f"{self.base_key}:{tp[0]}:{tp[1]}")
+    def store(self, tp: TP) -> CheckpointStore:
+        return self.stores(tp)
 
     def track(self, rows: IntArray, origin: IntArray, records: Sequence[RawRecord]) -> None:
         """Remember which partition each row's samples come from."""

@@ -1,15 +1,22 @@
-"""Wiring: source -> decode -> detect -> explain -> publish.
+"""The one wiring: source -> decode -> detect -> explain -> publish.
 
-This is the only module that composes the stages. The same functions serve the live
-service (Kafka in, Redis/Prometheus/webhooks out), offline replay (files in, files out)
-and the benchmarks (generators in): only the source and the sinks differ.
+This is the only module that composes the stages. :func:`build_pipeline` builds a
+:class:`Pipeline` for one process role from the settings and the adapters it is given
+(:class:`Adapters`: a source factory, sinks, stores, a clock); the live service passes Kafka
+and Redis adapters (:mod:`causalwatch.app.service`), offline replay and the benchmarks pass
+none and feed decoded batches through :meth:`Pipeline.decode` / :meth:`Pipeline.process`
+(:mod:`causalwatch.app.replay`). The same functions run in every case; only the source and
+the sinks differ.
 
 Layers, from pure to I/O:
 
 - :func:`ingest_records` turns raw records into rows + samples + record errors (pure);
-- :func:`process_samples` runs detector and explainer over one batch (pure, no I/O);
+- :func:`process_samples` runs detector and explainer over one batch (pure, no I/O); its
+  explain step is :func:`explain_events`, the one place alerts become explanations;
 - the ``*Stage`` classes add the adapters (dead-letter topic, Redis, webhooks, internal
-  topics) for one process role: ``all``, ``ingest``, ``detector`` or ``explainer``;
+  topics) for one process role: ``all``, ``ingest``, ``detector`` or ``explainer``; their
+  between-batch hooks (:mod:`causalwatch.app.sync`) and the partition handover
+  (:mod:`causalwatch.app.partitions`) are passed to their constructors;
 - :func:`run_stage` is the loop: poll, handle, checkpoint, commit.
 
 At-least-once: a batch's outputs are published before its offsets can be committed, and
@@ -24,29 +31,55 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from causalwatch.errors import BackendError, RecordError
+from causalwatch.app.partitions import PartitionCheckpoints
+from causalwatch.app.sync import (
+    Deliveries,
+    DeliveryStats,
+    FeedbackSource,
+    FeedbackSync,
+    GraphCache,
+    GraphSync,
+    LearnedGraphPublisher,
+    Lease,
+    LeaseKeeper,
+)
+from causalwatch.errors import BackendError, CausalwatchError, RecordError
 from causalwatch.models import AnomalyEvent, Explanation, RawRecord, SampleBatch
 from causalwatch.publish.metrics import IncidentScore, PipelineStats, SeriesView
 from causalwatch.series import SeriesIndex, labels_match, series_hash
 from causalwatch.settings import SensitivityRule, Settings
-from causalwatch.store.checkpoint import Checkpoint, RedisCheckpointStore
+from causalwatch.store.checkpoint import Checkpoint, CheckpointStore
 from causalwatch.wire import SCORE_FIELDS, decode_columns, encode_columns
 from detector.core import Detector, DetectorConfig, DetectorResult
+from detector.severity import severity_from_score
 from explainer.core import Explainer, ExplainerConfig
-from explainer.dag import DependencyGraph
+from explainer.dag import DependencyGraph, load_graph
 from ingest import IngestLimits, IngestSchemaError, assign_rows, decode_batch
 
 __all__ = [
+    "STAGES",
+    "Adapters",
+    "AllStage",
     "Cores",
+    "DetectorStage",
+    "ExplainerStage",
+    "IngestStage",
+    "Pipeline",
+    "Role",
+    "Sinks",
+    "Stage",
     "StepOutput",
+    "Timers",
     "apply_sensitivity",
     "build_cores",
+    "build_pipeline",
     "detector_config",
+    "explain_events",
     "explainer_config",
     "ingest_limits",
     "ingest_records",
@@ -61,7 +94,10 @@ IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 Offsets = dict[tuple[str, int], int]
+TP = tuple[str, int]
 Item = tuple[bytes | None, bytes, list[tuple[str, bytes]]]  # key, value, headers
+Hook = Callable[[float], None]
+Role = Literal["all", "ingest", "detector", "explainer"]
 EVICT_EVERY_S = 60.0
 
 
@@ -140,11 +176,14 @@ def build_cores(
     *,
     detector: bool = True,
     explainer: bool = True,
+    explainer_cfg: ExplainerConfig | None = None,
 ) -> Cores:
+    """The cores of one process sharing one series index. ``explainer_cfg`` overrides the
+    configuration taken from the settings (benchmarks that fix ``step_s``)."""
     index = SeriesIndex(settings.ingest.node_label, max_series=settings.ingest.max_series)
     det = Detector(detector_config(settings)) if detector else None
     exp = (
-        Explainer(explainer_config(settings), graph or DependencyGraph(), index)
+        Explainer(explainer_cfg or explainer_config(settings), graph or DependencyGraph(), index)
         if explainer
         else None
     )
@@ -205,12 +244,17 @@ class StepOutput:
     errors: list[RecordError]
 
 
-def events_from(
-    index: SeriesIndex, rows: IntArray, batch: SampleBatch, result: DetectorResult
+def _events(
+    index: SeriesIndex,
+    rows: IntArray,
+    batch: SampleBatch,
+    fired: BoolArray,
+    expected: FloatArray,
+    score: FloatArray,
+    severity: FloatArray,
 ) -> list[AnomalyEvent]:
-    """One :class:`AnomalyEvent` per sample where a new alert fired."""
     out = []
-    for i in np.flatnonzero(result.fired).tolist():
+    for i in np.flatnonzero(fired).tolist():
         row = int(rows[i])
         out.append(
             AnomalyEvent(
@@ -219,12 +263,33 @@ def events_from(
                 node=index.node_of(row),
                 ts=float(batch.ts[i]),
                 value=float(batch.value[i]),
-                expected=float(result.expected[i]),
-                score=float(result.score[i]),
-                severity=float(result.severity[i]),
+                expected=float(expected[i]),
+                score=float(score[i]),
+                severity=float(severity[i]),
             )
         )
     return out
+
+
+def events_from(
+    index: SeriesIndex, rows: IntArray, batch: SampleBatch, result: DetectorResult
+) -> list[AnomalyEvent]:
+    """One :class:`AnomalyEvent` per sample where a new alert fired."""
+    return _events(index, rows, batch, result.fired, result.expected, result.score, result.severity)
+
+
+def explain_events(
+    explainer: Explainer,
+    rows: IntArray,
+    batch: SampleBatch,
+    events: Sequence[AnomalyEvent],
+    now_s: float,
+) -> list[Explanation]:
+    """The explain step: the batch's samples into the explainer's history, then the new
+    alerts into incidents and explanations (``O(batch)`` plus one ranking per touched
+    target). Every role that explains goes through here."""
+    explainer.observe(rows, batch.ts, batch.value)
+    return explainer.on_anomalies(events, now_s)
 
 
 def out_of_order_errors(
@@ -275,9 +340,8 @@ def process_samples(
     events = events_from(cores.index, rows, batch, result)
     explanations: list[Explanation] = []
     if cores.explainer is not None:
-        cores.explainer.observe(rows, batch.ts, batch.value)
         now = float(batch.ts.max()) if now_s is None else now_s
-        explanations = cores.explainer.on_anomalies(events, now)
+        explanations = explain_events(cores.explainer, rows, batch, events, now)
     return StepOutput(batch, rows, result, events, explanations, errors)
 
 
@@ -322,20 +386,13 @@ def series_view(cores: Cores) -> SeriesView | None:
             keys=keys,
             nodes=nodes,
             score=det.last_score[rows].copy(),
-            severity=_severity(det.last_score[rows]),
+            severity=severity_from_score(det.last_score[rows]),
             value=det.last_value[rows].copy(),
             expected=det.last_expected[rows].copy(),
             lower=det.last_lower[rows].copy(),
             upper=det.last_upper[rows].copy(),
             alert=det.in_alert[rows].copy(),
         )
-
-
-def _severity(score: FloatArray) -> FloatArray:
-    # Same scale as DetectorResult.severity: 100 at a tail probability of 1e-8.
-    p = np.maximum(1.0 - np.nan_to_num(score, nan=0.0), 1e-300)
-    out: FloatArray = np.clip(100.0 * -np.log10(p) / 8.0, 0.0, 100.0)
-    return out
 
 
 def incident_scores(cores: Cores) -> list[IncidentScore]:
@@ -403,8 +460,25 @@ def _group_key(group: int) -> bytes:
     return f"series-group-{group}".encode()
 
 
+class PartitionStore(Protocol):
+    """Per-partition state handover (:class:`causalwatch.app.partitions.PartitionCheckpoints`)."""
+
+    owned: set[TP]
+
+    def track(self, rows: IntArray, origin: IntArray, records: Sequence[RawRecord]) -> None: ...
+    def load(self, tps: Sequence[TP]) -> dict[TP, int]: ...
+    def save(self, tps: Sequence[TP], offsets: Mapping[TP, int]) -> None: ...
+    def drop(self, tps: Sequence[TP]) -> None: ...
+
+
 class Stage:
-    """One process role. Subclasses implement :meth:`handle`; state goes in checkpoints."""
+    """One process role. Subclasses implement :meth:`handle`; state goes in checkpoints.
+
+    ``hooks`` run between batches with the time (graph reloads, feedback, lease renewal);
+    ``partitions`` hands state over per input partition (the detector stage, whose input is
+    partition-aligned); ``formats`` maps input topic -> record format (default: the
+    settings' topics). Everything is given here, never attached afterwards.
+    """
 
     name = "stage"
 
@@ -415,18 +489,26 @@ class Stage:
         sinks: Sinks,
         stats: PipelineStats,
         timers: Timers | None = None,
+        *,
+        hooks: Sequence[Hook] = (),
+        partitions: PartitionStore | None = None,
+        formats: Mapping[str, str] | None = None,
+        limits: IngestLimits | None = None,
     ) -> None:
         self.settings = settings
         self.cores = cores
         self.sinks = sinks
         self.stats = stats
         self.timers = timers or Timers()
-        self.formats = {t.name: t.format for t in settings.kafka.topics}
-        self.limits = ingest_limits(settings)
-        self.hooks: list[Callable[[float], None]] = []
+        self.formats = (
+            dict(formats)
+            if formats is not None
+            else {t.name: t.format for t in settings.kafka.topics}
+        )
+        self.limits = limits or ingest_limits(settings)
+        self.hooks: tuple[Hook, ...] = tuple(hooks)
+        self.partitions = partitions
         self._next_evict_s = 0.0
-        # Per-partition checkpoints (the detector stage, whose input is partition-aligned).
-        self.partitions: Any = None
 
     # -- input topics of this stage
     def topics(self) -> list[str]:
@@ -499,8 +581,8 @@ class Stage:
         apply_sensitivity(self.cores, [r for _, r in live], [k for k, _ in live])
 
     def periodic(self, now_s: float) -> None:
-        """Housekeeping between batches: eviction of stale series, and the hooks added by
-        the service (graph reloads, mutes)."""
+        """Housekeeping between batches: eviction of stale series, then the hooks (graph
+        reloads, feedback, lease renewal)."""
         if now_s >= self._next_evict_s:
             self._next_evict_s = now_s + EVICT_EVERY_S
             evict_stale(self.cores, now_s, self.settings.detector.series_ttl_s)
@@ -606,24 +688,17 @@ class ExplainerStage(Stage):
                 errors.extend(more)
                 if exp is None or len(rows) == 0:
                     continue
-                exp.observe(rows, batch.ts, batch.value)
-                events = []
-                fired = cols["fired"] > 0.5
-                for i in np.flatnonzero(fired).tolist():
-                    row = int(rows[i])
-                    events.append(
-                        AnomalyEvent(
-                            row=row,
-                            series_key=batch.series_keys[i],
-                            node=self.cores.index.node_of(row),
-                            ts=float(batch.ts[i]),
-                            value=float(batch.value[i]),
-                            expected=float(cols["expected"][i]),
-                            score=float(cols["score"][i]),
-                            severity=float(cols["severity"][i]),
-                        )
-                    )
-                explanations.extend(exp.on_anomalies(events, float(batch.ts.max())))
+                events = _events(
+                    self.cores.index,
+                    rows,
+                    batch,
+                    cols["fired"] > 0.5,
+                    cols["expected"],
+                    cols["score"],
+                    cols["severity"],
+                )
+                now = float(batch.ts.max())
+                explanations.extend(explain_events(exp, rows, batch, events, now))
         self._deadletter(errors)
         self._publish(explanations)
         self.stats.samples += sum(len(b) for b, _ in decoded)
@@ -668,7 +743,7 @@ class Source(Protocol):
 def run_stage(
     stage: Stage,
     make_source: Callable[..., Source],
-    checkpoints: RedisCheckpointStore | None,
+    checkpoints: CheckpointStore | None,
     stop: threading.Event,
     *,
     checkpoint_interval_s: float = 5.0,
@@ -744,7 +819,7 @@ def run_stage(
 def _checkpoint(
     stage: Stage,
     source: Source,
-    checkpoints: RedisCheckpointStore | None,
+    checkpoints: CheckpointStore | None,
     offsets: Offsets,
     now: float,
 ) -> None:
@@ -764,3 +839,217 @@ def _checkpoint(
         log.warning("offset commit failed", extra={"stage": stage.name, "error": str(exc)})
     stage.stats.checkpoint_last_success_ts = now
     stage.timers.observe("checkpoint", time.perf_counter() - t0)
+
+
+# --------------------------------------------------------------------------------------
+# The builder: settings + adapters -> one process role
+# --------------------------------------------------------------------------------------
+Resume = Callable[[list[TP]], Mapping[TP, int]]
+Revoke = Callable[[list[TP]], None]
+
+
+#: ``source(topics, group_id, resume, on_revoke)`` builds the consumer of a role: its input
+#: ``topics`` in consumer group ``group_id``; ``resume``/``on_revoke`` as in :func:`run_stage`
+SourceFactory = Callable[[list[str], str, Resume, Revoke], Source]
+
+
+@dataclass(frozen=True)
+class Adapters:
+    """The I/O a pipeline runs against, all optional: replay and the benchmarks pass none.
+
+    ``source`` builds the consumer (Kafka in the service); ``deadletter``, ``results``,
+    ``outbox`` and ``producer`` are the sinks; ``checkpoints`` stores the role's checkpoint
+    (and, for ``detector``, one per input partition); ``graph_cache``, ``feedback``,
+    ``deliveries`` and ``lease`` are the stores and publishers the between-batch hooks keep
+    the cores in step with; ``timers`` receive seconds per stage; ``clock`` is wall time.
+    """
+
+    source: SourceFactory | None = None
+    deadletter: DeadLetter | None = None
+    results: Results | None = None
+    outbox: Outbox | None = None
+    producer: Producer | None = None
+    checkpoints: CheckpointStore | None = None
+    graph_cache: GraphCache | None = None
+    feedback: FeedbackSource | None = None
+    deliveries: Deliveries | None = None
+    lease: Lease | None = None
+    timers: Timers = field(default_factory=Timers)
+    clock: Callable[[], float] = time.time
+
+
+class Pipeline:
+    """One process role, wired: its cores, its stage and the adapters it runs against.
+
+    Built by :func:`build_pipeline`. The live service calls :meth:`run`; replay and the
+    benchmarks feed batches through :meth:`decode` and :meth:`process` (the same steps the
+    stage runs per poll) and ask :meth:`explain` for on-demand explanations.
+    """
+
+    def __init__(self, settings: Settings, role: Role, stage: Stage, adapters: Adapters) -> None:
+        self.settings = settings
+        self.role = role
+        self.stage = stage
+        self.adapters = adapters
+        self.standby = False  # an explainer replica waiting for the lease
+
+    @property
+    def cores(self) -> Cores:
+        return self.stage.cores
+
+    @property
+    def stats(self) -> PipelineStats:
+        return self.stage.stats
+
+    # -- offline entry points (replay, benchmarks)
+    def decode(
+        self, records: Sequence[RawRecord], now_s: float
+    ) -> tuple[SampleBatch, list[RecordError]]:
+        """Decode and validate records of the role's input formats (pure)."""
+        return decode_batch(records, self.stage.formats, self.stage.limits, now_s)
+
+    def process(
+        self,
+        batch: SampleBatch,
+        records: Sequence[RawRecord] | None = None,
+        now_s: float | None = None,
+    ) -> StepOutput:
+        """Index, detect and explain one decoded batch; refused series and out-of-order
+        samples are in ``errors``. Holds the cores' lock."""
+        with self.cores.lock:
+            rows, kept, refused = assign_rows(batch, self.cores.index, records or [])
+            out = process_samples(self.cores, rows, kept, now_s, records)
+        if refused:
+            out = dataclasses.replace(out, errors=refused + out.errors)
+        return out
+
+    def explain(self, node: str, series: str | None, at: float) -> Explanation:
+        """Explain a node (or one series) at a time, on demand (the API, ``explain``)."""
+        exp = self.cores.explainer
+        if exp is None:
+            raise CausalwatchError(f"the {self.role!r} role has no explainer")
+        with self.cores.lock:
+            return exp.explain(node, series, at)
+
+    def series_view(self) -> SeriesView | None:
+        return series_view(self.cores)
+
+    def incident_scores(self) -> list[IncidentScore]:
+        return incident_scores(self.cores)
+
+    # -- the live loop
+    def run(self, stop: threading.Event, *, on_batch: Callable[[], None] | None = None) -> None:
+        """Consume until ``stop`` is set. With a lease (``run explainer`` replicas), stand by
+        until this process holds it; the lease is released when the loop ends."""
+        if self.adapters.source is None:
+            raise CausalwatchError("this pipeline was built without a source")
+        lease = self.adapters.lease
+        if lease is not None:
+            while not stop.is_set() and not lease.acquire():
+                self.standby = True
+                stop.wait(2.0)
+            self.standby = False
+            if stop.is_set():
+                return
+        try:
+            run_stage(
+                self.stage,
+                self._make_source,
+                self.adapters.checkpoints,
+                stop,
+                checkpoint_interval_s=self.settings.redis.checkpoint_interval_s,
+                max_records=self.settings.kafka.max_poll_records,
+                clock=self.adapters.clock,
+                on_batch=on_batch,
+            )
+        finally:
+            if lease is not None:
+                lease.release()
+
+    def _make_source(self, resume: Resume, on_revoke: Revoke) -> Source:
+        assert self.adapters.source is not None
+        group_id = f"{self.settings.kafka.group_id}.{self.role}"
+        return self.adapters.source(self.stage.topics(), group_id, resume, on_revoke)
+
+
+def _has_explainer(role: Role) -> bool:
+    return role in ("all", "explainer")
+
+
+def _has_detector(role: Role) -> bool:
+    return role in ("all", "detector")
+
+
+def build_pipeline(
+    settings: Settings,
+    role: Role = "all",
+    adapters: Adapters | None = None,
+    *,
+    graph: DependencyGraph | None = None,
+    cores: Cores | None = None,
+    stats: PipelineStats | None = None,
+    replay: bool = False,
+    formats: Mapping[str, str] | None = None,
+    explainer_cfg: ExplainerConfig | None = None,
+) -> Pipeline:
+    """Build one process role from the settings and its adapters: the cores, the stage, its
+    hooks and partition handover.
+
+    ``graph``: the explainer's starting graph; default: with a ``graph_cache``, the cached
+    given graph (``explainer.graph_file`` replaces it when its edges differ), else the graph
+    file, else an empty graph. ``cores`` and ``stats`` are built here unless given (the
+    service builds the cores first so its metrics registry can read them). ``replay`` turns
+    the wall-clock age checks of decoding off; ``formats`` maps input topic -> format
+    (default: the settings' topics); ``explainer_cfg`` overrides the explainer settings.
+    """
+    adapters = adapters or Adapters()
+    cache = adapters.graph_cache
+    if graph is None and cache is None and settings.explainer.graph_file is not None:
+        graph = load_graph(settings.explainer.graph_file)
+    if cores is None:
+        cores = build_cores(
+            settings,
+            graph,
+            detector=_has_detector(role),
+            explainer=_has_explainer(role),
+            explainer_cfg=explainer_cfg,
+        )
+    elif graph is not None and cores.explainer is not None:
+        cores.explainer.set_graph(graph)
+    hooks: list[Hook] = []
+    if cores.explainer is not None and cache is not None:
+        sync = GraphSync(cache, cores)
+        cores.explainer.set_graph(sync.start(settings.explainer.graph_file))
+        hooks += [sync, LearnedGraphPublisher(cache, cores)]
+    if cores.detector is not None and adapters.feedback is not None:
+        rules = cores.sensitivity
+        hooks.append(FeedbackSync(adapters.feedback, cores, lambda k: sensitivity_for(k, rules)))
+    stats = stats or PipelineStats()
+    if adapters.deliveries is not None:
+        hooks.append(DeliveryStats(adapters.deliveries, stats))
+    if adapters.lease is not None:
+        hooks.append(LeaseKeeper(adapters.lease))
+    partitions = None
+    if role == "detector" and adapters.checkpoints is not None:
+        # Scaled detectors hand series state over with their partitions.
+        partitions = PartitionCheckpoints(
+            cores, adapters.checkpoints.for_partition, detector_config(settings)
+        )
+    sinks = Sinks(
+        deadletter=adapters.deadletter,
+        results=adapters.results if _has_explainer(role) else None,
+        outbox=adapters.outbox,
+        producer=adapters.producer,
+    )
+    stage = STAGES[role](
+        settings,
+        cores,
+        sinks,
+        stats,
+        adapters.timers,
+        hooks=hooks,
+        partitions=partitions,
+        formats=formats,
+        limits=ingest_limits(settings, replay=replay),
+    )
+    return Pipeline(settings, role, stage, adapters)

@@ -1,5 +1,8 @@
 """Offline replay: the live detector and explainer code over files, as fast as possible.
 
+The pipeline is built by :func:`causalwatch.app.pipeline.build_pipeline`, as in the live
+service, with no adapters: this module is the file source (and the file sinks) around it.
+
 Inputs: JSONL (one native sample per line, decoded and validated by the same ingest code
 as Kafka records) or CSV ``timestamp,value`` (one series named after the file; timestamps
 as unix seconds or ISO 8601 with ``T`` or a space, no zone meaning UTC).
@@ -30,15 +33,13 @@ from typing import IO, Any
 import numpy as np
 import numpy.typing as npt
 
-from causalwatch.app.pipeline import Cores, StepOutput, build_cores, ingest_limits, process_samples
+from causalwatch.app.pipeline import Pipeline, StepOutput, build_pipeline
 from causalwatch.errors import CausalwatchError, ConfigError, DecodeError, RecordError
 from causalwatch.models import Explanation, RawRecord, SampleBatch
 from causalwatch.schemas import explanation_json
 from causalwatch.series import series_key
 from causalwatch.settings import Settings, load_settings
-from explainer.dag import DependencyGraph, load_graph
-from ingest import decode_batch
-from ingest.batch import assign_rows
+from explainer.dag import load_graph
 
 __all__ = [
     "ReplaySummary",
@@ -152,7 +153,7 @@ class ReplaySummary:
 
 
 def _jsonl_batches(
-    path: Path, chunk: int, limits: Any
+    path: Path, pipe: Pipeline, chunk: int
 ) -> Iterator[tuple[SampleBatch, list[RecordError]]]:
     with path.open("rb") as fh:
         records: list[RawRecord] = []
@@ -162,14 +163,29 @@ def _jsonl_batches(
                 continue
             records.append(RawRecord(path.name, 0, line_no, line))
             if len(records) >= chunk:
-                yield decode_batch(records, {path.name: "json"}, limits, 0.0)
+                yield pipe.decode(records, 0.0)
                 records = []
         if records:
-            yield decode_batch(records, {path.name: "json"}, limits, 0.0)
+            yield pipe.decode(records, 0.0)
+
+
+def replay_pipeline(
+    path: Path, settings: Settings, graph_file: Path | None = None, *, explainer: bool = True
+) -> Pipeline:
+    """The pipeline replaying ``path``: role ``all`` (``detector`` without the explainer),
+    wall-clock age checks off, JSONL lines decoded as native JSON samples."""
+    graph = load_graph(graph_file) if graph_file else None
+    return build_pipeline(
+        settings,
+        "all" if explainer else "detector",
+        graph=graph,
+        replay=True,
+        formats={path.name: "json"},
+    )
 
 
 def input_batches(
-    path: Path, settings: Settings, chunk: int = CHUNK
+    path: Path, pipe: Pipeline, chunk: int = CHUNK
 ) -> tuple[int, Iterator[tuple[SampleBatch, list[RecordError]]]]:
     """(approximate number of samples, iterator of decoded batches) for a replay input."""
     if not path.is_file():
@@ -192,11 +208,11 @@ def input_batches(
 
         return len(ts), gen()
     total = sum(1 for _ in path.open("rb"))
-    return total, _jsonl_batches(path, chunk, ingest_limits(settings, replay=True))
+    return total, _jsonl_batches(path, pipe, chunk)
 
 
 def replay_batches(
-    cores: Cores,
+    pipe: Pipeline,
     batches: Iterable[tuple[SampleBatch, list[RecordError]]],
     *,
     on_step: Callable[[StepOutput], None] | None = None,
@@ -204,7 +220,7 @@ def replay_batches(
     on_target: Callable[[Target, Explanation | None, str | None], None] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ReplaySummary:
-    """Run the cores over decoded batches in order (the path shared by CLI and benches).
+    """Run the pipeline over decoded batches in order (the path shared by CLI and benches).
 
     Batches are split at target times so an on-demand explanation at ``t`` sees exactly the
     data up to ``t``.
@@ -218,10 +234,7 @@ def replay_batches(
         for err in errors:
             summary.rejected[err.reason] += 1
         for part in _split_at(batch, [t.at for t in pending]):
-            rows, kept, refused = assign_rows(part, cores.index, [])
-            for err in refused:
-                summary.rejected[err.reason] += 1
-            out = process_samples(cores, rows, kept)
+            out = pipe.process(part)
             for err in out.errors:
                 summary.rejected[err.reason] += 1
             summary.samples += len(out.batch)
@@ -231,25 +244,25 @@ def replay_batches(
                 on_step(out)
             last_ts = float(part.ts.max()) if len(part) else -math.inf
             while pending and pending[0].at <= last_ts:
-                _explain_target(cores, pending.pop(0), on_target, summary)
+                _explain_target(pipe, pending.pop(0), on_target, summary)
         if progress is not None:
             progress(len(batch) + len(errors))
     for t in pending:  # targets after the end of the data: explain with what there is
-        _explain_target(cores, t, on_target, summary)
+        _explain_target(pipe, t, on_target, summary)
     summary.seconds = time.perf_counter() - t0
     return summary
 
 
 def _explain_target(
-    cores: Cores,
+    pipe: Pipeline,
     target: Target,
     on_target: Callable[[Target, Explanation | None, str | None], None] | None,
     summary: ReplaySummary,
 ) -> None:
-    if cores.explainer is None or on_target is None:
+    if pipe.cores.explainer is None or on_target is None:
         return
     try:
-        exp = cores.explainer.explain(target.node, target.series, target.at)
+        exp = pipe.explain(target.node, target.series, target.at)
     except CausalwatchError as exc:  # reported per target; the replay goes on
         on_target(target, None, str(exc))
         return
@@ -323,8 +336,8 @@ def replay_file(
     from tqdm import tqdm
 
     settings = settings or load_settings()
-    cores = build_cores(settings, _graph_for(settings, graph_file))
-    total, batches = input_batches(path, settings)
+    pipe = replay_pipeline(path, settings, graph_file)
+    total, batches = input_batches(path, pipe)
     targets = read_targets(targets_file) if targets_file else None
     scores_fh = scores_out.open("w") if scores_out else None
     exp_fh = explanations_out.open("w") if explanations_out else None
@@ -354,7 +367,7 @@ def replay_file(
 
     try:
         summary = replay_batches(
-            cores,
+            pipe,
             batches,
             on_step=on_step,
             targets=targets,
@@ -370,11 +383,6 @@ def replay_file(
     return summary
 
 
-def _graph_for(settings: Settings, graph_file: Path | None) -> DependencyGraph:
-    path = graph_file or settings.explainer.graph_file
-    return load_graph(path) if path else DependencyGraph()
-
-
 def explain_offline(
     path: Path,
     target: Target,
@@ -384,11 +392,11 @@ def explain_offline(
 ) -> tuple[Explanation | None, str | None]:
     """Replay ``path`` up to ``target.at`` and explain the target there (``explain --input``)."""
     settings = settings or load_settings()
-    cores = build_cores(settings, _graph_for(settings, graph_file))
-    _total, batches = input_batches(path, settings)
+    pipe = replay_pipeline(path, settings, graph_file)
+    _total, batches = input_batches(path, pipe)
     got: list[tuple[Explanation | None, str | None]] = []
     replay_batches(
-        cores, batches, targets=[target], on_target=lambda _t, e, err: got.append((e, err))
+        pipe, batches, targets=[target], on_target=lambda _t, e, err: got.append((e, err))
     )
     return got[0] if got else (None, "no data")
 
@@ -406,7 +414,7 @@ def score_arrays(
     ``score``, ``alert`` (fired) and ``severity``.
     """
     settings = settings or load_settings()
-    cores = build_cores(settings, explainer=False)
+    pipe = build_pipeline(settings, "detector", replay=True)
     cols: dict[str, list[Any]] = {
         k: [] for k in ("series", "ts", "value", "score", "alert", "severity")
     }
@@ -432,5 +440,5 @@ def score_arrays(
                 [],
             )
 
-    replay_batches(cores, gen(), on_step=on_step)
+    replay_batches(pipe, gen(), on_step=on_step)
     return {k: (np.concatenate(v) if v else np.empty(0)) for k, v in cols.items()}

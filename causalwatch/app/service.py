@@ -1,9 +1,12 @@
-"""Assemble one live process: settings -> adapters -> stage loop, plus HTTP servers.
+"""Assemble one live process: adapters, servers and threads around the pipeline.
 
-``causalwatch run [all|ingest|detector|explainer]`` calls :func:`serve`. Each piece is a
-small adapter passed into :func:`causalwatch.app.pipeline.run_stage`; nothing here holds an
-algorithm. Threads: the stage loop (caller's thread), the metrics HTTP server, the HTTP API
-(``all`` and ``explainer``), the webhook dispatcher (``all`` and ``explainer``).
+``causalwatch run [all|ingest|detector|explainer]`` calls :func:`serve`. It connects the
+adapters (Kafka source and producer, the Redis stores, the webhook dispatcher), hands them
+to :func:`causalwatch.app.pipeline.build_pipeline` (the one place that wires stages) and
+starts the servers around it; nothing here holds an algorithm or decides a policy. Threads:
+the stage loop (caller's thread, or one thread with ``block=False``), the metrics HTTP
+server, the HTTP API (``all`` and ``explainer``), the webhook dispatcher (``all`` and
+``explainer``, when webhooks are configured).
 """
 
 from __future__ import annotations
@@ -11,39 +14,38 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from causalwatch import __version__
 from causalwatch.app.pipeline import (
-    STAGES,
+    Adapters,
     Cores,
-    Sinks,
+    Pipeline,
+    Resume,
+    Revoke,
+    Role,
+    Source,
     Stage,
     Timers,
     build_cores,
-    detector_config,
+    build_pipeline,
     incident_scores,
-    run_stage,
-    sensitivity_for,
     series_view,
 )
-from causalwatch.errors import BackendError, CausalwatchError
-from causalwatch.models import Explanation
 from causalwatch.publish.metrics import MetricsServer, PipelineStats, build_registry
 from causalwatch.settings import Settings
 from causalwatch.store.checkpoint import RedisCheckpointStore
 from causalwatch.store.client import connect, ping
+from causalwatch.store.feedback import FeedbackStore
 from causalwatch.store.graph import RedisDagCache
 from causalwatch.store.results import ResultStore
-from explainer.dag import DependencyGraph, load_graph
+
+if TYPE_CHECKING:
+    from causalwatch.publish.webhooks import WebhookDispatcher
 
 __all__ = ["Service", "serve"]
-
-LEARNED_EVERY_S = 30.0
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +55,7 @@ class Service:
     """Handles on a running process, for the demo and the tests."""
 
     settings: Settings
-    stage: Stage
-    stats: PipelineStats
+    pipeline: Pipeline
     metrics_url: str
     api_url: str | None
     results: ResultStore
@@ -62,111 +63,32 @@ class Service:
     ready: threading.Event = field(default_factory=threading.Event)
     closers: list[Callable[[], None]] = field(default_factory=list)
     error: BaseException | None = None
-    standby: bool = False  # an explainer replica waiting for the lease
 
     @property
     def healthy(self) -> bool:
         return self.error is None and not self.stop.is_set()
 
     @property
+    def standby(self) -> bool:
+        """An explainer replica waiting for the lease."""
+        return self.pipeline.standby
+
+    @property
+    def stage(self) -> Stage:
+        return self.pipeline.stage
+
+    @property
+    def stats(self) -> PipelineStats:
+        return self.pipeline.stats
+
+    @property
     def cores(self) -> Cores:
-        return self.stage.cores
-
-
-class GraphSync:
-    """Keeps the explainer's given graph equal to the one cached in Redis (by version)."""
-
-    def __init__(self, cache: RedisDagCache, cores: Cores, interval_s: float = 2.0) -> None:
-        self.cache = cache
-        self.cores = cores
-        self.interval_s = interval_s
-        self.version = -1
-        self._next = 0.0
-
-    def start(self, graph_file: Any) -> DependencyGraph:
-        if graph_file is not None:
-            given = load_graph(graph_file)
-            current = self.cache.get()
-            if current is None or _edge_set(current) != _edge_set(given):
-                self.cache.put(given)
-        graph = self.cache.get() or DependencyGraph()
-        self.version = self.cache.version()
-        return graph
-
-    def poll(self, now: float) -> None:
-        if now < self._next:
-            return
-        self._next = now + self.interval_s
-        try:
-            version = self.cache.version()
-            if version != self.version:
-                graph = self.cache.get()
-                if graph is not None and self.cores.explainer is not None:
-                    with self.cores.lock:
-                        self.cores.explainer.set_graph(graph)
-                    log.info("graph reloaded", extra={"graph_version": version})
-                self.version = version
-        except BackendError as exc:
-            log.warning("graph poll failed", extra={"error": str(exc)})
-
-
-def _edge_set(graph: DependencyGraph) -> set[tuple[str, str]]:
-    return {(e.cause, e.effect) for e in graph.edges if e.provenance == "given"}
-
-
-class FeedbackSync:
-    """Applies mutes and false-positive marks from the feedback store to the detector."""
-
-    def __init__(self, feedback: Any, cores: Cores, interval_s: float = 2.0) -> None:
-        self.feedback = feedback
-        self.cores = cores
-        self.interval_s = interval_s
-        self._next = 0.0
-        self._fp_since = 0.0
-        self._fp_count: dict[str, int] = {}
-        self._applied: tuple[Any, int] | None = None
-
-    def poll(self, now: float) -> None:
-        if now < self._next or self.cores.detector is None:
-            return
-        self._next = now + self.interval_s
-        try:
-            mutes = self.feedback.active_mutes(now)
-            fps = self.feedback.false_positives_since(self._fp_since)
-        except BackendError as exc:
-            log.warning("feedback poll failed", extra={"error": str(exc)})
-            return
-        det = self.cores.detector
-        with self.cores.lock:
-            state = (tuple(sorted((m.id, m.until) for m in mutes)), len(self.cores.index))
-            if mutes and state != self._applied:
-                for m in mutes:
-                    rows = [r for k, r in self.cores.index.items() if m.matches(k)]
-                    if rows:
-                        idx = np.asarray(rows, dtype=np.int64)
-                        det.mute(idx, np.full(len(idx), float(m.until)))
-                self._applied = state
-            for fp in fps:
-                self._fp_since = max(self._fp_since, float(fp.marked_at) + 1e-6)
-                for key in fp.series:
-                    self._fp_count[key] = self._fp_count.get(key, 0) + 1
-            if fps:
-                keys = [k for k in self._fp_count if self.cores.index.get(k) is not None]
-                if keys:
-                    idx = np.asarray([self.cores.index.get(k) for k in keys], dtype=np.int64)
-                    # Each false-positive mark halves how readily the series alerts,
-                    # on top of its configured sensitivity.
-                    rules = self.cores.sensitivity
-                    factor = np.asarray(
-                        [sensitivity_for(k, rules) * 0.5 ** self._fp_count[k] for k in keys]
-                    )
-                    det.set_sensitivity(idx, factor)
-        return
+        return self.pipeline.cores
 
 
 def serve(
     settings: Settings,
-    stage_name: str,
+    stage_name: Role,
     *,
     stop: threading.Event | None = None,
     block: bool = True,
@@ -178,7 +100,7 @@ def serve(
     from ingest.kafka_source import KafkaSource
 
     stop = stop or threading.Event()
-    stats = PipelineStats()
+    explains = stage_name in ("all", "explainer")
     client = connect(settings.redis.url)
     ping(client, settings.redis.url)
     prefix = settings.redis.prefix
@@ -189,25 +111,17 @@ def serve(
         latest_ttl_s=settings.redis.latest_ttl_s,
     )
     dag_cache = RedisDagCache(client, prefix=prefix)
-    wants_explainer = stage_name in ("all", "explainer")
-    wants_detector = stage_name in ("all", "detector")
-    cores = build_cores(settings, None, detector=wants_detector, explainer=wants_explainer)
-    graph_sync = GraphSync(dag_cache, cores)
-    if wants_explainer:
-        graph = graph_sync.start(settings.explainer.graph_file)
-        assert cores.explainer is not None
-        cores.explainer.set_graph(graph)
+    feedback = FeedbackStore(client, prefix=prefix)
 
+    # The cores first, so the metrics registry reads them at scrape time.
+    cores = build_cores(settings, detector=stage_name in ("all", "detector"), explainer=explains)
+    stats = PipelineStats()
     registry = build_registry(
         stats,
         series=lambda: series_view(cores),
         incidents=lambda: incident_scores(cores),
         max_series=settings.publish.metrics_max_series,
         version=__version__,
-    )
-    timers = Timers(
-        observe=lambda st, s: registry.batch_seconds.labels(stage=st).observe(s),
-        explain=registry.explain_seconds.observe,
     )
     metrics = MetricsServer(
         registry.registry, settings.publish.metrics_host, settings.publish.metrics_port
@@ -223,8 +137,8 @@ def serve(
             {settings.kafka.samples_topic: n, settings.kafka.scores_topic: n},
             settings.kafka.client_id,
         )
-    dispatcher = None
-    if wants_explainer and settings.publish.webhooks:
+    dispatcher: WebhookDispatcher | None = None
+    if explains and settings.publish.webhooks:
         from causalwatch.publish.webhooks import WebhookDispatcher
         from causalwatch.store.outbox import WebhookOutbox
 
@@ -232,71 +146,6 @@ def serve(
             WebhookOutbox(client, prefix), settings.publish.webhooks, settings.publish
         ).start()
         closers.append(dispatcher.close)
-    sinks = Sinks(
-        deadletter=DeadLetterSink(producer, suffix=settings.kafka.dlq_suffix),
-        results=results if wants_explainer else None,
-        outbox=dispatcher,
-        producer=producer,
-    )
-    stage = STAGES[stage_name](settings, cores, sinks, stats, timers)
-
-    feedback_sync = None
-    api_url = None
-    svc = Service(settings, stage, stats, metrics.url, None, results, stop, closers=closers)
-    from causalwatch.store.feedback import FeedbackStore
-
-    feedback = FeedbackStore(client, prefix=prefix)
-    if wants_detector:
-        feedback_sync = FeedbackSync(feedback, cores)
-    if wants_explainer:
-        api_url = _start_api(settings, svc, results, dag_cache, feedback, dispatcher, client)
-        svc.api_url = api_url
-
-    next_learned = [0.0]
-
-    def periodic(now: float) -> None:
-        graph_sync.poll(now)
-        if cores.explainer is not None and now >= next_learned[0]:
-            # Share what this explainer learned, so `graph show` and other processes see it.
-            next_learned[0] = now + LEARNED_EVERY_S
-            with cores.lock:
-                learned = cores.explainer.learned_edges()
-            try:
-                dag_cache.put_learned(learned, now)
-            except BackendError as exc:
-                log.warning("learned-graph publish failed", extra={"error": str(exc)})
-        if feedback_sync is not None:
-            feedback_sync.poll(now)
-        if dispatcher is not None:
-            stats.webhook_deliveries.clear()
-            stats.webhook_deliveries.update(dispatcher.counters())
-            stats.webhook_outbox_size = dispatcher.outbox_size()
-
-    stage.hooks.append(periodic)
-    checkpoints = RedisCheckpointStore(
-        client, f"{prefix}checkpoint:{settings.kafka.group_id}:{stage_name}"
-    )
-
-    if stage_name == "detector":
-        # Scaled detectors hand series state over with their partitions.
-        from causalwatch.app.partitions import PartitionCheckpoints
-
-        stage.partitions = PartitionCheckpoints(
-            cores, client, f"{checkpoints.key}:partition", detector_config(settings)
-        )
-
-    def make_source(
-        resume: Callable[[list[tuple[str, int]]], Mapping[tuple[str, int], int]],
-        on_revoke: Callable[[list[tuple[str, int]]], None],
-    ) -> Any:
-        return KafkaSource(
-            settings.kafka,
-            topics=stage.topics(),
-            group_id=f"{settings.kafka.group_id}.{stage_name}",
-            resume_offsets=resume,
-            on_revoke=on_revoke,
-        )
-
     lease = None
     if stage_name == "explainer":
         from causalwatch.store.lease import RedisLease
@@ -306,43 +155,42 @@ def serve(
             f"{prefix}lease:{settings.kafka.group_id}:explainer",
             ttl_s=settings.explainer.lease_ttl_s,
         )
-        renew_every_s = lease.ttl_ms / 3000.0
-        next_renew = [0.0]
 
-        def keep_lease(now: float) -> None:
-            if time.monotonic() < next_renew[0]:
-                return
-            next_renew[0] = time.monotonic() + renew_every_s
-            if not lease.renew():
-                raise BackendError(
-                    "lost the explainer lease to another replica; stopping to stand by",
-                    backend="redis",
-                )
+    def kafka_source(topics: list[str], group_id: str, resume: Resume, revoke: Revoke) -> Source:
+        return KafkaSource(
+            settings.kafka,
+            topics=topics,
+            group_id=group_id,
+            resume_offsets=resume,
+            on_revoke=revoke,
+        )
 
-        stage.hooks.append(keep_lease)
+    adapters = Adapters(
+        source=kafka_source,
+        deadletter=DeadLetterSink(producer, suffix=settings.kafka.dlq_suffix),
+        results=results,
+        outbox=dispatcher,
+        producer=producer,
+        checkpoints=RedisCheckpointStore(
+            client, f"{prefix}checkpoint:{settings.kafka.group_id}:{stage_name}"
+        ),
+        graph_cache=dag_cache,
+        feedback=feedback,
+        deliveries=dispatcher,
+        lease=lease,
+        timers=Timers(
+            observe=lambda st, s: registry.batch_seconds.labels(stage=st).observe(s),
+            explain=registry.explain_seconds.observe,
+        ),
+    )
+    pipeline = build_pipeline(settings, stage_name, adapters, cores=cores, stats=stats)
+    svc = Service(settings, pipeline, metrics.url, None, results, stop, closers=closers)
+    if explains:
+        svc.api_url = _start_api(svc, dag_cache, feedback, dispatcher)
 
     def loop() -> None:
-        if lease is not None:
-            # Stand by until this replica holds the explainer lease.
-            while not stop.is_set() and not lease.acquire():
-                svc.standby = True
-                stop.wait(2.0)
-            svc.standby = False
-            if stop.is_set():
-                for close in reversed(closers):
-                    close()
-                return
-            closers.insert(0, lease.release)
         try:
-            run_stage(
-                stage,
-                make_source,
-                checkpoints,
-                stop,
-                checkpoint_interval_s=settings.redis.checkpoint_interval_s,
-                max_records=settings.kafka.max_poll_records,
-                on_batch=svc.ready.set,
-            )
+            pipeline.run(stop, on_batch=svc.ready.set)
         except BaseException as exc:
             # Unexpected: record it (readiness fails), stop, and let the caller exit non-zero;
             # a restart resumes from the last checkpoint.
@@ -370,31 +218,21 @@ def serve(
 
 
 def _start_api(
-    settings: Settings,
     svc: Service,
-    results: ResultStore,
     dag_cache: RedisDagCache,
-    feedback: Any,
-    dispatcher: Any,
-    client: Any,
+    feedback: FeedbackStore,
+    dispatcher: WebhookDispatcher | None,
 ) -> str:
     import uvicorn
 
     from causalwatch.publish.api import create_app
 
-    cores = svc.cores
-
-    def explain(node: str, series: str | None, at: float) -> Explanation:
-        if cores.explainer is None:
-            raise CausalwatchError("this process has no explainer")
-        with cores.lock:
-            return cores.explainer.explain(node, series, at)
-
+    settings = svc.settings
     app = create_app(
-        store=results,
+        store=svc.results,
         graph_cache=dag_cache,
         feedback=feedback,
-        explain=explain,
+        explain=svc.pipeline.explain,
         dispatcher=dispatcher,
         token=settings.api.token,
         ready=lambda: svc.healthy,

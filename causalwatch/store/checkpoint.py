@@ -17,7 +17,7 @@ import io
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -26,7 +26,14 @@ import redis
 from causalwatch.errors import StateError
 from causalwatch.store.client import map_redis_errors
 
-__all__ = ["SCHEMA_VERSION", "Checkpoint", "RedisCheckpointStore", "decode", "encode"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Checkpoint",
+    "CheckpointStore",
+    "RedisCheckpointStore",
+    "decode",
+    "encode",
+]
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +91,24 @@ def decode(blob: bytes, expected_version: int = SCHEMA_VERSION) -> Checkpoint:
     return Checkpoint(arrays=arrays, meta=header["meta"], offsets=offsets, schema_version=version)
 
 
+class CheckpointStore(Protocol):
+    """Where a stage's checkpoints go (Redis in the service; a fake in tests)."""
+
+    def save(self, cp: Checkpoint) -> int: ...
+    def load(self) -> Checkpoint | None: ...
+    def for_partition(self, tp: tuple[str, int]) -> CheckpointStore: ...
+
+
 class RedisCheckpointStore:
     """One checkpoint per stage and consumer group under ``{prefix}checkpoint:{name}``."""
 
     def __init__(self, client: redis.Redis, key: str) -> None:
         self.client: Any = client
         self.key = key
+
+    def for_partition(self, tp: tuple[str, int]) -> RedisCheckpointStore:
+        """The store of one input partition's checkpoint (scaled detectors)."""
+        return RedisCheckpointStore(self.client, f"{self.key}:partition:{tp[0]}:{tp[1]}")
 
     def save(self, cp: Checkpoint) -> int:
         """Write the checkpoint atomically; returns its size in bytes."""

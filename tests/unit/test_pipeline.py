@@ -2,8 +2,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from causalwatch.app.pipeline import build_cores, evict_stale, in_order_mask, process_samples
+from causalwatch.app.pipeline import (
+    Adapters,
+    build_cores,
+    build_pipeline,
+    evict_stale,
+    in_order_mask,
+    process_samples,
+)
 from causalwatch.models import SampleBatch
+from causalwatch.schemas import FalsePositive, Mute
 from causalwatch.settings import load_settings
 
 
@@ -110,18 +118,15 @@ def test_sensitivity_rules_apply_to_new_and_reused_rows() -> None:
 def test_changed_sensitivity_rules_reach_restored_series() -> None:
     """A checkpoint taken under one set of rules, restored under another: the live series
     get the new rules (the state's own sensitivity is overwritten)."""
-    from causalwatch.app.pipeline import AllStage, Sinks
-    from causalwatch.publish.metrics import PipelineStats
-
     keys = ['m{service="batch"}', 'm{service="web"}']
     before = load_settings()
-    stage = AllStage(before, build_cores(before), Sinks(), PipelineStats())
+    stage = build_pipeline(before).stage
     _feed(stage.cores, keys, 0.0, 40)
     cp = stage.snapshot()
     after = load_settings(
         detector={"sensitivity": [{"matchers": {"service": "batch"}, "factor": 0.05}]}
     )
-    restored = AllStage(after, build_cores(after), Sinks(), PipelineStats())
+    restored = build_pipeline(after).stage
     restored.restore(cp)
     det = restored.cores.detector
     assert det is not None
@@ -129,3 +134,63 @@ def test_changed_sensitivity_rules_reach_restored_series() -> None:
     got = {k: float(sens[restored.cores.index.get(k)]) for k in keys}  # type: ignore[index]
     assert got == {keys[0]: 0.05, keys[1]: 1.0}
     assert int(det.snapshot()["n"][restored.cores.index.get(keys[0])]) == 40  # type: ignore[index]
+
+
+class _Feedback:
+    """An in-memory feedback store (plain lists), as the Redis one answers."""
+
+    def __init__(self) -> None:
+        self.mutes: list[Mute] = []
+        self.marks: list[FalsePositive] = []
+
+    def active_mutes(self, now: float) -> list[Mute]:
+        return [m for m in self.mutes if m.until > now]
+
+    def false_positives_since(self, ts: float) -> list[FalsePositive]:
+        return [f for f in self.marks if f.marked_at > ts]
+
+
+def test_the_builder_passes_feedback_hooks_to_the_stage() -> None:
+    """Hooks are built from the adapters and given to the stage's constructor: each
+    false-positive mark halves the configured sensitivity, a mute reaches the detector."""
+    settings = load_settings(
+        detector={"sensitivity": [{"matchers": {"service": "web"}, "factor": 2.0}]}
+    )
+    fb = _Feedback()
+    pipe = build_pipeline(settings, "all", Adapters(feedback=fb))
+    assert isinstance(pipe.stage.hooks, tuple) and len(pipe.stage.hooks) == 1
+    keys = ['m{service="web"}', 'm{service="db"}']
+    pipe.process(SampleBatch.from_lists(keys, [0.0, 0.0], [1.0, 1.0]))
+    det = pipe.cores.detector
+    assert det is not None
+    web, db = (pipe.cores.index.get(k) for k in keys)
+    fb.marks += [
+        FalsePositive(incident_id=f"i{n}", marked_at=float(n), series=[keys[0]]) for n in (1, 2)
+    ]
+    fb.mutes.append(Mute(id="m", matchers={"service": "db"}, until=500.0))
+    pipe.stage.periodic(10.0)
+    snap = det.snapshot()
+    assert float(snap["sensitivity"][web]) == 2.0 * 0.5**2
+    assert float(snap["sensitivity"][db]) == 1.0
+    assert float(snap["mute_until"][db]) == 500.0
+    fb.marks.append(FalsePositive(incident_id="i3", marked_at=3.0, series=[keys[0]]))
+    pipe.stage.periodic(11.0)  # within the poll interval: nothing read yet
+    assert float(det.snapshot()["sensitivity"][web]) == 0.5
+    pipe.stage.periodic(13.0)
+    assert float(det.snapshot()["sensitivity"][web]) == 0.25
+
+
+def test_replay_and_live_roles_share_the_builder() -> None:
+    """The detector role has no explainer, the explainer role no detector; a pipeline
+    without a source refuses to run."""
+    import threading
+
+    import pytest
+
+    from causalwatch.errors import CausalwatchError
+
+    settings = load_settings()
+    assert build_pipeline(settings, "detector").cores.explainer is None
+    assert build_pipeline(settings, "explainer").cores.detector is None
+    with pytest.raises(CausalwatchError, match="source"):
+        build_pipeline(settings).run(threading.Event())
