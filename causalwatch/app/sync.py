@@ -31,7 +31,7 @@ from detector.feedback import sensitivity_after_marks
 from explainer.dag import DependencyGraph, Edge, load_graph
 
 if TYPE_CHECKING:
-    from causalwatch.app.pipeline import Cores
+    from causalwatch.app.pipeline.steps import Cores
 
 __all__ = [
     "DeliveryStats",

@@ -1,0 +1,369 @@
+"""The process roles: ``all``, ``ingest``, ``detector`` and ``explainer``.
+
+Each :class:`Stage` turns one poll of records into outputs through the pure steps
+(:mod:`~causalwatch.app.pipeline.steps`) and the sinks it is given (dead-letter topic, Redis
+results, webhook outbox, internal topics). Hooks and the partition handover come through the
+constructor; the builder (:mod:`~causalwatch.app.pipeline.build`) supplies them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from causalwatch.app.pipeline.steps import (
+    Cores,
+    apply_sensitivity,
+    detector_config,
+    evict_stale,
+    explain_events,
+    explainer_config,
+    fired_events,
+    ingest_limits,
+    ingest_records,
+    process_samples,
+)
+from causalwatch.errors import RecordError
+from causalwatch.models import Explanation, RawRecord, SampleBatch
+from causalwatch.publish.metrics import PipelineStats
+from causalwatch.series import SeriesIndex, series_hash
+from causalwatch.settings import Settings
+from causalwatch.store.checkpoint import Checkpoint
+from causalwatch.wire import SCORE_FIELDS, decode_columns, encode_columns
+from detector.core import Detector
+from explainer.core import Explainer
+from ingest import IngestLimits, assign_rows
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+TP = tuple[str, int]
+Item = tuple[bytes | None, bytes, list[tuple[str, bytes]]]  # key, value, headers
+Hook = Callable[[float], None]
+Role = Literal["all", "ingest", "detector", "explainer"]
+EVICT_EVERY_S = 60.0
+
+
+# --------------------------------------------------------------------------------------
+# Adapters a stage may publish to (all optional, passed in)
+# --------------------------------------------------------------------------------------
+class DeadLetter(Protocol):
+    def write_batch(self, errors: list[RecordError]) -> None: ...
+
+
+class Results(Protocol):
+    def publish(self, explanations: Sequence[Explanation]) -> int: ...
+
+
+class Outbox(Protocol):
+    def enqueue(self, explanations: Sequence[Explanation]) -> int: ...
+
+
+class Producer(Protocol):
+    def write_batch(self, topic: str, items: list[Item]) -> None: ...
+
+
+@dataclass
+class Sinks:
+    deadletter: DeadLetter | None = None
+    results: Results | None = None
+    outbox: Outbox | None = None
+    producer: Producer | None = None
+
+
+@dataclass
+class Timers:
+    """Histograms of seconds per stage (``observe(stage, seconds)``)."""
+
+    observe: Callable[[str, float], None] = lambda stage, s: None
+    explain: Callable[[float], None] = lambda s: None
+
+
+def _count_errors(stats: PipelineStats, errors: list[RecordError]) -> None:
+    for err in errors:
+        stats.deadletter_by_reason[err.reason] += 1
+
+
+def _partitioned(keys: list[str], n_partitions: int) -> dict[int, npt.NDArray[np.int64]]:
+    part = np.fromiter((series_hash(k) % n_partitions for k in keys), dtype=np.int64)
+    return {int(p): np.flatnonzero(part == p) for p in np.unique(part)}
+
+
+def _group_key(group: int) -> bytes:
+    """Message key of a series group: the same for every batch, so the broker's partitioner
+    always sends a series to the same partition and its samples stay in order."""
+    return f"series-group-{group}".encode()
+
+
+class PartitionStore(Protocol):
+    """Per-partition state handover (:class:`causalwatch.app.partitions.PartitionCheckpoints`)."""
+
+    owned: set[TP]
+
+    def track(self, rows: IntArray, origin: IntArray, records: Sequence[RawRecord]) -> None: ...
+    def load(self, tps: Sequence[TP]) -> dict[TP, int]: ...
+    def save(self, tps: Sequence[TP], offsets: Mapping[TP, int]) -> None: ...
+    def drop(self, tps: Sequence[TP]) -> None: ...
+
+
+class Stage:
+    """One process role. Subclasses implement :meth:`handle`; state goes in checkpoints.
+
+    ``hooks`` run between batches with the time (graph reloads, feedback, lease renewal);
+    ``partitions`` hands state over per input partition (the detector stage, whose input is
+    partition-aligned); ``formats`` maps input topic -> record format (default: the
+    settings' topics). Everything is given here, never attached afterwards.
+    """
+
+    name = "stage"
+
+    def __init__(
+        self,
+        settings: Settings,
+        cores: Cores,
+        sinks: Sinks,
+        stats: PipelineStats,
+        timers: Timers | None = None,
+        *,
+        hooks: Sequence[Hook] = (),
+        partitions: PartitionStore | None = None,
+        formats: Mapping[str, str] | None = None,
+        limits: IngestLimits | None = None,
+    ) -> None:
+        self.settings = settings
+        self.cores = cores
+        self.sinks = sinks
+        self.stats = stats
+        self.timers = timers or Timers()
+        self.formats = (
+            dict(formats)
+            if formats is not None
+            else {t.name: t.format for t in settings.kafka.topics}
+        )
+        self.limits = limits or ingest_limits(settings)
+        self.hooks: tuple[Hook, ...] = tuple(hooks)
+        self.partitions = partitions
+        self._next_evict_s = 0.0
+
+    # -- input topics of this stage
+    def topics(self) -> list[str]:
+        return [t.name for t in self.settings.kafka.topics]
+
+    def handle(self, records: list[RawRecord], now_s: float) -> None:
+        raise NotImplementedError
+
+    # -- shared steps
+    def _deadletter(self, errors: list[RecordError]) -> None:
+        if errors and self.sinks.deadletter is not None:
+            self.sinks.deadletter.write_batch(errors)
+        _count_errors(self.stats, errors)
+
+    def _publish(self, explanations: list[Explanation]) -> None:
+        if not explanations:
+            return
+        if self.sinks.results is not None:
+            self.sinks.results.publish(explanations)
+        if self.sinks.outbox is not None:
+            self.sinks.outbox.enqueue(explanations)
+        self.stats.explanations_total += len(explanations)
+
+    def _produce_columns(
+        self, topic: str, batch: SampleBatch, cols: Mapping[str, npt.NDArray[Any]]
+    ) -> None:
+        """One columnar message per series group to an internal topic, keyed by the group
+        so a series always lands in the same partition."""
+        producer = self.sinks.producer
+        if producer is None:
+            return
+        items: list[Item] = []
+        for part, idx in _partitioned(
+            batch.series_keys, self.settings.kafka.internal_partitions
+        ).items():
+            keys = [batch.series_keys[i] for i in idx.tolist()]
+            extra = {name: arr[idx] for name, arr in cols.items()}
+            body = encode_columns(keys, batch.ts[idx], batch.value[idx], **extra)
+            items.append((_group_key(part), body, []))
+        producer.write_batch(topic, items)
+
+    def _count_in(self, records: list[RawRecord]) -> None:
+        for r in records:
+            self.stats.records_by_topic[r.topic] += 1
+
+    # -- checkpoints
+    def snapshot(self) -> Checkpoint:
+        cp = Checkpoint(meta={"stage": self.name, "index": self.cores.index.to_snapshot()})
+        if self.cores.detector is not None:
+            cp.arrays["detector"] = self.cores.detector.snapshot()
+        if self.cores.explainer is not None:
+            cp.arrays["explainer"] = self.cores.explainer.snapshot()
+        return cp
+
+    def restore(self, cp: Checkpoint) -> None:
+        index = SeriesIndex.from_snapshot(cp.meta["index"], self.settings.ingest.max_series)
+        detector = (
+            Detector.restore(cp.arrays["detector"], detector_config(self.settings))
+            if "detector" in cp.arrays and self.cores.detector is not None
+            else self.cores.detector
+        )
+        explainer = self.cores.explainer
+        if explainer is not None and "explainer" in cp.arrays:
+            explainer = Explainer.restore(
+                cp.arrays["explainer"], explainer_config(self.settings), explainer.graph, index
+            )
+        self.cores.index, self.cores.detector, self.cores.explainer = index, detector, explainer
+        # the settings may have changed since the checkpoint: re-apply the rules
+        live = index.items()
+        apply_sensitivity(self.cores, [r for _, r in live], [k for k, _ in live])
+
+    def periodic(self, now_s: float) -> None:
+        """Housekeeping between batches: eviction of stale series, then the hooks (graph
+        reloads, feedback, lease renewal)."""
+        if now_s >= self._next_evict_s:
+            self._next_evict_s = now_s + EVICT_EVERY_S
+            evict_stale(self.cores, now_s, self.settings.detector.series_ttl_s)
+        for hook in self.hooks:
+            hook(now_s)
+
+
+class AllStage(Stage):
+    """Everything in one process: raw topics in, explanations out."""
+
+    name = "all"
+
+    def handle(self, records: list[RawRecord], now_s: float) -> None:
+        self._count_in(records)
+        t0 = time.perf_counter()
+        with self.cores.lock:
+            rows, batch, errors = ingest_records(
+                records, self.formats, self.limits, self.cores.index, now_s
+            )
+            t1 = time.perf_counter()
+            out = process_samples(self.cores, rows, batch, records=records)
+        t2 = time.perf_counter()
+        self._deadletter(errors + out.errors)
+        self._publish(out.explanations)
+        t3 = time.perf_counter()
+        self.stats.samples += len(out.batch)
+        self.stats.alerts_total += len(out.events)
+        self.timers.observe("decode", t1 - t0)
+        self.timers.observe("detect", t2 - t1)
+        self.timers.observe("publish", t3 - t2)
+
+
+class IngestStage(Stage):
+    """Raw topics in; validated samples to the internal samples topic, partitioned by series."""
+
+    name = "ingest"
+
+    def handle(self, records: list[RawRecord], now_s: float) -> None:
+        self._count_in(records)
+        t0 = time.perf_counter()
+        _rows, batch, errors = ingest_records(
+            records, self.formats, self.limits, self.cores.index, now_s
+        )
+        self._deadletter(errors)
+        if len(batch):
+            self._produce_columns(self.settings.kafka.samples_topic, batch, {})
+        self.stats.samples += len(batch)
+        self.timers.observe("decode", time.perf_counter() - t0)
+
+
+class DetectorStage(Stage):
+    """Samples topic in; scores (with fired alerts) to the scores topic."""
+
+    name = "detector"
+
+    def topics(self) -> list[str]:
+        return [self.settings.kafka.samples_topic]
+
+    def handle(self, records: list[RawRecord], now_s: float) -> None:
+        self._count_in(records)
+        t0 = time.perf_counter()
+        batches, errors = _decode_internal(records, ())
+        batch = SampleBatch.concat([b for b, _ in batches])
+        with self.cores.lock:
+            rows, batch, more = assign_rows(batch, self.cores.index, records)
+            out = process_samples(self.cores, rows, batch, records=records)
+            if self.partitions is not None:
+                self.partitions.track(out.rows, out.batch.origin, records)
+        self._deadletter(errors + more + out.errors)
+        res = out.result
+        if res is not None:
+            cols = {
+                "score": res.score,
+                "severity": res.severity,
+                "expected": res.expected,
+                "lower": res.lower,
+                "upper": res.upper,
+                "fired": res.fired.astype(np.float64),
+            }
+            self._produce_columns(self.settings.kafka.scores_topic, out.batch, cols)
+        self.stats.samples += len(out.batch)
+        self.stats.alerts_total += len(out.events)
+        self.timers.observe("detect", time.perf_counter() - t0)
+
+
+class ExplainerStage(Stage):
+    """Scores topic in; explanations to Redis and webhooks."""
+
+    name = "explainer"
+
+    def topics(self) -> list[str]:
+        return [self.settings.kafka.scores_topic]
+
+    def handle(self, records: list[RawRecord], now_s: float) -> None:
+        self._count_in(records)
+        t0 = time.perf_counter()
+        decoded, errors = _decode_internal(records, SCORE_FIELDS)
+        explanations: list[Explanation] = []
+        exp = self.cores.explainer
+        with self.cores.lock:
+            for batch, cols in decoded:
+                rows, batch, more = assign_rows(batch, self.cores.index, records)
+                errors.extend(more)
+                if exp is None or len(rows) == 0:
+                    continue
+                events = fired_events(
+                    self.cores.index,
+                    rows,
+                    batch,
+                    cols["fired"] > 0.5,
+                    cols["expected"],
+                    cols["score"],
+                    cols["severity"],
+                )
+                now = float(batch.ts.max())
+                explanations.extend(explain_events(exp, rows, batch, events, now))
+        self._deadletter(errors)
+        self._publish(explanations)
+        self.stats.samples += sum(len(b) for b, _ in decoded)
+        self.timers.observe("explain", time.perf_counter() - t0)
+
+
+def _decode_internal(
+    records: list[RawRecord], extra: tuple[str, ...]
+) -> tuple[list[tuple[SampleBatch, dict[str, FloatArray]]], list[RecordError]]:
+    out: list[tuple[SampleBatch, dict[str, FloatArray]]] = []
+    errors: list[RecordError] = []
+    for i, rec in enumerate(records):
+        try:
+            batch, cols = decode_columns(rec.value, extra)
+        except RecordError as err:
+            err.topic, err.partition, err.offset = rec.topic, rec.partition, rec.offset
+            errors.append(err)
+            continue
+        batch.origin[:] = i
+        out.append((batch, cols))
+    return out, errors
+
+
+STAGES: dict[Role, type[Stage]] = {
+    "all": AllStage,
+    "ingest": IngestStage,
+    "detector": DetectorStage,
+    "explainer": ExplainerStage,
+}
