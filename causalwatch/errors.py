@@ -15,7 +15,8 @@
                              ``.retryable`` says whether trying again can help
 
 Adapters translate library errors (``kafka.errors``, ``redis.exceptions``, ``httpx``) into
-``BackendError`` at the boundary; no library exception escapes an adapter.
+``BackendError`` at the boundary; no library exception escapes an adapter. Redis errors are
+translated in one place, :func:`causalwatch.store.client.map_redis_errors`.
 """
 
 from __future__ import annotations

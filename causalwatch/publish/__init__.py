@@ -1,1 +1,1 @@
-"""Publishers: Redis results, Prometheus metrics, webhooks, HTTP API (adapters)."""
+"""Publishers that are not Redis: Prometheus metrics, webhook delivery, the HTTP API (adapters)."""
