@@ -194,3 +194,40 @@ def test_replay_and_live_roles_share_the_builder() -> None:
     assert build_pipeline(settings, "explainer").cores.detector is None
     with pytest.raises(CausalwatchError, match="source"):
         build_pipeline(settings).run(threading.Event())
+
+
+def test_explainer_stage_keeps_scores_aligned_when_its_index_refuses_a_series() -> None:
+    """A scores message whose first series is refused (series limit): the alert flag of
+    the kept series is its own, not its neighbour's."""
+    from causalwatch.app.pipeline import Cores
+    from causalwatch.models import RawRecord
+    from causalwatch.series import SeriesIndex
+    from causalwatch.wire import encode_columns
+
+    seen: list[list[str]] = []
+
+    class Recorder:  # an explainer that records the alerts it is given
+        def observe(self, rows, ts, x):  # type: ignore[no-untyped-def]
+            pass
+
+        def on_anomalies(self, events, now_ts):  # type: ignore[no-untyped-def]
+            seen.append([e.series_key for e in events])
+            return []
+
+    settings = load_settings()
+    cores = Cores(index=SeriesIndex(max_series=1), detector=None, explainer=Recorder())  # type: ignore[arg-type]
+    stage = build_pipeline(settings, "explainer", cores=cores).stage
+
+    def message(keys: list[str], fired: list[float], offset: int) -> RawRecord:
+        n = len(keys)
+        cols = {k: np.zeros(n) for k in ("score", "severity", "expected", "lower", "upper")}
+        body = encode_columns(
+            keys, np.full(n, 60.0 * offset), np.ones(n), **cols, fired=np.asarray(fired)
+        )
+        return RawRecord(settings.kafka.scores_topic, 0, offset, body)
+
+    stage.handle([message(["a"], [0.0], 1)], 0.0)
+    stage.handle([message(["b", "a"], [1.0, 0.0], 2)], 0.0)  # b refused; its alert is b's
+    stage.handle([message(["b", "a"], [0.0, 1.0], 3)], 0.0)  # a's own alert
+    assert seen == [[], [], ["a"]]
+    assert stage.stats.deadletter_by_reason["series_limit"] == 2

@@ -41,6 +41,7 @@ from ingest import IngestLimits, assign_rows
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
 TP = tuple[str, int]
 Item = tuple[bytes | None, bytes, list[tuple[str, bytes]]]  # key, value, headers
 Hook = Callable[[float], None]
@@ -307,6 +308,36 @@ class DetectorStage(Stage):
         self.timers.observe("detect", time.perf_counter() - t0)
 
 
+@dataclass(frozen=True, slots=True)
+class ScoredBatch:
+    """One message of the scores topic: its samples and what the detector said of each."""
+
+    batch: SampleBatch
+    score: FloatArray
+    severity: FloatArray
+    expected: FloatArray
+    fired: BoolArray
+
+    def select(self, mask: BoolArray) -> ScoredBatch:
+        """The samples where ``mask`` is True, columns kept aligned."""
+        return ScoredBatch(
+            self.batch.select(mask),
+            self.score[mask],
+            self.severity[mask],
+            self.expected[mask],
+            self.fired[mask],
+        )
+
+
+def _decode_scores(records: list[RawRecord]) -> tuple[list[ScoredBatch], list[RecordError]]:
+    decoded, errors = _decode_internal(records, SCORE_FIELDS)
+    scored = [
+        ScoredBatch(b, c["score"], c["severity"], c["expected"], c["fired"] > 0.5)
+        for b, c in decoded
+    ]
+    return scored, errors
+
+
 class ExplainerStage(Stage):
     """Scores topic in; explanations to Redis and webhooks."""
 
@@ -318,29 +349,28 @@ class ExplainerStage(Stage):
     def handle(self, records: list[RawRecord], now_s: float) -> None:
         self._count_in(records)
         t0 = time.perf_counter()
-        decoded, errors = _decode_internal(records, SCORE_FIELDS)
+        decoded, errors = _decode_scores(records)
         explanations: list[Explanation] = []
         exp = self.cores.explainer
         with self.cores.lock:
-            for batch, cols in decoded:
-                rows, batch, more = assign_rows(batch, self.cores.index, records)
+            for sb in decoded:
+                rows, batch, more = assign_rows(sb.batch, self.cores.index, records)
                 errors.extend(more)
+                if more:
+                    # series refused (this index is full): drop their score columns too, so
+                    # every kept sample keeps its own score and alert flag
+                    keys = sb.batch.series_keys
+                    sb = sb.select(np.fromiter((k in self.cores.index for k in keys), bool))
                 if exp is None or len(rows) == 0:
                     continue
                 events = fired_events(
-                    self.cores.index,
-                    rows,
-                    batch,
-                    cols["fired"] > 0.5,
-                    cols["expected"],
-                    cols["score"],
-                    cols["severity"],
+                    self.cores.index, rows, batch, sb.fired, sb.expected, sb.score, sb.severity
                 )
                 now = float(batch.ts.max())
                 explanations.extend(explain_events(exp, rows, batch, events, now))
         self._deadletter(errors)
         self._publish(explanations)
-        self.stats.samples += sum(len(b) for b, _ in decoded)
+        self.stats.samples += sum(len(sb.batch) for sb in decoded)
         self.timers.observe("explain", time.perf_counter() - t0)
 
 
