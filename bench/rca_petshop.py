@@ -60,11 +60,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _rca_common import Progress, hit_at, print_table, ranked_nodes
 
-from causalwatch.models import AnomalyEvent, Explanation
+from causalwatch.models import AnomalyEvent
 from causalwatch.series import SeriesIndex, series_key
 from detector.core import Detector, DetectorConfig
 from explainer.core import Explainer, ExplainerConfig
 from explainer.dag import DependencyGraph, Edge
+from explainer.results import ExplanationResult
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "petshop-train"
 STEP_S = 300.0
@@ -150,7 +151,7 @@ def make_config(args: argparse.Namespace, learn: bool) -> ExplainerConfig:
 def feed_rows(
     ex: Explainer, idx: SeriesIndex, keys: list[str], ts: np.ndarray, V: np.ndarray,
     det: Detector | None = None,
-) -> list[tuple[int, list[Explanation], int]]:  # fmt: skip
+) -> list[tuple[int, list[ExplanationResult], int]]:  # fmt: skip
     """Stream rows through (detector and) explainer like the pipeline does; returns per
     row (row number, explanations published, alerts fired)."""
     rows_all = idx.rows_for(keys)
@@ -213,7 +214,7 @@ def auto_prefix(
 def run_auto(
     prefix: tuple[SeriesIndex, Detector, Explainer, int], normal: pd.DataFrame,
     issue: pd.DataFrame, target_key: str,
-) -> tuple[list[str], int, Explanation | None]:  # fmt: skip
+) -> tuple[list[str], int, ExplanationResult | None]:  # fmt: skip
     idx, det, ex, _ = copy.deepcopy(prefix)
     out = feed_rows(
         ex, idx, column_keys(issue), issue_times(normal, len(issue)),
@@ -224,7 +225,7 @@ def run_auto(
     return ranked_nodes(chosen), sum(n for _, _, n in out), chosen
 
 
-def pick_answer(expls: list[Explanation], target_key: str) -> Explanation | None:
+def pick_answer(expls: list[ExplanationResult], target_key: str) -> ExplanationResult | None:
     if not expls:
         return None
     for pred in (

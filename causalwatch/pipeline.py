@@ -277,7 +277,9 @@ def process_samples(
     if cores.explainer is not None:
         cores.explainer.observe(rows, batch.ts, batch.value)
         now = float(batch.ts.max()) if now_s is None else now_s
-        explanations = cores.explainer.on_anomalies(events, now)
+        explanations = [
+            Explanation.from_result(r) for r in cores.explainer.on_anomalies(events, now)
+        ]
     return StepOutput(batch, rows, result, events, explanations, errors)
 
 
@@ -623,7 +625,8 @@ class ExplainerStage(Stage):
                             severity=float(cols["severity"][i]),
                         )
                     )
-                explanations.extend(exp.on_anomalies(events, float(batch.ts.max())))
+                results = exp.on_anomalies(events, float(batch.ts.max()))
+                explanations.extend(Explanation.from_result(r) for r in results)
         self._deadletter(errors)
         self._publish(explanations)
         self.stats.samples += sum(len(b) for b, _ in decoded)

@@ -248,7 +248,9 @@ def _explain_target(
     if cores.explainer is None or on_target is None:
         return
     try:
-        exp = cores.explainer.explain(target.node, target.series, target.at)
+        exp = Explanation.from_result(
+            cores.explainer.explain(target.node, target.series, target.at)
+        )
     except CausalwatchError as exc:  # reported per target; the replay goes on
         on_target(target, None, str(exc))
         return

@@ -393,7 +393,7 @@ def _start_api(
         if cores.explainer is None:
             raise CausalwatchError("this process has no explainer")
         with cores.lock:
-            return cores.explainer.explain(node, series, at)
+            return Explanation.from_result(cores.explainer.explain(node, series, at))
 
     app = create_app(
         store=results,
