@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,3 +156,25 @@ def test_memory_is_bounded_by_series_and_history_points() -> None:
     size2 = sum(v.nbytes for v in ex.snapshot().values())
     # the only growth allowed is the bounded incident/learned-edge metadata
     assert size2 <= size1 * 1.05 + 4096
+
+
+def test_a_snapshot_written_before_the_core_split_restores_losslessly() -> None:
+    """``data/explainer_snapshot_v1.npz`` was written by the pre-split explainer (commit
+    4414742) after the first half of ``_stream(3)`` and one incident: the split code reads
+    it, writes it back array for array (same keys, dtypes, bytes) and goes on from it."""
+    with np.load(Path(__file__).parent / "data" / "explainer_snapshot_v1.npz") as f:
+        old = {k: f[k] for k in f.files}
+    a, idx = _new()
+    b = Explainer.restore(old, a.config, GRAPH, idx)
+    again = b.snapshot()
+    assert list(again) == list(old)
+    for k in old:
+        assert again[k].dtype == old[k].dtype, k
+        np.testing.assert_array_equal(again[k], old[k], err_msg=k)
+    (summary,) = b.open_incidents()
+    assert summary.incident_id == "inc-f1341ee44051" and summary.version == 1
+    assert ("a", "b") in {(e.cause, e.effect) for e in b.learned_edges()}
+    rows, ts, xs = _stream(3)
+    half = rows.size // 2
+    _feed(b, rows[half:], ts[half:], xs[half:], batch=64)
+    assert b.explain("c", KEYS[2], float(ts.max())).root_causes[0].node == "b"
