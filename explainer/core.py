@@ -199,10 +199,11 @@ class Explainer:
         key = self.index.key_of(target_row)
         inc = "adhoc-" + digest(f"{node}|{key}|{at_ts!r}", 6)
         r = rank(view, self.config, self._learner.evidence, node, target_row, at_ts, window_start)
+        target = TargetRef(node, key)
+        version = self._given.version
         return ExplanationResult.build(
-            inc, 1, TargetRef(node, key), at_ts, r.window, r.severity, r.root_causes,
-            self._given.version,
-        )  # fmt: skip
+            inc, 1, target, at_ts, r.window, r.severity, r.root_causes, version
+        )
 
     def on_anomalies(
         self, events: Sequence[AnomalyEvent], now_ts: float
