@@ -197,7 +197,9 @@ def structure(
         nodes = [*ranked, node]
         parents: list[list[int]] = [[] for _ in ranked] + [list(range(len(ranked)))]
         return Structure(nodes, parents, list(range(len(nodes))))
-    sub = graph.topological_order([*cands.ancestors, node])
+    # sorted: Kahn's order breaks ties by input order, and a set's order follows the
+    # process's string hash seed (the attribution's node order must not)
+    sub = graph.topological_order(sorted([*cands.ancestors, node]))
     have = [n for n in sub if n == node or n in chosen]
     pos = {n: i for i, n in enumerate(have)}
     parents = [_data_parents(graph, n, pos) for n in have]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -178,3 +180,41 @@ def test_a_snapshot_written_before_the_core_split_restores_losslessly() -> None:
     half = rows.size // 2
     _feed(b, rows[half:], ts[half:], xs[half:], batch=64)
     assert b.explain("c", KEYS[2], float(ts.max())).root_causes[0].node == "b"
+
+
+_EXPLAIN_IN_A_PROCESS = """
+import sys
+from tests.conformance.test_explainer_conformance import KEYS, _feed, _new, _stream
+from causalwatch.models import Explanation
+out = []
+for seed in range(6):
+    rows, ts, xs = _stream(seed)
+    ex, _ = _new()
+    _feed(ex, rows, ts, xs, batch=97)
+    for node, key in (("c", KEYS[2]), ("b", KEYS[1])):
+        e = Explanation.from_result(ex.explain(node, key, float(ts.max())))
+        out.append(e.model_dump_json())
+sys.stdout.write("\\n".join(out))
+"""
+
+
+def test_explanations_do_not_depend_on_the_string_hash_seed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A restarted process (another ``PYTHONHASHSEED``) explains the same data the same way:
+    nothing in a ranking may follow the iteration order of a set of node names."""
+    root = Path(__file__).resolve().parents[2]
+    outs = []
+    for seed in ("1", "2", "3"):
+        monkeypatch.setenv("PYTHONHASHSEED", seed)
+        done = subprocess.run(
+            [sys.executable, "-c", _EXPLAIN_IN_A_PROCESS],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        outs.append(done.stdout)
+    assert outs[0].count("\n") == 11
+    assert outs[0] == outs[1] == outs[2]
