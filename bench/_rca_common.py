@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 
 from causalwatch.models import Explanation
+from explainer.results import ExplanationResult
 
 
-def ranked_nodes(expl: Explanation | None) -> list[str]:
+def ranked_nodes(expl: Explanation | ExplanationResult | None) -> list[str]:
     """Root-cause nodes of an explanation, best first (empty when there is none)."""
     if expl is None:
         return []

@@ -10,11 +10,15 @@ import this module and never pydantic.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:  # the explainer imports this module: no import cycle at run time
+    from explainer.results import Evidence, ExplanationResult, GrangerEvidence
 
 __all__ = [
     "AnomalyEvent",
@@ -162,3 +166,73 @@ class Explanation:
     severity: float
     root_causes: list[RootCause]
     graph_version: int
+
+    @classmethod
+    def from_result(cls, result: ExplanationResult) -> Explanation:
+        """The published form of an explainer result: the one converter from the
+        explainer's dataclasses to the JSON users see (README "Outputs", webhooks, Redis,
+        API). Non-finite floats in the evidence become ``null`` (strict JSON)."""
+        return cls(
+            id=result.id,
+            incident_id=result.incident_id,
+            version=result.version,
+            target=Target(node=result.target.node, series=result.target.series),
+            detected_at=result.detected_at,
+            window=TimeWindow(start=result.window.start, end=result.window.end),
+            severity=result.severity,
+            root_causes=[
+                RootCause(
+                    node=rc.node,
+                    series=rc.series,
+                    score=rc.score,
+                    share=rc.share,
+                    evidence=_evidence_json(rc.evidence),
+                )
+                for rc in result.root_causes
+            ],
+            graph_version=result.graph_version,
+        )
+
+
+def _num(x: float | int | None) -> float | int | None:
+    """A JSON number: None for NaN/inf."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def _evidence_json(ev: Evidence) -> dict[str, Any]:
+    m = ev.mechanism_change
+    return {
+        "share": _num(ev.share),
+        "contribution": _num(ev.contribution),
+        "target_deviation": _num(ev.target_deviation),
+        "mechanism_change": {
+            "score": _num(m.score),
+            "p_value": _num(m.p_value),
+            "z": _num(m.z),
+            "shift": _num(m.shift),
+        },
+        "total_effect": _num(ev.total_effect),
+        "path": list(ev.path),
+        "granger": _granger_json(ev.granger),
+        "ci": [_num(ev.ci[0]), _num(ev.ci[1])],
+        "series_choice": ev.series_choice,
+        "points": {"reference": ev.points.reference, "anomaly": ev.points.anomaly},
+    }
+
+
+def _granger_json(g: GrangerEvidence | None) -> dict[str, Any] | None:
+    if g is None:
+        return None
+    out: dict[str, Any] = {
+        "statistic": _num(g.statistic),
+        "p_value": _num(g.p_value),
+        "q_value": _num(g.q_value),
+        "lag": g.lag,
+    }
+    if g.pair is not None:
+        out["pair"] = list(g.pair)
+    if g.edge is not None:
+        out["edge"] = list(g.edge)
+    return out

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from causalwatch.errors import StateError
-from causalwatch.models import AnomalyEvent
+from causalwatch.models import AnomalyEvent, Explanation
+from causalwatch.schemas import explanation_json
 from causalwatch.series import SeriesIndex
 from explainer.core import Explainer, ExplainerConfig
 from explainer.dag import DependencyGraph, Edge
@@ -97,7 +101,8 @@ def test_seeded_determinism_of_explanations() -> None:
     for _ in range(2):
         ex, _ = _new()
         _feed(ex, rows, ts, xs, batch=97)
-        outs.append(asdict(ex.explain("c", KEYS[2], at_ts=float(ts.max()))))
+        e = Explanation.from_result(ex.explain("c", KEYS[2], at_ts=float(ts.max())))
+        outs.append(asdict(e))
     assert outs[0] == outs[1]
     assert outs[0]["root_causes"][0]["node"] == "b"
 
@@ -130,7 +135,8 @@ def test_snapshot_round_trip_continues_identically() -> None:
     _feed(b, rows[half:], ts[half:], xs[half:], batch=64)
     assert _digest(b) == _digest(a)
     at = float(ts.max())
-    assert asdict(a.explain("c", KEYS[2], at)) == asdict(b.explain("c", KEYS[2], at))
+    ea, eb = (Explanation.from_result(x.explain("c", KEYS[2], at)) for x in (a, b))
+    assert explanation_json(ea) == explanation_json(eb)
 
 
 def test_restore_rejects_other_schema_or_shape() -> None:
@@ -154,3 +160,64 @@ def test_memory_is_bounded_by_series_and_history_points() -> None:
     size2 = sum(v.nbytes for v in ex.snapshot().values())
     # the only growth allowed is the bounded incident/learned-edge metadata
     assert size2 <= size1 * 1.05 + 4096
+
+
+def test_a_snapshot_written_before_the_core_split_restores_losslessly() -> None:
+    """``data/explainer_snapshot_v1.npz`` was written by the pre-split explainer (commit
+    4414742) after the first half of ``_stream(3)`` and one incident: the split code reads
+    it, writes it back array for array (same keys, dtypes, bytes) and goes on from it."""
+    with np.load(Path(__file__).parent / "data" / "explainer_snapshot_v1.npz") as f:
+        old = {k: f[k] for k in f.files}
+    a, idx = _new()
+    b = Explainer.restore(old, a.config, GRAPH, idx)
+    again = b.snapshot()
+    assert list(again) == list(old)
+    for k in old:
+        assert again[k].dtype == old[k].dtype, k
+        np.testing.assert_array_equal(again[k], old[k], err_msg=k)
+    (summary,) = b.open_incidents()
+    assert summary.incident_id == "inc-f1341ee44051" and summary.version == 1
+    assert ("a", "b") in {(e.cause, e.effect) for e in b.learned_edges()}
+    rows, ts, xs = _stream(3)
+    half = rows.size // 2
+    _feed(b, rows[half:], ts[half:], xs[half:], batch=64)
+    assert b.explain("c", KEYS[2], float(ts.max())).root_causes[0].node == "b"
+
+
+_EXPLAIN_IN_A_PROCESS = """
+import sys
+from tests.conformance.test_explainer_conformance import KEYS, _feed, _new, _stream
+from causalwatch.models import Explanation
+from causalwatch.schemas import explanation_json
+out = []
+for seed in range(6):
+    rows, ts, xs = _stream(seed)
+    ex, _ = _new()
+    _feed(ex, rows, ts, xs, batch=97)
+    for node, key in (("c", KEYS[2]), ("b", KEYS[1])):
+        e = Explanation.from_result(ex.explain(node, key, float(ts.max())))
+        out.append(explanation_json(e))
+sys.stdout.write("\\n".join(out))
+"""
+
+
+def test_explanations_do_not_depend_on_the_string_hash_seed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A restarted process (another ``PYTHONHASHSEED``) explains the same data the same way:
+    nothing in a ranking may follow the iteration order of a set of node names."""
+    root = Path(__file__).resolve().parents[2]
+    outs = []
+    for seed in ("1", "2", "3"):
+        monkeypatch.setenv("PYTHONHASHSEED", seed)
+        done = subprocess.run(
+            [sys.executable, "-c", _EXPLAIN_IN_A_PROCESS],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        outs.append(done.stdout)
+    assert outs[0].count("\n") == 11
+    assert outs[0] == outs[1] == outs[2]

@@ -143,7 +143,7 @@ class Pipeline:
         if exp is None:
             raise CausalwatchError(f"the {self.role!r} role has no explainer")
         with self.cores.lock:
-            return exp.explain(node, series, at)
+            return Explanation.from_result(exp.explain(node, series, at))
 
     def series_view(self) -> SeriesView | None:
         return series_view(self.cores)

@@ -224,7 +224,7 @@ def explain_events(
     alerts into incidents and explanations (``O(batch)`` plus one ranking per touched
     target). Every role that explains goes through here."""
     explainer.observe(rows, batch.ts, batch.value)
-    return explainer.on_anomalies(events, now_s)
+    return [Explanation.from_result(r) for r in explainer.on_anomalies(events, now_s)]
 
 
 def out_of_order_errors(

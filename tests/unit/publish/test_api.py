@@ -98,7 +98,7 @@ def build_explainer(t0: float = T0) -> Callable[[str, str | None, float], Explan
 
     def explain(node: str, series: str | None, at: float) -> Explanation:
         with lock:
-            return ex.explain(node, series, at)
+            return Explanation.from_result(ex.explain(node, series, at))
 
     return explain
 

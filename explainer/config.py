@@ -1,0 +1,58 @@
+"""The explainer's hyperparameters, validated when built and stored verbatim."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from causalwatch.errors import StateError
+
+__all__ = ["ExplainerConfig"]
+
+
+@dataclass(frozen=True)
+class ExplainerConfig:
+    """Explainer hyperparameters (stored verbatim; see ``causalwatch.settings``).
+
+    Times are unix seconds; ``*_points`` count aligned time bins of ``step_s`` seconds.
+    ``step_s=None`` infers the step from the first series with three samples.
+    """
+
+    history_points: int = 512
+    reference_points: int = 120
+    anomaly_points: int = 10
+    incident_window_s: float = 900.0
+    learn_graph: bool = True
+    max_root_causes: int = 5
+    step_s: float | None = None
+    anomaly_z: float = 3.0
+    granger_max_lag: int = 2
+    granger_forgetting: float = 0.999
+    granger_alpha: float = 0.01
+    granger_pairs_per_series: int = 4
+    granger_refresh_steps: int = 64
+    granger_min_points: int = 48
+    granger_window_points: int = 128
+    granger_max_screen_series: int = 2000
+    n_samples: int = 256
+    n_permutations: int = 32
+    exact_max: int = 8
+    model_lags: int = 1
+    propagate_impact: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks: list[tuple[str, bool, object]] = [
+            ("history_points", self.history_points >= 16, self.history_points),
+            ("reference_points", self.reference_points >= 3, self.reference_points),
+            ("anomaly_points", self.anomaly_points >= 1, self.anomaly_points),
+            ("incident_window_s", self.incident_window_s > 0, self.incident_window_s),
+            ("max_root_causes", self.max_root_causes >= 1, self.max_root_causes),
+            ("step_s", self.step_s is None or self.step_s > 0, self.step_s),
+            ("granger_max_lag", self.granger_max_lag >= 1, self.granger_max_lag),
+            ("granger_forgetting", 0 < self.granger_forgetting <= 1, self.granger_forgetting),
+            ("granger_alpha", 0 < self.granger_alpha < 1, self.granger_alpha),
+            ("model_lags", 0 <= self.model_lags <= 5, self.model_lags),
+        ]
+        for name, ok, value in checks:
+            if not ok:
+                raise StateError(f"explainer config {name} is invalid (got {value!r})")

@@ -1,0 +1,311 @@
+"""Incidents: grouping anomaly events, and which targets are (re-)explained and when.
+
+The rules, in one place:
+
+- **Grouping.** An event joins every open incident whose nodes include its node or an
+  ancestor or descendant of it in the graph (:func:`related`), when the event is within
+  ``incident_window_s`` after the incident's last event (and not more than that before its
+  start). No match opens a new incident; several matches are merged into the oldest (the
+  event is evidence that connects them). Ids are deterministic (node, series, time).
+- **Targets.** Each alerting series is a target of its incident. With impact finding on
+  (:mod:`explainer.impact`), deviating series downstream of an event's node join too.
+- **Anchor.** A target is explained at its strongest recent evidence: the most severe
+  event within the last anomaly window (``anomaly_points`` bins); an older peak is another
+  episode, so a newer event then takes over (:func:`_anchor`). Recovering points do not
+  dilute the evidence.
+- **When.** Every target touched by a call is ranked again at its anchor; a result is
+  returned only when the ranked content (:func:`signature`: nodes, series, score and share
+  to 2 decimals) differs from the last one returned (then ``version`` + 1).
+- **Closing.** :meth:`Incidents.close_stale` drops incidents without an event for
+  ``incident_window_s``.
+
+:class:`Incidents` ranks through a callable (:class:`Ranker`), so these rules can be run
+and tested with a fake ranker made from a plain function.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from causalwatch.errors import StateError
+from causalwatch.models import AnomalyEvent
+from explainer.dag import DependencyGraph
+from explainer.impact import Impact
+from explainer.results import (
+    CauseSummary,
+    ExplanationResult,
+    IncidentSummary,
+    Ranking,
+    RootCauseResult,
+    Span,
+    TargetRef,
+    digest,
+)
+
+__all__ = ["ImpactFinder", "Incident", "Incidents", "Ranker", "TargetState", "related", "signature"]
+
+log = logging.getLogger(__name__)
+
+
+class Ranker(Protocol):
+    """Ranks the root causes of series ``row`` of ``node`` at ``at_ts``; raises
+    :class:`~causalwatch.errors.StateError` when it cannot yet (the target is skipped)."""
+
+    def __call__(self, node: str, row: int, at_ts: float) -> Ranking: ...
+
+
+#: ``(events, series key -> open incident id)`` -> impact targets, by incident then row
+ImpactFinder = Callable[[Sequence[AnomalyEvent], Mapping[str, str]], list[Impact]]
+
+
+@dataclass
+class TargetState:
+    """One incident target (fields and order are the snapshot's JSON: keep them)."""
+
+    node: str
+    series: str
+    row: int
+    first_ts: float
+    last_ts: float
+    severity: float
+    peak_ts: float = 0.0
+    peak_severity: float = 0.0
+    version: int = 0
+    signature: str = ""
+    root_causes: list[CauseSummary] = field(default_factory=list)
+
+
+@dataclass
+class Incident:
+    incident_id: str
+    start_ts: float
+    last_ts: float
+    nodes: list[str]
+    targets: dict[str, TargetState]
+
+
+def related(a: str, nodes: Iterable[str], graph: DependencyGraph) -> bool:
+    """Whether node ``a`` equals, or is an ancestor or descendant of, one of ``nodes``."""
+    anc_a = graph.ancestors(a) if a in graph else set()
+    for b in nodes:
+        if a == b or b in anc_a:
+            return True
+        if b in graph and a in graph.ancestors(b):
+            return True
+    return False
+
+
+def signature(root_causes: Sequence[RootCauseResult]) -> str:
+    """The ranked content that decides whether an explanation is published again."""
+    return json.dumps(
+        [[rc.node, rc.series, round(rc.score, 2), round(rc.share, 2)] for rc in root_causes]
+    )
+
+
+def _anchor(t: TargetState, ts: float, severity: float, horizon_s: float, new: bool) -> None:
+    """Move the target's anchor to this event when it is at least as severe, or when the
+    anchor is older than ``horizon_s`` (the last anomaly window)."""
+    if new or severity >= t.peak_severity or ts - t.peak_ts > horizon_s:
+        t.peak_ts, t.peak_severity = ts, severity
+
+
+class Incidents:
+    """Open incidents and their targets (state: plain dataclasses, JSON in snapshots).
+
+    >>> from explainer.results import Ranking, Span
+    >>> inc = Incidents(incident_window_s=900.0, anomaly_points=10)
+    >>> ev = AnomalyEvent(0, 'lat{service="api"}', "api", 60.0, 9.0, 1.0, 0.99, 80.0)
+    >>> fake = lambda node, row, at_ts: Ranking((), Span(0.0, at_ts), 50.0)
+    >>> out = inc.on_anomalies([ev], graph=DependencyGraph(), step_s=60.0, rank=fake)
+    >>> [(r.target.node, r.version) for r in out]
+    [('api', 1)]
+    >>> inc.on_anomalies([ev], graph=DependencyGraph(), step_s=60.0, rank=fake)  # no change
+    []
+    """
+
+    def __init__(self, incident_window_s: float, anomaly_points: int) -> None:
+        self.incident_window_s = incident_window_s
+        self.anomaly_points = anomaly_points
+        self.open: dict[str, Incident] = {}
+
+    def on_anomalies(
+        self,
+        events: Sequence[AnomalyEvent],
+        *,
+        graph: DependencyGraph,
+        step_s: float,
+        rank: Ranker,
+        graph_version: int = 0,
+        impact: ImpactFinder | None = None,
+    ) -> list[ExplanationResult]:
+        """Group ``events`` into incidents and return the new or changed explanations, by
+        incident id then target series. ``step_s`` (0.0 when unknown) sets the anchor's
+        horizon; ``impact`` adds downstream targets; ``graph_version`` is stamped on the
+        results."""
+        horizon = self.anomaly_points * max(step_s, 0.0)
+        touched: dict[str, set[str]] = {}
+        for ev in sorted(events, key=lambda e: (e.ts, e.row)):
+            inc = self._incident_for(ev, graph, touched)
+            if ev.node not in inc.nodes:
+                inc.nodes.append(ev.node)
+            inc.last_ts = max(inc.last_ts, ev.ts)
+            found = inc.targets.get(ev.series_key)
+            if found is None:
+                t = TargetState(ev.node, ev.series_key, ev.row, ev.ts, ev.ts, ev.severity)
+                inc.targets[ev.series_key] = t
+            else:
+                t = found
+            t.last_ts = max(t.last_ts, ev.ts)
+            _anchor(t, ev.ts, float(ev.severity), horizon, new=found is None)
+            t.severity = max(t.severity, float(ev.severity))
+            touched.setdefault(inc.incident_id, set()).add(ev.series_key)
+        if impact is not None and touched:
+            self._add_impact(impact(events, self._incident_of(touched)), touched, horizon)
+        return self._explain(touched, rank, graph_version)
+
+    def _incident_for(
+        self, ev: AnomalyEvent, graph: DependencyGraph, touched: dict[str, set[str]]
+    ) -> Incident:
+        """The incident ``ev`` joins: a new one, or the oldest match with the other matches
+        merged into it (their touched targets move along)."""
+        window = self.incident_window_s
+        match = [
+            inc
+            for inc in sorted(self.open.values(), key=lambda i: (i.start_ts, i.incident_id))
+            if ev.ts - inc.last_ts <= window
+            and inc.start_ts - ev.ts <= window
+            and related(ev.node, inc.nodes, graph)
+        ]
+        if not match:
+            iid = "inc-" + digest(f"{ev.node}|{ev.series_key}|{ev.ts!r}", 6)
+            new = Incident(iid, ev.ts, ev.ts, [], {})
+            self.open[iid] = new
+            return new
+        inc = match[0]
+        for other in match[1:]:
+            for n in other.nodes:
+                if n not in inc.nodes:
+                    inc.nodes.append(n)
+            for k, t in other.targets.items():
+                inc.targets.setdefault(k, t)
+            inc.start_ts = min(inc.start_ts, other.start_ts)
+            inc.last_ts = max(inc.last_ts, other.last_ts)
+            touched.setdefault(inc.incident_id, set()).update(touched.pop(other.incident_id, set()))
+            del self.open[other.incident_id]
+        return inc
+
+    def _incident_of(self, touched: dict[str, set[str]]) -> dict[str, str]:
+        """Series key -> open incident id, for the touched targets."""
+        out: dict[str, str] = {}
+        for iid, keys in touched.items():
+            for k in keys:
+                out[k] = iid
+        return {k: iid for k, iid in out.items() if iid in self.open}
+
+    def _add_impact(
+        self, found: list[Impact], touched: dict[str, set[str]], horizon: float
+    ) -> None:
+        """Make each impact series a target of its incident (anchored like an alert)."""
+        for imp in found:
+            inc = self.open[imp.incident_id]
+            ev = imp.event
+            t = inc.targets.get(imp.series_key)
+            if t is None:
+                t = TargetState(imp.node, imp.series_key, imp.row, ev.ts, ev.ts, float(ev.severity))
+                t.peak_ts, t.peak_severity = ev.ts, float(ev.severity)
+                inc.targets[imp.series_key] = t
+            else:
+                _anchor(t, ev.ts, float(ev.severity), horizon, new=False)
+            t.last_ts = max(t.last_ts, ev.ts)
+            if imp.node not in inc.nodes:
+                inc.nodes.append(imp.node)
+            touched[imp.incident_id].add(imp.series_key)
+
+    def _explain(
+        self, touched: dict[str, set[str]], rank: Ranker, graph_version: int
+    ) -> list[ExplanationResult]:
+        """Rank every touched target at its anchor; keep those whose content changed."""
+        out: list[ExplanationResult] = []
+        for iid in sorted(touched):
+            inc = self.open[iid]
+            for key in sorted(touched[iid]):
+                t = inc.targets[key]
+                try:
+                    ranking = rank(t.node, t.row, t.peak_ts)
+                except StateError as exc:
+                    log.info("explainer cannot explain yet", extra={"series": key, "why": str(exc)})
+                    continue
+                sig = signature(ranking.root_causes)
+                if sig == t.signature:
+                    continue
+                t.signature = sig
+                t.version += 1
+                t.root_causes = [
+                    CauseSummary(rc.node, rc.score, rc.share) for rc in ranking.root_causes
+                ]
+                window = Span(min(ranking.window.start, t.first_ts), ranking.window.end)
+                out.append(
+                    ExplanationResult.build(
+                        iid,
+                        t.version,
+                        TargetRef(t.node, key),
+                        t.last_ts,
+                        window,
+                        t.severity,
+                        ranking.root_causes,
+                        graph_version,
+                    )
+                )
+        return out
+
+    def close_stale(self, now_ts: float) -> list[str]:
+        """Close incidents without an event for ``incident_window_s``; returns their ids."""
+        gone = [
+            iid for iid, inc in self.open.items() if now_ts - inc.last_ts > self.incident_window_s
+        ]
+        for iid in gone:
+            del self.open[iid]
+        return sorted(gone)
+
+    def summaries(self) -> list[IncidentSummary]:
+        """Every open target, by incident id then series."""
+        out = []
+        for iid in sorted(self.open):
+            inc = self.open[iid]
+            for key in sorted(inc.targets):
+                t = inc.targets[key]
+                out.append(IncidentSummary(iid, t.node, key, t.version, tuple(t.root_causes)))
+        return out
+
+    # -- snapshot ------------------------------------------------------------------------
+    def to_json(self) -> list[dict[str, Any]]:
+        """The open incidents as JSON-able dicts (the snapshot's ``incidents`` meta)."""
+        return [
+            {
+                "incident_id": inc.incident_id,
+                "start_ts": inc.start_ts,
+                "last_ts": inc.last_ts,
+                "nodes": inc.nodes,
+                "targets": [asdict(t) for t in inc.targets.values()],
+            }
+            for inc in self.open.values()
+        ]
+
+    def load_json(self, incidents: list[dict[str, Any]]) -> None:
+        """Add the incidents of :meth:`to_json` (the snapshot's ``incidents`` meta)."""
+        for d in incidents:
+            targets = {}
+            for t in d["targets"]:
+                # (node, score) in snapshots from before shares were kept
+                t["root_causes"] = [
+                    CauseSummary(x[0], x[1], x[2] if len(x) > 2 else float("nan"))
+                    for x in t["root_causes"]
+                ]
+                targets[t["series"]] = TargetState(**t)
+            self.open[d["incident_id"]] = Incident(
+                d["incident_id"], d["start_ts"], d["last_ts"], list(d["nodes"]), targets
+            )

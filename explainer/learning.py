@@ -1,0 +1,329 @@
+"""Online Granger learning: time bins, the recent-window ring, pair selection, learned edges.
+
+Samples are averaged per series into time bins of ``step_s`` seconds. When a bin closes,
+its vector (one value per series row, NaN where a series had no sample) is
+
+- differenced against the previous bin and fed to the incremental Granger tests
+  (:class:`explainer.granger.GrangerState`): levels share the daily load curve, which makes
+  almost every pair "significant" (a common driver, not causation);
+- kept in a ring of the last ``granger_window_points`` bins, from which candidate pairs
+  are re-selected every ``granger_refresh_steps`` bins (32 until the first tests): the
+  given graph's pairs plus the most correlated series per effect
+  (:func:`explainer.granger.select_pairs`), so batching cannot change the choice.
+
+After a refresh the tests are read into node-level learned edges: pairs whose FDR-adjusted
+q-value is at most ``granger_alpha``, the strongest pair per node pair. Cost: ``O(batch)``
+per ``observe`` plus ``O(pairs · k²)`` per closed bin; the correlation screen is
+``O(series² · window)`` per refresh, so above ``granger_max_screen_series`` only the given
+graph's pairs are tested.
+
+Works poorly when: effects land within one bin (Granger sees only lagged effects), or two
+series share a driver the tests do not see (a common cause reads as an edge).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import numpy.typing as npt
+
+from causalwatch.errors import StateError
+from causalwatch.series import SeriesIndex
+from explainer.config import ExplainerConfig
+from explainer.dag import DependencyGraph, Edge
+from explainer.granger import GrangerResult, GrangerState, select_pairs
+from explainer.results import GrangerEvidence
+from explainer.view import identity
+
+__all__ = ["GrangerLearner"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+#: refresh due after this many closed bins while no test has been read yet
+FIRST_REFRESH_STEPS = 32
+
+
+class GrangerLearner:
+    """Learns node edges from the series' closed time bins (state in arrays, snapshot-able).
+
+    ``learned`` is replaced (a new list) whenever the tests are read, so a caller can cache
+    what it derives from it by identity.
+    """
+
+    def __init__(self, config: ExplainerConfig, index: SeriesIndex) -> None:
+        self.config = config
+        self.index = index
+        self.state = GrangerState.empty(
+            0, np.zeros((0, 2), dtype=np.int64), config.granger_max_lag, config.granger_forgetting
+        )
+        self.open_bin = -1
+        self.acc_sum = np.zeros(0)
+        self.acc_cnt = np.zeros(0)
+        self.since_refresh = 0
+        # the last granger_window_points closed bin vectors (what Granger saw), oldest first
+        # after a roll; candidate pairs are chosen from these, so batching cannot change them
+        self.recent = np.full((config.granger_window_points, 0), np.nan)
+        self.recent_n = 0
+        self.recent_head = 0
+        self.prev_vec = np.zeros(0)
+        self.learned: list[Edge] = []
+        self.result: GrangerResult | None = None
+        self.pair_pos: dict[tuple[int, int], int] = {}
+
+    # -- learning ------------------------------------------------------------------------
+    def observe(
+        self,
+        rows: IntArray,
+        ts: FloatArray,
+        x: FloatArray,
+        *,
+        step_s: float,
+        capacity: int,
+        given: DependencyGraph,
+    ) -> None:
+        """Accumulate samples into bins of ``step_s``; feed the bins that close to the tests.
+
+        Samples older than the open bin are ignored; ``capacity`` is the history's row
+        capacity, ``given`` the graph whose edges are always tested.
+        """
+        self._ensure_capacity(capacity)
+        ok = np.isfinite(ts) & np.isfinite(x)
+        bins = np.floor(ts / step_s).astype(np.int64)
+        ok &= bins >= self.open_bin
+        if not ok.any():
+            return
+        closed = self._accumulate(rows[ok], bins[ok], x[ok])
+        pending: list[FloatArray] = []
+        for vec in closed:
+            pending.append(vec - self.prev_vec)
+            self.prev_vec = vec
+            self.recent[self.recent_head] = vec
+            self.recent_head = (self.recent_head + 1) % self.recent.shape[0]
+            self.recent_n = min(self.recent_n + 1, self.recent.shape[0])
+            self.since_refresh += 1
+            due = self.config.granger_refresh_steps
+            if self.result is None:
+                due = min(due, FIRST_REFRESH_STEPS)
+            if self.since_refresh >= due:
+                self.state.update_many(np.vstack(pending))
+                pending = []
+                self._refresh_pairs(given)
+        if pending:
+            self.state.update_many(np.vstack(pending))
+
+    def _ensure_capacity(self, cap: int) -> None:
+        if self.state.n_series < cap:
+            self.state.resize(cap)
+            pad = cap - self.acc_sum.size
+            self.acc_sum = np.concatenate([self.acc_sum, np.zeros(pad)])
+            self.acc_cnt = np.concatenate([self.acc_cnt, np.zeros(pad)])
+            self.prev_vec = np.concatenate([self.prev_vec, np.full(pad, np.nan)])
+            extra = np.full((self.recent.shape[0], cap - self.recent.shape[1]), np.nan)
+            self.recent = np.concatenate([self.recent, extra], axis=1)
+
+    def _accumulate(self, rows: IntArray, bins: IntArray, x: FloatArray) -> list[FloatArray]:
+        """Add samples to their bins; returns the vectors of the bins that closed, in order
+        (a gap of empty bins closes as NaN vectors, at most ``granger_max_lag`` of them)."""
+        cap = self.acc_sum.size
+        closed: list[FloatArray] = []
+        for u in np.unique(bins).tolist():
+            if self.open_bin >= 0 and u > self.open_bin:
+                closed.append(self._close_bin())
+                gap = min(u - self.open_bin - 1, self.config.granger_max_lag)
+                closed.extend(np.full(cap, np.nan) for _ in range(gap))
+            self.open_bin = u
+            sel = bins == u
+            self.acc_sum += np.bincount(rows[sel], weights=x[sel], minlength=cap)
+            self.acc_cnt += np.bincount(rows[sel], minlength=cap)
+        return closed
+
+    def _close_bin(self) -> FloatArray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            vec = np.where(self.acc_cnt > 0, self.acc_sum / np.maximum(self.acc_cnt, 1), np.nan)
+        self.acc_sum[:] = 0.0
+        self.acc_cnt[:] = 0.0
+        return vec
+
+    def _refresh_pairs(self, given: DependencyGraph) -> None:
+        """Re-select candidate pairs and re-read the tests into learned node edges."""
+        self.since_refresh = 0
+        live = np.array(sorted(r for _, r in self.index.items()), dtype=np.int64)
+        live = live[live < self.state.n_series]
+        if live.size >= 2:
+            ordered = np.roll(self.recent, -self.recent_head, axis=0)
+            V = ordered[ordered.shape[0] - self.recent_n :][:, live].T
+            nodes = [self.index.node_of(int(r)) for r in live.tolist()]
+            node_id = {n: i for i, n in enumerate(sorted(set(nodes)))}
+            gid = np.array([node_id[n] for n in nodes], dtype=np.int64)
+            forced = self._forced_pairs(live, nodes, given)
+            cfg = self.config
+            local = select_pairs(
+                V.T,
+                per_effect=(
+                    cfg.granger_pairs_per_series
+                    if live.size <= cfg.granger_max_screen_series
+                    else 0
+                ),
+                forced=forced,
+                exclude_same_group=gid,
+            )
+            self.state.set_pairs(live[local] if local.size else np.zeros((0, 2), np.int64))
+        self._read_tests()
+
+    def _forced_pairs(self, live: IntArray, nodes: list[str], given: DependencyGraph) -> IntArray:
+        """Given edges, in both directions, between series of the same metric name."""
+        by: dict[tuple[str, str], list[int]] = {}
+        for i, r in enumerate(live.tolist()):
+            name = identity(self.index.key_of(r), self.index.node_label)[0]
+            by.setdefault((nodes[i], name), []).append(i)
+        out: list[tuple[int, int]] = []
+        names = {name for _, name in by}
+        for e in given.edges:
+            for name in names:
+                for a in by.get((e.cause, name), []):
+                    for b in by.get((e.effect, name), []):
+                        out.extend([(a, b), (b, a)])
+        return np.array(out, dtype=np.int64).reshape(-1, 2)
+
+    def _read_tests(self) -> None:
+        res = self.state.test(min_n=float(self.config.granger_min_points))
+        self.result = res
+        self.pair_pos = {(int(a), int(b)): i for i, (a, b) in enumerate(self.state.pairs.tolist())}
+        best: dict[tuple[str, str], Edge] = {}
+        for i in np.flatnonzero(res.q_value <= self.config.granger_alpha).tolist():
+            ca, ef = (int(v) for v in self.state.pairs[i])
+            try:
+                u, v = self.index.node_of(ca), self.index.node_of(ef)
+            except StateError:
+                continue
+            if u == v:
+                continue
+            e = Edge(
+                u, v, "learned", float(res.strength[i]), float(res.q_value[i]), int(res.lag[i])
+            )
+            old = best.get((u, v))
+            if old is None or (e.strength or 0.0) > (old.strength or 0.0):
+                best[(u, v)] = e
+        self.learned = sorted(best.values(), key=lambda e: (e.cause, e.effect))
+
+    def forget_rows(self, rows: IntArray) -> None:
+        """Forget evicted rows: their open-bin sums, their recent bins and their pairs."""
+        inside = rows[rows < self.acc_sum.size]
+        self.acc_sum[inside] = 0.0
+        self.acc_cnt[inside] = 0.0
+        self.recent[:, rows[rows < self.recent.shape[1]]] = np.nan
+        pairs = self.state.pairs
+        if pairs.size:
+            keep = ~np.isin(pairs, rows).any(axis=1)
+            if not keep.all():
+                self.state.set_pairs(pairs[keep])
+                self._read_tests()
+
+    # -- evidence ------------------------------------------------------------------------
+    def evidence(
+        self, n: str, row: int, target_node: str, target_row: int, graph: DependencyGraph
+    ) -> GrangerEvidence | None:
+        """The test of series ``row`` -> ``target_row`` when that pair is tested; else the
+        first learned edge on ``graph``'s path ``n -> target_node``; None before the first
+        tests and for the target itself."""
+        if self.result is None or n == target_node:
+            return None
+        res = self.result
+        i = self.pair_pos.get((row, target_row))
+        if i is not None:
+            return GrangerEvidence(
+                statistic=float(res.f[i]),
+                p_value=float(res.p_value[i]),
+                q_value=float(res.q_value[i]),
+                lag=int(res.lag[i]),
+                pair=(self.index.key_of(row), self.index.key_of(target_row)),
+            )
+        path = graph.path(n, target_node)
+        for a, b in itertools.pairwise(path):
+            e = graph.edge(a, b)
+            if e is not None and e.provenance == "learned":
+                return GrangerEvidence(
+                    statistic=e.strength,
+                    p_value=e.p_value,
+                    q_value=e.p_value,
+                    lag=e.lag,
+                    edge=(a, b),
+                )
+        return None
+
+    # -- snapshot ------------------------------------------------------------------------
+    def bin_arrays(self) -> dict[str, np.ndarray]:
+        """The binning and ring state (copies), under the snapshot's ``explainer.*`` keys."""
+        return {
+            "explainer.acc_sum": self.acc_sum.copy(),
+            "explainer.acc_cnt": self.acc_cnt.copy(),
+            "explainer.recent": self.recent.copy(),
+            "explainer.prev_vec": self.prev_vec.copy(),
+            "explainer.recent_n": np.array([self.recent_n, self.recent_head], dtype=np.int64),
+        }
+
+    def test_arrays(self) -> dict[str, np.ndarray]:
+        """The Granger statistics (``granger.*``) and the last read tests (``result.*``)."""
+        arrays = self.state.to_arrays()
+        if self.result is not None:
+            r = self.result
+            arrays.update(
+                {
+                    "result.f": r.f.copy(),
+                    "result.p_value": r.p_value.copy(),
+                    "result.q_value": r.q_value.copy(),
+                    "result.lag": r.lag.copy(),
+                    "result.strength": r.strength.copy(),
+                    "result.n": r.n.copy(),
+                    "result.pairs": np.array(
+                        sorted(self.pair_pos, key=self.pair_pos.__getitem__), dtype=np.int64
+                    ).reshape(-1, 2),
+                }
+            )
+        return arrays
+
+    @classmethod
+    def from_arrays(
+        cls,
+        snap: dict[str, np.ndarray],
+        config: ExplainerConfig,
+        index: SeriesIndex,
+        *,
+        open_bin: int,
+        since_refresh: int,
+    ) -> GrangerLearner:
+        """Rebuild from :meth:`bin_arrays` + :meth:`test_arrays` (``learned`` is kept in the
+        snapshot's JSON meta: the caller sets it); :class:`StateError` when the snapshot's
+        ``granger_max_lag`` or ``granger_window_points`` differ from ``config``."""
+        ln = cls(config, index)
+        ln.state = GrangerState.from_arrays(snap)
+        if ln.state.max_lag != config.granger_max_lag:
+            raise StateError(
+                f"explainer snapshot granger_max_lag {ln.state.max_lag}"
+                f" != config {config.granger_max_lag}"
+            )
+        ln.open_bin, ln.since_refresh = open_bin, since_refresh
+        ln.acc_sum = np.array(snap["explainer.acc_sum"], dtype=np.float64)
+        ln.acc_cnt = np.array(snap["explainer.acc_cnt"], dtype=np.float64)
+        ln.recent = np.array(snap["explainer.recent"], dtype=np.float64)
+        ln.prev_vec = np.array(snap["explainer.prev_vec"], dtype=np.float64)
+        ln.recent_n, ln.recent_head = (int(v) for v in np.asarray(snap["explainer.recent_n"]))
+        if ln.recent.shape[0] != config.granger_window_points:
+            raise StateError(
+                f"explainer snapshot granger_window_points {ln.recent.shape[0]}"
+                f" != config {config.granger_window_points}"
+            )
+        if "result.f" in snap:
+            ln.result = GrangerResult(
+                f=np.array(snap["result.f"], dtype=np.float64),
+                p_value=np.array(snap["result.p_value"], dtype=np.float64),
+                q_value=np.array(snap["result.q_value"], dtype=np.float64),
+                lag=np.array(snap["result.lag"], dtype=np.int64),
+                strength=np.array(snap["result.strength"], dtype=np.float64),
+                n=np.array(snap["result.n"], dtype=np.float64),
+            )
+            pairs = np.asarray(snap["result.pairs"], dtype=np.int64).reshape(-1, 2)
+            ln.pair_pos = {(int(a), int(b)): i for i, (a, b) in enumerate(pairs.tolist())}
+        return ln

@@ -1,0 +1,70 @@
+"""What one explanation reads: the aligned history, the series index, the graphs, the step.
+
+A :class:`View` is built by :class:`explainer.core.Explainer` for each ``explain`` /
+``on_anomalies`` call and handed to the ranking and impact functions, so they depend on
+plain values and can be tested with a history and an index built by hand.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from causalwatch.errors import StateError
+from causalwatch.series import SeriesIndex, split_series_key
+from explainer.dag import DependencyGraph
+from explainer.history import History, infer_step
+
+__all__ = ["Identity", "View", "identity"]
+
+#: a series' metric name and its labels other than the node label, sorted
+Identity = tuple[str, tuple[tuple[str, str], ...]]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def identity(key: str, node_label: str) -> Identity:
+    """Metric name and the labels other than the node label (cached: keys repeat).
+
+    >>> identity('lat{service="db",stat="p99"}', "service")
+    ('lat', (('stat', 'p99'),))
+    """
+    name, labels = split_series_key(key)
+    labels.pop(node_label, None)
+    return name, tuple(sorted(labels.items()))
+
+
+@dataclass(frozen=True)
+class View:
+    """The explainer's state as one ranking sees it (read-only by convention).
+
+    ``graph`` is the merged graph (given plus learned edges), ``given`` the user's graph
+    alone; ``step_s`` is 0.0 until the step is known (then it is inferred per row).
+    """
+
+    history: History
+    index: SeriesIndex
+    graph: DependencyGraph
+    given: DependencyGraph
+    step_s: float
+
+    def step_for(self, row: int) -> float:
+        """The aligned step, else the step inferred from ``row``'s own timestamps."""
+        if self.step_s > 0:
+            return self.step_s
+        step = infer_step(self.history.row_ts(row))
+        if step <= 0:
+            raise StateError(f"explainer: cannot infer step_s from series row {row}")
+        return step
+
+    def node_rows(self) -> dict[str, list[int]]:
+        """Every node's series rows, ascending."""
+        out: dict[str, list[int]] = {}
+        for _, row in self.index.items():
+            out.setdefault(self.index.node_of(row), []).append(row)
+        for rows in out.values():
+            rows.sort()
+        return out
+
+    def identity(self, row: int) -> Identity:
+        """:func:`identity` of a row's series key."""
+        return identity(self.index.key_of(row), self.index.node_label)

@@ -1,0 +1,142 @@
+"""The ranking on its own: a hand-built history and view, a fake Granger lookup."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from causalwatch.errors import StateError
+from causalwatch.series import SeriesIndex
+from explainer.candidates import SeriesChoice
+from explainer.config import ExplainerConfig
+from explainer.dag import DependencyGraph, Edge
+from explainer.history import History
+from explainer.ranking import rank
+from explainer.results import GrangerEvidence
+from explainer.scoring import combine, coverage, early_change_discount, early_run, onset
+from explainer.view import View
+from explainer.windows import anomaly_bins, zscores
+
+STEP = 60.0
+GRAPH = DependencyGraph([Edge("db", "api"), Edge("cache", "api"), Edge("api", "web")])
+NODES = ["db", "cache", "api", "web"]
+CFG = ExplainerConfig(step_s=STEP, learn_graph=False)
+
+
+def _view(fault: str, graph: DependencyGraph = GRAPH, n: int = 300) -> tuple[View, SeriesIndex]:
+    rng = np.random.default_rng(4)
+    idx = SeriesIndex()
+    rows = idx.rows_for([f'lat{{service="{v}"}}' for v in NODES])
+    hist = History(CFG.history_points)
+    for t in range(n):
+        f = {v: (6.0 if v == fault and t >= n - 8 else 0.0) for v in NODES}
+        db = 5 + rng.normal() + f["db"]
+        cache = 2 + 0.5 * rng.normal() + f["cache"]
+        api = 1 + 0.8 * db + 0.5 * cache + 0.5 * rng.normal() + f["api"]
+        web = 3 + 1.1 * api + 0.5 * rng.normal() + f["web"]
+        hist.ensure(len(NODES))
+        hist.append(rows, np.full(4, t * STEP), np.array([db, cache, api, web]))
+    return View(hist, idx, graph, graph.given(), STEP), idx
+
+
+def _no_granger(*_: object) -> None:
+    return None
+
+
+@pytest.mark.parametrize("fault", ["db", "cache", "api"])
+def test_rank_names_the_faulty_ancestor_without_an_explainer(fault: str) -> None:
+    view, idx = _view(fault)
+    row = idx.get('lat{service="web"}')
+    assert row is not None
+    r = rank(view, CFG, _no_granger, "web", row, 299 * STEP)
+    assert r.root_causes[0].node == fault
+    assert r.window.end == 299 * STEP and r.window.start < r.window.end
+    assert 0 < r.severity <= 100
+    top = r.root_causes[0].evidence
+    assert top.path[0] == fault and top.path[-1] == "web" and top.granger is None
+
+
+def test_a_granger_test_adds_its_bonus_to_the_score() -> None:
+    view, idx = _view("db")
+    row = idx.get('lat{service="web"}')
+    assert row is not None
+    plain = {
+        rc.node: rc.score for rc in rank(view, CFG, _no_granger, "web", row, 299 * STEP).root_causes
+    }
+    ev = GrangerEvidence(10.0, 0.0, 0.0, 1, pair=("a", "b"))
+
+    def lookup(n: str, *_: object) -> GrangerEvidence | None:
+        return ev if n in ("cache", "api") else None
+
+    got = rank(view, CFG, lookup, "web", row, 299 * STEP).root_causes
+    by = {rc.node: rc for rc in got}
+    assert by["cache"].evidence.granger is ev
+    # 0.9 x attribution + 0.1 x (1 - q), only for nodes the attribution scored above 0
+    assert plain["cache"] > 0 and plain["api"] == 0
+    assert by["cache"].score == pytest.approx(plain["cache"] + 0.1)
+    assert by["api"].score == 0
+    assert by["db"].score == pytest.approx(plain["db"])
+
+
+def test_rank_needs_four_aligned_bins() -> None:
+    view, _ = _view("db", n=3)
+    with pytest.raises(StateError, match="only 3 time bins"):
+        rank(view, CFG, _no_granger, "web", 3, 2 * STEP)
+
+
+def test_no_given_edge_to_the_target_ranks_the_anomalous_nodes_as_a_star() -> None:
+    view, idx = _view("db", graph=DependencyGraph([], NODES))
+    row = idx.get('lat{service="web"}')
+    assert row is not None
+    r = rank(view, CFG, _no_granger, "web", row, 299 * STEP)
+    assert "db" in [rc.node for rc in r.root_causes[:3]]
+    assert all(rc.evidence.path in ((rc.node, "web"), ("web",)) for rc in r.root_causes)
+
+
+# -- score terms on plain arrays ---------------------------------------------------------
+def test_combine_gives_the_granger_bonus_only_to_nodes_the_attribution_scored() -> None:
+    out = combine(np.array([0.5, 0.0, 1.0]), np.array([1.0, 1.0, 1.0]))
+    np.testing.assert_allclose(out, [0.55, 0.0, 1.0])
+
+
+def test_early_change_discount_hits_a_cause_present_while_the_effect_was_absent() -> None:
+    rng = np.random.default_rng(0)
+    T, n_anom = 40, 2
+    V = rng.normal(0, 0.1, size=(3, T))
+    V[0, -7:] += 5.0  # node 0: changed 5 bins before the window, target stayed normal
+    V[1, -n_anom:] += 5.0  # node 1: changed with the target
+    V[2, -n_anom:] += 5.0  # the target
+    parents = [[], [], [0, 1]]
+    run = early_run(V, 2, n_anom, anomaly_z=3.0, anomaly_points=10)
+    assert run.tolist() == [5.0, 0.0, 0.0]
+    score = early_change_discount(
+        np.ones(3), V, 2, n_anom, parents, model_lags=1, anomaly_points=10, anomaly_z=3.0
+    )
+    np.testing.assert_allclose(score, [2.0 / 6.0, 1.0, 1.0])  # (delay + 1) / (run + 1)
+
+
+def test_coverage_counts_the_anomalous_nodes_a_change_explains() -> None:
+    chosen = {
+        "db": SeriesChoice(1, 0, 0, ""),
+        "lb": SeriesChoice(2, 1, 0, ""),
+        "reports": SeriesChoice(3, 2, 0, ""),
+    }
+    z = np.array([5.0, 5.0, 5.0, 5.0])  # target, db, lb, reports all anomalous
+    desc = {"db": {"web", "reports"}, "lb": {"web"}}
+    cov = coverage(["db", "lb", "web"], "web", desc, chosen, z, 3.0)
+    np.testing.assert_allclose(cov, [3 / 4, 2 / 4, 1 / 4])
+
+
+def test_onset_prefers_the_node_that_moved_first() -> None:
+    v = np.zeros((3, 60)) + np.random.default_rng(1).normal(0, 0.1, (3, 60))
+    v[1, -12:] += 5  # db: 12 bins
+    v[0, -3:] += 5  # the target: 3 bins
+    chosen = {"db": SeriesChoice(1, 0, 0, ""), "x": SeriesChoice(2, 1, 0, "")}
+    out = onset(["db", "x", "web"], "web", chosen, v, anomaly_points=10, anomaly_z=3.0)
+    assert out[0] == 1.0 and out[1] < out[2] < out[0]
+
+
+def test_window_statistics() -> None:
+    v = np.array([1.0, 2.0, 1.0, 2.0, 1.0, 9.0, 9.0])
+    assert anomaly_bins(v, 5, 3.0) == 2
+    assert zscores(v[None, :], 2)[0] > 3.0

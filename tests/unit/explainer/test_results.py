@@ -1,0 +1,131 @@
+"""Typed results and the one edge converter to the published JSON."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from causalwatch.models import Explanation
+from causalwatch.schemas import explanation_json
+from explainer.results import (
+    Evidence,
+    ExplanationResult,
+    GrangerEvidence,
+    MechanismEvidence,
+    PointCounts,
+    RootCauseResult,
+    Span,
+    TargetRef,
+)
+
+NAN = float("nan")
+EXPLAINER = Path(__file__).resolve().parents[3] / "explainer"
+
+
+def _evidence(granger: GrangerEvidence | None, share: float = 0.7) -> Evidence:
+    return Evidence(
+        share=share,
+        contribution=2.1,
+        target_deviation=3.0,
+        mechanism_change=MechanismEvidence(score=0.99, p_value=0.01, z=NAN, shift=1.5),
+        total_effect=1.0,
+        path=("db", "api"),
+        granger=granger,
+        ci=(0.5, float("inf")),
+        series_choice="same metric and labels",
+        points=PointCounts(reference=120, anomaly=3),
+    )
+
+
+def _result() -> ExplanationResult:
+    pair = GrangerEvidence(21.3, 0.0001, 0.001, 1, pair=('lat{service="db"}', 'lat{service="api"}'))
+    edge = GrangerEvidence(None, 0.002, 0.002, None, edge=("cache", "api"))
+    causes = (
+        RootCauseResult("db", 'lat{service="db"}', 0.84, 0.7, _evidence(pair)),
+        RootCauseResult("cache", 'lat{service="cache"}', 0.2, 0.0, _evidence(edge, NAN)),
+        RootCauseResult("api", 'lat{service="api"}', 0.1, 0.1, _evidence(None)),
+    )
+    target = TargetRef("api", 'lat{service="api"}')
+    return ExplanationResult.build("inc-1", 2, target, 120.0, Span(60.0, 120.0), 74.2, causes, 3)
+
+
+def test_the_converter_writes_the_documented_json_with_null_for_non_finite() -> None:
+    doc = json.loads(explanation_json(Explanation.from_result(_result())))
+    assert list(doc) == [
+        "id",
+        "incident_id",
+        "version",
+        "target",
+        "detected_at",
+        "window",
+        "severity",
+        "root_causes",
+        "graph_version",
+    ]
+    assert doc["target"] == {"node": "api", "series": 'lat{service="api"}'}
+    assert doc["window"] == {"start": 60.0, "end": 120.0}
+    db, cache, api = doc["root_causes"]
+    assert list(db) == ["node", "series", "score", "share", "evidence"]
+    assert list(db["evidence"]) == [
+        "share",
+        "contribution",
+        "target_deviation",
+        "mechanism_change",
+        "total_effect",
+        "path",
+        "granger",
+        "ci",
+        "series_choice",
+        "points",
+    ]
+    assert db["evidence"]["mechanism_change"] == {
+        "score": 0.99,
+        "p_value": 0.01,
+        "z": None,
+        "shift": 1.5,
+    }
+    assert db["evidence"]["ci"] == [0.5, None] and db["evidence"]["path"] == ["db", "api"]
+    assert db["evidence"]["points"] == {"reference": 120, "anomaly": 3}
+    assert db["evidence"]["granger"] == {
+        "statistic": 21.3,
+        "p_value": 0.0001,
+        "q_value": 0.001,
+        "lag": 1,
+        "pair": ['lat{service="db"}', 'lat{service="api"}'],
+    }
+    assert cache["evidence"]["share"] is None
+    assert cache["evidence"]["granger"] == {
+        "statistic": None,
+        "p_value": 0.002,
+        "q_value": 0.002,
+        "lag": None,
+        "edge": ["cache", "api"],
+    }
+    assert api["evidence"]["granger"] is None
+
+
+def test_results_are_frozen_and_build_clips_severity_and_makes_the_id() -> None:
+    r = _result()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.version = 3  # type: ignore[misc]
+    again = ExplanationResult.build("inc-1", 2, r.target, 120.0, r.window, 500.0, r.root_causes, 3)
+    assert again.id == r.id and again.severity == 100.0
+
+
+def test_explainer_cores_build_no_pydantic_model() -> None:
+    """The explainer returns dataclasses; only the edge imports the pydantic models."""
+    for path in sorted(EXPLAINER.glob("*.py")):
+        if path.name == "redis_dag_cache.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith("pydantic"), path.name
+                if node.module == "causalwatch.models":
+                    names = {a.name for a in node.names}
+                    assert names <= {"AnomalyEvent"}, (path.name, names)
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.startswith("pydantic") for a in node.names), path.name
