@@ -173,8 +173,8 @@ def serve(
 ) -> Service:
     """Run one process role until ``stop`` is set (``block=False``: in a thread)."""
     from ingest.deadletter import DeadLetterSink
-    from ingest.kafka_sink import KafkaSink, ensure_topics
-    from ingest.kafka_source import KafkaSource
+    from ingest.kafka_backend import make_sink
+    from ingest.kafka_backend import make_source as kafka_source
 
     stop = stop or threading.Event()
     stats = PipelineStats()
@@ -220,15 +220,11 @@ def serve(
     ).start()
     closers: list[Callable[[], None]] = [metrics.stop]
 
-    producer = KafkaSink(settings.kafka)
+    producer = make_sink(settings.kafka)
     closers.append(producer.close)
     if stage_name != "all":
         n = settings.kafka.internal_partitions
-        ensure_topics(
-            settings.kafka.bootstrap_servers,
-            {settings.kafka.samples_topic: n, settings.kafka.scores_topic: n},
-            settings.kafka.client_id,
-        )
+        producer.ensure_topics({settings.kafka.samples_topic: n, settings.kafka.scores_topic: n})
     dispatcher = None
     if wants_explainer and settings.publish.webhooks:
         from causalwatch.publish.webhooks import WebhookDispatcher
@@ -294,7 +290,7 @@ def serve(
         resume: Callable[[list[tuple[str, int]]], Mapping[tuple[str, int], int]],
         on_revoke: Callable[[list[tuple[str, int]]], None],
     ) -> Any:
-        return KafkaSource(
+        return kafka_source(
             settings.kafka,
             topics=stage.topics(),
             group_id=f"{settings.kafka.group_id}.{stage_name}",

@@ -168,6 +168,16 @@ class KafkaSettings(_Section):
         return self
 
     @model_validator(mode="after")
+    def _backend_installed(self) -> KafkaSettings:
+        import importlib.util
+
+        if self.backend == "confluent" and importlib.util.find_spec("confluent_kafka") is None:
+            raise ValueError(
+                "kafka.backend=confluent needs confluent-kafka: pip install 'causalwatch[fast]'"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _security_consistent(self) -> KafkaSettings:
         proto = self.security_protocol
         is_sasl = proto.startswith("SASL_")
