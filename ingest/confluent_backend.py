@@ -12,8 +12,10 @@ codec natively. The semantics are the same:
   paused and :meth:`ConfluentSource.next_batch` raises ``BackendError`` until it works, so
   nothing is read from a wrong position; ``on_revoke`` runs before a rebalance (or a lost
   session) takes partitions away, on the thread that calls ``next_batch``;
-- a message librdkafka cannot read (bad compression, corrupt batch) comes back as a
-  :class:`~causalwatch.models.RawRecord` with ``error`` set and is dead-lettered;
+- a message librdkafka cannot read (bad compression, an unknown codec, a corrupt batch),
+  which it would otherwise fetch again forever, is stepped over (a seek to the next
+  offset) and comes back as a :class:`~causalwatch.models.RawRecord` with ``error`` set,
+  to be dead-lettered; one per offset, like the kafka-python source;
 - dead-letter headers, ``acks=all`` with a wait for every delivery, ``compression_type``,
   the security settings and the reconnect backoff come from the same settings, and every
   error goes through :func:`ingest.kafka_errors.map_kafka_errors`.
@@ -88,6 +90,8 @@ class ConfluentSource:
         self._pending: list[TopicPartition] = []  # assigned, paused, not yet resumed
         self._resume_error: BaseException | None = None
         self._warned: dict[int, float] = {}
+        # (topic, partition) -> (first offset of the unreadable batch, next offset to try)
+        self._bad_batch: dict[TP, tuple[int, int]] = {}
         self.undecodable = 0
         self.lag_measured_at = 0.0
         conf = {
@@ -177,6 +181,7 @@ class ConfluentSource:
                 backend="kafka",
             ) from failure
         out: list[RawRecord] = []
+        skipped: set[tuple[str, int, int]] = set()
         m: Any
         for m in msgs:
             err = m.error()
@@ -193,16 +198,34 @@ class ConfluentSource:
                     )
                 )
             elif err.code() in _RECORD_ERRORS and m.topic() and m.offset() is not None:
+                # librdkafka refetches a batch it cannot read forever, and names it by its
+                # first offset whatever offset was asked for: step over it one offset at a
+                # time (the batch's end is unknown), one dead letter per offset, as
+                # kafka-python's path does.
+                tp_key = (m.topic(), m.partition())
+                base = int(m.offset())
+                prev = self._bad_batch.get(tp_key)
+                at = prev[1] if prev is not None and prev[0] == base else base
+                where = (tp_key[0], tp_key[1], at)
+                if where in skipped:
+                    continue
+                skipped.add(where)
+                self._bad_batch[tp_key] = (base, at + 1)
                 self.undecodable += 1
-                out.append(
-                    RawRecord(
-                        m.topic(),
-                        m.partition(),
-                        m.offset(),
-                        b"",
-                        error=f"{err.name()}: {err.str()}"[:500],
+                with map_kafka_errors("seek past an undecodable batch", self._secrets):
+                    self._consumer.seek(TopicPartition(where[0], where[1], at + 1))
+                out.append(RawRecord(*where, b"", error=f"{err.name()}: {err.str()}"[:500]))
+                if self.undecodable == 1 or self.undecodable % 1000 == 0:
+                    log.warning(
+                        "undecodable record batch skipped",
+                        extra={
+                            "topic": where[0],
+                            "partition": where[1],
+                            "offset": where[2],
+                            "error": err.str()[:300],
+                            "total": self.undecodable,
+                        },
                     )
-                )
             else:
                 self._library_error(err)
         return out
