@@ -116,6 +116,8 @@ class KafkaSettings(_Section):
     reconnect_backoff_ms: int = Field(default=50, ge=1)
     reconnect_backoff_max_ms: int = Field(default=1_000, ge=1)
     request_timeout_ms: int = Field(default=30_000, ge=1_000)
+    #: How long a producer or admin client waits for a first broker at start-up.
+    bootstrap_timeout_ms: int = Field(default=10_000, ge=100)
     security_protocol: SecurityProtocol = "PLAINTEXT"
     sasl_mechanism: SaslMechanism | None = None
     sasl_username: str | None = None

@@ -405,7 +405,7 @@ def ensure_topics_confluent(settings: KafkaSettings, partitions: Mapping[str, in
     secrets = secrets_of(settings)
     with map_kafka_errors("topic creation", secrets):
         admin = AdminClient({**librdkafka_config(settings)}, logger=_lib_log)
-        existing = set(admin.list_topics(timeout=10.0).topics)
+        existing = set(admin.list_topics(timeout=settings.bootstrap_timeout_ms / 1000).topics)
         new = [
             NewTopic(name, num_partitions=n, replication_factor=1)
             for name, n in partitions.items()

@@ -51,6 +51,7 @@ class KafkaSink:
                 batch_size=262_144,  # DLQ values can be large; default 16 KiB sends one by one
                 max_request_size=4 * 1_048_576,
                 max_block_ms=int(flush_timeout_s * 1000),
+                bootstrap_timeout_ms=settings.bootstrap_timeout_ms,
             )
 
     def write_batch(
@@ -104,7 +105,9 @@ def ensure_topics(
     admin: Any = None
     with map_kafka_errors("topic creation", secrets_of(settings)):
         try:
-            admin = KafkaAdminClient(**kafka_python_config(settings))
+            admin = KafkaAdminClient(
+                **kafka_python_config(settings), bootstrap_timeout_ms=settings.bootstrap_timeout_ms
+            )
             existing = set(admin.list_topics())
             new = [
                 NewTopic(name, num_partitions=n, replication_factor=1)
