@@ -297,13 +297,21 @@ class ConfluentSource:
             return self._positions(self._timeout_s)
 
     def lag(self) -> dict[TP, int]:
-        """Records behind the end of each assigned partition; asks the broker (bounded)."""
+        """Records behind the end of each assigned partition; asks the broker.
+
+        The whole call takes at most about ``lag_timeout_s``; past it (broker away) a
+        retryable ``BackendError`` is raised, so the caller shows the lag as stale.
+        """
+        deadline = time.monotonic() + self._lag_timeout_s
         with map_kafka_errors("lag", self._secrets):
             pos = self._positions(self._lag_timeout_s)
             out = {}
             for (t, p), position in pos.items():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "lag: broker slow"))
                 _, hi = self._consumer.get_watermark_offsets(
-                    TopicPartition(t, p), timeout=self._lag_timeout_s, cached=False
+                    TopicPartition(t, p), timeout=left, cached=False
                 )
                 out[(t, p)] = max(0, int(hi) - position)
             self.lag_measured_at = time.monotonic()
