@@ -169,10 +169,26 @@ class ConfluentSource:
         """Up to ``max_records`` records, waiting at most ``settings.poll_timeout_ms``."""
         if self._pending:
             self._retry_resume()
-        with map_kafka_errors("poll", self._secrets):
-            msgs = self._consumer.consume(
-                num_messages=max_records, timeout=self.settings.poll_timeout_ms / 1000.0
-            )
+        timeout_s = self.settings.poll_timeout_ms / 1000.0
+        out: list[RawRecord] = []
+        skipped: set[tuple[str, int, int]] = set()
+        skip_deadline = 0.0
+        while True:
+            with map_kafka_errors("poll", self._secrets):
+                msgs = self._consumer.consume(
+                    num_messages=max_records - len(out), timeout=timeout_s
+                )
+            n_skipped = len(skipped)
+            self._convert(msgs, out, skipped)
+            if len(out) >= max_records or not skipped:
+                break
+            # Stepping over an unreadable batch: fetch again at once, in short polls, for up
+            # to one more poll timeout, instead of one dead letter per poll timeout.
+            if n_skipped == 0:
+                skip_deadline = time.monotonic() + self.settings.poll_timeout_ms / 1000.0
+            if time.monotonic() >= skip_deadline:
+                break
+            timeout_s = 0.005
         if self._resume_error is not None and self._pending:
             failure = self._resume_error
             raise BackendError(
@@ -180,8 +196,11 @@ class ConfluentSource:
                 f"{sorted((p.topic, p.partition) for p in self._pending)}: {failure!r}",
                 backend="kafka",
             ) from failure
-        out: list[RawRecord] = []
-        skipped: set[tuple[str, int, int]] = set()
+        return out
+
+    def _convert(
+        self, msgs: list[Any], out: list[RawRecord], skipped: set[tuple[str, int, int]]
+    ) -> None:
         m: Any
         for m in msgs:
             err = m.error()
@@ -228,7 +247,6 @@ class ConfluentSource:
                     )
             else:
                 self._library_error(err)
-        return out
 
     def _library_error(self, err: Any) -> None:
         code = err.code()
