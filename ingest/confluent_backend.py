@@ -77,7 +77,7 @@ class ConfluentSource:
         topics: Sequence[str] | None = None,
         group_id: str | None = None,
         call_timeout_s: float = 10.0,
-        lag_timeout_s: float = 2.0,
+        lag_timeout_s: float = 5.0,
         on_revoke: Callable[[list[TP]], None] | None = None,
     ) -> None:
         self.settings = settings
