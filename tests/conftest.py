@@ -1,5 +1,8 @@
 """Session fixtures: one real Kafka-protocol broker (tansu) and one real redis-server,
-started once per test run on free ports; a unique prefix per test keeps tests apart."""
+started once per test run on free ports; a unique prefix per test keeps tests apart.
+For the Kafka edge: a broker behind a ``tansu proxy`` that a test can cut and restore
+(``proxied_broker``), and a broker behind a TLS proxy that demands client certificates
+(``tls_broker``, with ``kafka_certs``); see tests/integration/kafka_servers.py."""
 
 from __future__ import annotations
 
@@ -11,6 +14,13 @@ from pathlib import Path
 import pytest
 
 from causalwatch.embedded import EmbeddedBroker, EmbeddedRedis
+from tests.integration.kafka_servers import (
+    Certs,
+    ProxiedBroker,
+    TlsBroker,
+    make_certs,
+    tls_tools_available,
+)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SHARED_DATA = SHARED / "data"
@@ -34,6 +44,32 @@ def broker() -> Iterator[EmbeddedBroker]:
 def redis_server() -> Iterator[EmbeddedRedis]:
     with EmbeddedRedis() as r:
         yield r
+
+
+@pytest.fixture
+def proxied_broker() -> Iterator[ProxiedBroker]:
+    """A broker of its own, reached only through a tansu proxy: ``.cut()``, ``.restore()``."""
+    b = ProxiedBroker().start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    if not tls_tools_available():
+        pytest.skip("socat/openssl missing (deploy/ci-install.sh installs them)")
+    return make_certs(tmp_path_factory.mktemp("kafka-certs"))
+
+
+@pytest.fixture(scope="session")
+def tls_broker(kafka_certs: Certs) -> Iterator[TlsBroker]:
+    broker = TlsBroker(kafka_certs).start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
 
 
 @pytest.fixture

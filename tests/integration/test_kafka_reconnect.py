@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,15 +27,6 @@ pytestmark = pytest.mark.integration
 
 OUTAGE_S = 30.0
 RECONNECT_WITHIN_S = 8.0  # includes the group's rejoin after its session expired
-
-
-@pytest.fixture
-def proxied() -> Iterator[ProxiedBroker]:
-    b = ProxiedBroker().start()
-    try:
-        yield b
-    finally:
-        b.stop()
 
 
 def settings_for(bootstrap: str, uid: str, topic: str, backend: str) -> KafkaSettings:
@@ -65,11 +55,11 @@ def poll_all(sources: dict[str, Any], got: dict[str, list[Any]]) -> None:
 
 
 def test_clients_reconnect_within_seconds_of_the_brokers_return(
-    proxied: ProxiedBroker, uid: str
+    proxied_broker: ProxiedBroker, uid: str
 ) -> None:
     topic = f"reconnect-{uid}"
     backends = ["kafka-python", "confluent"]
-    settings = {b: settings_for(proxied.bootstrap, uid, topic, b) for b in backends}
+    settings = {b: settings_for(proxied_broker.bootstrap, uid, topic, b) for b in backends}
     ensure_topics(settings["kafka-python"], {topic: 2})
     sinks = {b: make_sink(settings[b], flush_timeout_s=20.0) for b in backends}
     sources = {b: make_source(settings[b]) for b in backends}
@@ -86,7 +76,7 @@ def test_clients_reconnect_within_seconds_of_the_brokers_return(
             source.commit({(r.topic, r.partition): r.offset + 1 for r in got[b]})
             assert sum(source.lag().values()) == 0
 
-        proxied.cut()
+        proxied_broker.cut()
         cut_at = time.monotonic()
         measured = {b: s.lag_measured_at for b, s in sources.items()}
         for b, source in sources.items():
@@ -99,7 +89,7 @@ def test_clients_reconnect_within_seconds_of_the_brokers_return(
             poll_all(sources, got)
         assert all(len(v) == 10 for v in got.values())
 
-        proxied.restore()
+        proxied_broker.restore()
         back_at = time.monotonic()
         # Producers that lived through the outage deliver again, one per backend.
         for i, b in enumerate(backends):

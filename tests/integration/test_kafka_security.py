@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +21,7 @@ from causalwatch.errors import BackendError, ConfigError
 from causalwatch.settings import KafkaSettings, TopicSettings, load_settings
 from ingest import ensure_topics
 from ingest.kafka_backend import make_sink, make_source
-from tests.integration.kafka_servers import (
-    KEY_PASSWORD,
-    Certs,
-    TlsBroker,
-    make_certs,
-    tls_tools_available,
-)
+from tests.integration.kafka_servers import KEY_PASSWORD, Certs, TlsBroker, tls_tools_available
 
 pytestmark = [
     pytest.mark.integration,
@@ -39,18 +32,9 @@ BACKENDS = ["kafka-python", "confluent"]
 SASL_PASSWORD = "sasl-pw-Zq81-never-logged"
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    return make_certs(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture(scope="module")
-def tls_broker(certs: Certs) -> Iterator[TlsBroker]:
-    broker = TlsBroker(certs).start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
+@pytest.fixture
+def certs(kafka_certs: Certs) -> Certs:
+    return kafka_certs
 
 
 def tls_settings(broker: TlsBroker, certs: Certs, uid: str, backend: str, **kw: Any):
