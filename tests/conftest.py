@@ -6,6 +6,7 @@ For the Kafka edge: a broker behind a ``tansu proxy`` that a test can cut and re
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import uuid
 from collections.abc import Iterator
@@ -24,6 +25,20 @@ from tests.integration.kafka_servers import (
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SHARED_DATA = SHARED / "data"
+
+
+HAS_CONFLUENT = importlib.util.find_spec("confluent_kafka") is not None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests parametrized with the confluent backend skip without ``causalwatch[fast]``."""
+    if HAS_CONFLUENT:
+        return
+    skip = pytest.mark.skip(reason="confluent-kafka not installed: pip install -e '.[fast]'")
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "confluent" in params.values() or item.get_closest_marker("needs_confluent"):
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

@@ -29,7 +29,7 @@ from causalwatch.settings import KafkaSettings, TopicSettings
 from ingest import DeadLetterSink, IngestLimits, decode_batch, ensure_topics
 from ingest.kafka_backend import make_sink, make_source
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.needs_confluent]  # both backends
 
 NOW = time.time()
 CODEC_IDS = {"gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}

@@ -23,7 +23,7 @@ from ingest import ensure_topics
 from ingest.kafka_backend import make_sink, make_source
 from tests.integration.kafka_servers import ProxiedBroker
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.needs_confluent]  # both backends
 
 OUTAGE_S = 30.0
 RECONNECT_WITHIN_S = 8.0  # includes the group's rejoin after its session expired

@@ -18,6 +18,10 @@ ADAPTERS = {
     "ingest/kafka_source.py",
     "ingest/kafka_sink.py",
     "ingest/deadletter.py",
+    "ingest/kafka_backend.py",
+    "ingest/kafka_config.py",
+    "ingest/kafka_errors.py",
+    "ingest/confluent_backend.py",
     "explainer/redis_dag_cache.py",
     "detector/redis_checkpoint.py",
 }
@@ -27,7 +31,15 @@ CORES = sorted(
     for p in (ROOT / pkg).glob("*.py")
     if str(p.relative_to(ROOT)) not in ADAPTERS
 )
-BANNED = ("kafka", "redis", "httpx", "pydantic_settings", "causalwatch.publish", "fastapi")
+BANNED = (
+    "kafka",
+    "confluent_kafka",
+    "redis",
+    "httpx",
+    "pydantic_settings",
+    "causalwatch.publish",
+    "fastapi",
+)
 
 
 def _imports(path: Path) -> list[str]:
