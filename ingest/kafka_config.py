@@ -12,16 +12,23 @@ from __future__ import annotations
 from typing import Any
 
 from causalwatch.settings import KafkaSettings
+from ingest.kafka_errors import redact_library_logs
 
 __all__ = ["kafka_python_config", "librdkafka_config", "secrets_of"]
 
 
 def secrets_of(settings: KafkaSettings) -> list[str]:
-    """The secret values of ``settings``, for :func:`ingest.kafka_errors.redact`."""
+    """The secret values of ``settings``, for :func:`ingest.kafka_errors.redact`.
+
+    Every client calls this before it starts, which also keeps these secrets out of the
+    libraries' logs (:func:`ingest.kafka_errors.redact_library_logs`).
+    """
     out = []
     for secret in (settings.sasl_password, settings.ssl_key_password):
         if secret is not None and secret.get_secret_value():
             out.append(secret.get_secret_value())
+    if out:
+        redact_library_logs(out)
     return out
 
 

@@ -15,12 +15,13 @@ message, for example echoed back by a broker).
 from __future__ import annotations
 
 import contextlib
+import logging
 import ssl
 from collections.abc import Iterable, Iterator
 
 from causalwatch.errors import BackendError
 
-__all__ = ["backend_error", "map_kafka_errors", "redact"]
+__all__ = ["backend_error", "map_kafka_errors", "redact", "redact_library_logs"]
 
 # Error names that mean "will not get better by retrying" in both libraries.
 _FATAL_NAMES = (
@@ -64,6 +65,48 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+class _RedactFilter(logging.Filter):
+    """Replaces secrets in a record's formatted message (kafka-python logs every request at
+    DEBUG, a SASL/PLAIN authentication request with the password in it)."""
+
+    def __init__(self) -> None:
+        super().__init__("causalwatch-redact")
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secrets:
+            return True
+        try:
+            text = record.getMessage()
+        except Exception:  # a record that cannot be formatted: let logging report it
+            return True
+        clean = redact(text, self.secrets)
+        if clean != text:
+            record.msg, record.args = clean, None
+        return True
+
+
+_REDACT = _RedactFilter()
+
+
+def redact_library_logs(secrets: Iterable[str]) -> None:
+    """Keep ``secrets`` out of what the Kafka libraries log, at any level.
+
+    Adds them (and their ``bytes`` repr forms) to a filter on every ``kafka.*`` logger that
+    exists now (kafka-python creates them when imported, before any client) and on
+    librdkafka's (``ingest.librdkafka``).
+    """
+    for secret in secrets:
+        if secret:
+            _REDACT.secrets.add(secret)
+            _REDACT.secrets.add(repr(secret.encode())[2:-1])
+    names = [n for n in logging.Logger.manager.loggerDict if n == "kafka" or n.startswith("kafka.")]
+    for name in [*names, "ingest.librdkafka"]:
+        logger = logging.getLogger(name)
+        if _REDACT not in logger.filters:
+            logger.addFilter(_REDACT)
 
 
 def _is_library_error(exc: BaseException) -> bool:

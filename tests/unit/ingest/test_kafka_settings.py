@@ -3,6 +3,8 @@ client libraries get the same options for every client role."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from causalwatch.errors import ConfigError
@@ -75,3 +77,23 @@ def test_plaintext_passes_no_security_options() -> None:
     assert not any(k.startswith(("ssl_", "sasl_")) for k in kp)
     rd = librdkafka_config(KafkaSettings())
     assert not any(k.startswith(("ssl.", "sasl.")) for k in rd)
+
+
+def test_library_logs_never_show_a_configured_secret(caplog: pytest.LogCaptureFixture) -> None:
+    # kafka-python logs each request at DEBUG; a SASL/PLAIN one carries the password.
+    import kafka.net.connection  # noqa: F401  (creates the kafka.* loggers, as any client does)
+
+    secrets_of(
+        KafkaSettings(
+            security_protocol="SASL_SSL",
+            sasl_mechanism="PLAIN",
+            sasl_username="svc",
+            sasl_password="plain-pw-93",  # type: ignore[arg-type]
+        )
+    )
+    caplog.set_level(logging.DEBUG)
+    auth = b"\x00svc\x00plain-pw-93"
+    logging.getLogger("kafka.net.connection").debug("Request %d: %s", 7, {"auth_bytes": auth})
+    logging.getLogger("ingest.librdkafka").warning("sasl plain-pw-93 rejected")
+    assert "plain-pw-93" not in caplog.text
+    assert "Request 7" in caplog.text and "rejected" in caplog.text
