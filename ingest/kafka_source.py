@@ -53,6 +53,19 @@ TP = tuple[str, int]
 ResumeOffsets = Callable[[list[TP]], Mapping[TP, int]]
 
 
+def _raised_reading_records(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from reading a batch (decompression or record parsing): the
+    codecs raise their own errors (zlib, lz4, zstd, snappy) and a corrupt batch can raise
+    struct or index errors, all from kafka-python's record reader."""
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name == "_unpack_records" or "/kafka/record/" in code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
+
+
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, source: KafkaSource) -> None:
         self.source = source
@@ -220,10 +233,11 @@ class KafkaSource:
         record that failed; no public API names it. Other errors (the broker, the group)
         give None and are mapped as backend errors.
         """
-        if isinstance(exc, KafkaError) and not isinstance(
-            exc, CorruptRecordError | UnsupportedCodecError
-        ):
-            return None
+        if isinstance(exc, KafkaError):
+            if not isinstance(exc, CorruptRecordError | UnsupportedCodecError):
+                return None
+        elif not _raised_reading_records(exc):
+            return None  # a bug elsewhere, not the batch: let it surface
         part = getattr(getattr(self._consumer, "_fetcher", None), "_next_partition_records", None)
         tp = getattr(part, "topic_partition", None)
         if tp is None or tp not in self._consumer.assignment():
