@@ -346,3 +346,61 @@ def test_sink_failure_is_a_backend_error_and_dlq_counts_nothing(uid: str, backen
         sink.close()  # never raises, even with records stuck for a dead broker
     finally:
         own.stop()
+
+
+def test_rebalance_hands_partitions_over_through_on_revoke_and_resume_offsets(
+    broker: EmbeddedBroker, uid: str, backend: str
+) -> None:
+    topic = f"handover-{uid}"
+    settings = kafka_settings(broker, uid, [TopicSettings(name=topic, format="json")], backend)
+    ensure_topics(settings, {topic: 2})
+    sink = make_sink(settings)
+    _produce_numbered(sink, topic, 0, 20)
+    revoked: list[list[tuple[str, int]]] = []
+    asked: list[list[tuple[str, int]]] = []
+    handed: dict[tuple[str, int], int] = {}  # what A checkpointed when it gave partitions up
+    a_seen: list[RawRecord] = []
+
+    def a_revoke(tps: list[tuple[str, int]]) -> None:
+        revoked.append(tps)
+        for tp in tps:  # the next offset A would read: its "checkpoint" for the handover
+            handed[tp] = 1 + max(
+                (r.offset for r in a_seen if (r.topic, r.partition) == tp), default=-1
+            )
+
+    def b_resume(tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        asked.append(tps)
+        return {tp: handed[tp] for tp in tps if tp in handed}
+
+    a = make_source(settings, on_revoke=a_revoke)
+    b = None
+    try:
+        a_seen.extend(consume(a, 20))
+        assert _values(a_seen) == list(range(20)) and len(a.assignment()) == 2
+        # A reads on without committing; B joins and takes one partition from it.
+        b = make_source(settings, resume_offsets=b_resume)
+        b_seen: list[RawRecord] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (b.assignment() and len(a.assignment()) == 1):
+            a_seen.extend(a.next_batch(100))
+            b_seen.extend(b.next_batch(100))
+        assert revoked, "A was never asked to hand partitions over"
+        moved = set(b.assignment())
+        assert moved and moved.isdisjoint(a.assignment())
+        assert moved <= {tp for tps in revoked for tp in tps}
+        assert moved <= {tp for tps in asked for tp in tps}  # B asked where to resume
+        assert b_seen == []  # B resumed where A stopped: nothing read twice
+        _produce_numbered(sink, topic, 100, 20)
+        deadline = time.monotonic() + 30
+        new: list[RawRecord] = []
+        while len(new) < 20 and time.monotonic() < deadline:
+            new.extend(r for r in a.next_batch(100) if json.loads(r.value)["value"] >= 100)
+            got_b = b.next_batch(100)
+            assert {(r.topic, r.partition) for r in got_b} <= moved
+            new.extend(got_b)
+        assert _values(new) == list(range(100, 120))
+    finally:
+        a.close()
+        if b is not None:
+            b.close()
+        sink.close()
