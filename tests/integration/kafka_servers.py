@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from causalwatch.embedded import (
-    EmbeddedBroker,
     _die_with_parent,
     _terminate,
     _wait_port,
@@ -114,6 +113,29 @@ def make_certs(folder: Path) -> Certs:
     )
 
 
+def start_tansu(listen_port: int, advertised_port: int) -> subprocess.Popen[bytes]:
+    """A tansu broker (memory storage) that tells clients to connect to ``advertised_port``
+    (a proxy in front of it), listening on ``listen_port``."""
+    proc = subprocess.Popen(
+        [
+            tansu_binary(),
+            "broker",
+            "--listener-url",
+            f"tcp://127.0.0.1:{listen_port}",
+            "--advertised-listener-url",
+            f"tcp://127.0.0.1:{advertised_port}",
+            "--storage-engine",
+            "memory://tansu/",
+            "--silent",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,
+    )
+    _wait_port(listen_port, proc, "kafka", 15)
+    return proc
+
+
 def tls_tools_available() -> bool:
     return shutil.which("socat") is not None and shutil.which("openssl") is not None
 
@@ -136,25 +158,7 @@ class TlsBroker:
         return f"127.0.0.1:{self.tls_port}"
 
     def start(self) -> TlsBroker:
-        listen = f"tcp://127.0.0.1:{self.broker_port}"
-        broker = subprocess.Popen(
-            [
-                tansu_binary(),
-                "broker",
-                "--listener-url",
-                listen,
-                "--advertised-listener-url",
-                f"tcp://127.0.0.1:{self.tls_port}",
-                "--storage-engine",
-                "memory://tansu/",
-                "--silent",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
-        )
-        self.procs.append(broker)
-        _wait_port(self.broker_port, broker, "kafka", 15)
+        self.procs.append(start_tansu(self.broker_port, self.tls_port))
         c = self.certs
         proxy = subprocess.Popen(
             [
@@ -186,7 +190,6 @@ class ProxiedBroker:
 
     broker_port: int = field(default_factory=free_port)
     proxy_port: int = field(default_factory=free_port)
-    broker: EmbeddedBroker | None = None
     proxy: subprocess.Popen[bytes] | None = None
     _broker_proc: subprocess.Popen[bytes] | None = None
 
@@ -195,23 +198,7 @@ class ProxiedBroker:
         return f"127.0.0.1:{self.proxy_port}"
 
     def start(self) -> ProxiedBroker:
-        self._broker_proc = subprocess.Popen(
-            [
-                tansu_binary(),
-                "broker",
-                "--listener-url",
-                f"tcp://127.0.0.1:{self.broker_port}",
-                "--advertised-listener-url",
-                f"tcp://127.0.0.1:{self.proxy_port}",
-                "--storage-engine",
-                "memory://tansu/",
-                "--silent",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
-        )
-        _wait_port(self.broker_port, self._broker_proc, "kafka", 15)
+        self._broker_proc = start_tansu(self.broker_port, self.proxy_port)
         self.restore()
         return self
 

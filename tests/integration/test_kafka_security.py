@@ -137,6 +137,7 @@ def test_secrets_never_reach_logs_or_errors(
     # SASL over the TLS proxy: tansu has no SASL for this, so authentication fails; what
     # matters is where the password and the key password end up.
     caplog.set_level(logging.DEBUG)  # every logger, the libraries' included
+    caplog.set_level(logging.DEBUG, logger="kafka")  # the CLI caps it at WARNING
     settings = tls_settings(
         tls_broker,
         certs,

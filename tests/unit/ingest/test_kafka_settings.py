@@ -92,6 +92,7 @@ def test_library_logs_never_show_a_configured_secret(caplog: pytest.LogCaptureFi
         )
     )
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="kafka")  # the CLI caps it at WARNING
     auth = b"\x00svc\x00plain-pw-93"
     logging.getLogger("kafka.net.connection").debug("Request %d: %s", 7, {"auth_bytes": auth})
     logging.getLogger("ingest.librdkafka").warning("sasl plain-pw-93 rejected")
