@@ -37,7 +37,12 @@ BoolArray = npt.NDArray[np.bool_]
 
 @dataclass(frozen=True, slots=True)
 class RawRecord:
-    """One Kafka record (or one replayed line) before decoding."""
+    """One Kafka record (or one replayed line) before decoding.
+
+    ``error`` is set (and ``value`` empty) when the client could not read the record at all:
+    a batch in a codec it cannot decompress, or a corrupt one. The source skips it and the
+    decoder dead-letters it with that reason, so one bad batch never stops a partition.
+    """
 
     topic: str
     partition: int
@@ -45,6 +50,7 @@ class RawRecord:
     value: bytes
     timestamp_ms: int | None = None
     key: bytes | None = None
+    error: str | None = None
 
 
 @dataclass(slots=True)

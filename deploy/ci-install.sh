@@ -8,6 +8,9 @@
 #   docker-compose           `docker-compose config` validates docker-compose.yml against
 #                            the Compose schema; it needs no Docker engine for that
 #   (package) shellcheck     lints deploy/*.sh
+#   socat, openssl           a TLS-terminating proxy (client certificates too) in front
+#                            of the test broker, and the certificates for it
+#                            (tests/integration/test_kafka_security.py)
 set -euo pipefail
 
 need=()
@@ -15,9 +18,11 @@ command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || 
 command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
+command -v socat >/dev/null 2>&1 || need+=(socat)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 
 if [ "${#need[@]}" -eq 0 ]; then
-    echo "deploy/ci-install.sh: promtool, amtool, docker-compose and shellcheck already installed"
+    echo "deploy/ci-install.sh: promtool, amtool, docker-compose, shellcheck, socat and openssl already installed"
     exit 0
 fi
 

@@ -2,15 +2,19 @@
 
 Pure cores: :mod:`ingest.decode` (three formats to a :class:`~causalwatch.models.SampleBatch`),
 :mod:`ingest.validate` (checks and reason codes), :mod:`ingest.batch` (series rows, series
-limit). Adapters: :mod:`ingest.kafka_source` (consumer group, manual commits, resume from a
-checkpoint; producer for internal topics) and :mod:`ingest.deadletter` (``<topic>.dlq``).
+limit). Adapters: :mod:`ingest.kafka_source` / :mod:`ingest.kafka_sink` (kafka-python:
+consumer group, manual commits, resume from a checkpoint; producer for internal topics),
+:mod:`ingest.confluent_backend` (the same on confluent-kafka), :mod:`ingest.kafka_backend`
+(picks one from ``kafka.backend``), :mod:`ingest.kafka_config` (client options, security),
+:mod:`ingest.kafka_errors` (the one Kafka error map) and :mod:`ingest.deadletter`
+(``<topic>.dlq``).
 
 Usage, as the pipeline wires it (``settings`` from :func:`causalwatch.settings.load_settings`)::
 
     limits = IngestLimits.from_settings(settings.ingest)
     formats = {t.name: t.format for t in settings.kafka.topics}
-    source = KafkaSource(settings.kafka, resume_offsets=checkpoint.offsets_for)
-    sink = KafkaSink(settings.kafka)
+    source = make_source(settings.kafka, resume_offsets=checkpoint.offsets_for)
+    sink = make_sink(settings.kafka)
     dlq = DeadLetterSink(sink, suffix=settings.kafka.dlq_suffix)
     index = SeriesIndex(settings.ingest.node_label, max_series=settings.ingest.max_series)
     while running:
@@ -39,6 +43,7 @@ from ingest.validate import (
 
 if TYPE_CHECKING:
     from ingest.deadletter import DeadLetterSink
+    from ingest.kafka_backend import make_sink, make_source
     from ingest.kafka_sink import KafkaSink, ensure_topics
     from ingest.kafka_source import KafkaSource
 
@@ -55,6 +60,8 @@ __all__ = [
     "decode_batch",
     "decode_record",
     "ensure_topics",
+    "make_sink",
+    "make_source",
     "next_offsets",
 ]
 
@@ -63,6 +70,8 @@ _ADAPTERS = {
     "KafkaSink": "ingest.kafka_sink",
     "KafkaSource": "ingest.kafka_source",
     "ensure_topics": "ingest.kafka_sink",
+    "make_sink": "ingest.kafka_backend",
+    "make_source": "ingest.kafka_backend",
 }
 
 

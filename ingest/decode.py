@@ -53,7 +53,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -80,7 +79,7 @@ __all__ = ["FORMATS", "IngestLimits", "decode_batch", "decode_record"]
 
 FORMATS: frozenset[str] = frozenset({"auto", "json", "prometheus", "influx"})
 
-_DECODE_REASONS = frozenset({"empty", "oversized", "not_json", "not_format"})
+_DECODE_REASONS = frozenset({"empty", "oversized", "not_json", "not_format", "undecodable_batch"})
 _BOOLS = frozenset({"t", "T", "true", "True", "TRUE", "f", "F", "false", "False", "FALSE"})
 _NOT_NAME = re.compile(r"[^a-zA-Z0-9_:]")
 _NOT_LABEL = re.compile(r"[^a-zA-Z0-9_]")
@@ -201,6 +200,9 @@ def decode_record(
 
 
 def _decode_into(ctx: _Ctx, rec: RawRecord, idx: int, fmt: str) -> None:
+    if rec.error is not None:  # the client could not read its batch: nothing to decode
+        ctx.fail(rec, ("undecodable_batch", "batch", f"record batch unreadable: {rec.error}"), None)
+        return
     value = rec.value
     problem = check_message(value, ctx.limits)
     if problem is not None:
@@ -263,6 +265,8 @@ def _decode_json(ctx: _Ctx, rec: RawRecord, idx: int, *, allow_str_value: bool) 
     limits, now_s, ts_cache = ctx.limits, ctx.now_s, ctx.ts_cache
     lo, hi = now_s - limits.max_age_s, now_s + limits.max_future_s
     plain_chars = limits.max_label_value_bytes // 4  # a str this short fits in UTF-8 bytes
+    label_chars = limits.max_label_name_bytes // 4
+    name_chars = limits.max_name_bytes // 4
     for j, obj in enumerate(items):
         if not isinstance(obj, dict):
             ctx.fail(rec, ("bad_type", "sample", f"sample must be an object, got {obj!r:.40}"), j)
@@ -271,7 +275,7 @@ def _decode_json(ctx: _Ctx, rec: RawRecord, idx: int, *, allow_str_value: bool) 
         labels = obj.get("labels")
         if labels is None:
             labels = {}
-        elif type(labels) is not dict or not _labels_plain(labels, plain_chars):
+        elif type(labels) is not dict or not _labels_plain(labels, plain_chars, label_chars):
             problem = check_labels(labels, limits)
             if problem is not None:
                 ctx.fail(rec, problem, j)
@@ -287,9 +291,11 @@ def _decode_json(ctx: _Ctx, rec: RawRecord, idx: int, *, allow_str_value: bool) 
         if name is None:
             ctx.fail(rec, ("missing_field", "name", "field 'name' is missing"), j)
             continue
-        if type(name) is not str or not _name_ok(name):
-            ctx.fail(rec, check_name(name) or _never(), j)
-            continue
+        if type(name) is not str or len(name) > name_chars or not _name_ok(name):
+            problem = check_name(name, limits)
+            if problem is not None:
+                ctx.fail(rec, problem, j)
+                continue
         # ---- value
         if "value" not in obj:
             ctx.fail(rec, ("missing_field", "value", "field 'value' is missing"), j)
@@ -362,42 +368,70 @@ def _decode_json(ctx: _Ctx, rec: RawRecord, idx: int, *, allow_str_value: bool) 
 
 # Series keys repeat from poll to poll; memoising series_key (a pure function) saves about
 # 1 µs per sample. The key tuple keeps label order, so a reordered label set only costs a
-# second entry. Bounded: cleared when full, so memory stays at a few tens of MB at most.
+# second entry. Bounded in bytes (the names and values are bounded by the ingest limits,
+# but 50,000 keys of 30 kB each would still be 1.5 GB): cleared when the budget is used.
 _KEY_CACHE_MAX = 50_000
+_KEY_CACHE_BYTES = 32 * 1_048_576
 _key_cache: dict[tuple[Any, ...], str] = {}
+_key_cache_bytes = [0]
 
 
 def _cache_key(ck: tuple[Any, ...], name: str, labels: dict[str, str]) -> str:
     key = series_key(name, labels)
-    if len(_key_cache) >= _KEY_CACHE_MAX:
+    cost = 2 * len(key) + 200  # the key, the tuple's strings (about the key's size), overhead
+    if len(_key_cache) >= _KEY_CACHE_MAX or _key_cache_bytes[0] + cost > _KEY_CACHE_BYTES:
         _key_cache.clear()
+        _key_cache_bytes[0] = 0
     _key_cache[ck] = key
+    _key_cache_bytes[0] += cost
     return key
 
 
 # Metric and label names repeat a lot; memoising the regex checks of these pure functions
-# is safe, and the bound keeps hostile input from growing the caches.
-@lru_cache(maxsize=65_536)
+# is safe. Only names within the length limits get here, and the memo is bounded in bytes
+# (cleared when full), so hostile input cannot grow it.
+_NAME_CACHE_BYTES = 4 * 1_048_576
+_names: dict[str, bool] = {}
+_label_names: dict[str, bool] = {}
+_names_bytes = [0, 0]
+
+
+def _memo(cache: dict[str, bool], slot: int, name: str, ok: bool) -> bool:
+    cost = len(name) + 100
+    if _names_bytes[slot] + cost > _NAME_CACHE_BYTES:
+        cache.clear()
+        _names_bytes[slot] = 0
+    cache[name] = ok
+    _names_bytes[slot] += cost
+    return ok
+
+
 def _name_ok(name: str) -> bool:
-    return is_valid_metric_name(name)
+    ok = _names.get(name)
+    return ok if ok is not None else _memo(_names, 0, name, is_valid_metric_name(name))
 
 
-@lru_cache(maxsize=65_536)
 def _label_name_ok(name: str) -> bool:
-    return is_valid_label_name(name)
+    ok = _label_names.get(name)
+    return ok if ok is not None else _memo(_label_names, 1, name, is_valid_label_name(name))
 
 
-def _labels_plain(labels: dict[Any, Any], plain_chars: int) -> bool:
-    """Fast pre-check: valid names and short string values (else the full check runs)."""
+def _labels_plain(labels: dict[Any, Any], plain_chars: int, label_chars: int) -> bool:
+    """Fast pre-check: short valid names and short string values (else the full check)."""
     for k, v in labels.items():
-        if type(v) is not str or len(v) > plain_chars or not _label_name_ok(k):
+        if (
+            type(v) is not str
+            or len(v) > plain_chars
+            or len(k) > label_chars
+            or not _label_name_ok(k)
+        ):
             return False
     return True
 
 
 def _cache_ts(cache: dict[str, float | None], text: str) -> float | None:
     parsed = parse_rfc3339(text)
-    if len(cache) < 4_096:
+    if len(cache) < 4_096 and len(text) <= 64:
         cache[text] = parsed
     return parsed
 
@@ -465,6 +499,10 @@ def _decode_influx(ctx: _Ctx, rec: RawRecord, idx: int) -> int:
             if name is None:
                 name = _sanitize(f"{measurement}_{field_key}", _NOT_NAME)
                 ctx.names[(measurement, field_key)] = name
+            if len(name) > limits.max_name_bytes:  # sanitized: ASCII, chars are bytes
+                reason, field, message = check_name(name, limits) or _never()
+                ctx.fail(rec, (reason, field, f"line {line_no}: {message}"), line_no)
+                continue
             key = name + suffix
             v = _influx_number(raw_v)
             if v is None:

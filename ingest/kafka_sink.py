@@ -1,11 +1,12 @@
-"""Kafka producer adapter and topic set-up, for internal and dead-letter topics.
+"""Kafka producer adapter (kafka-python) and topic set-up, for internal and dead-letter topics.
 
 :class:`KafkaSink` sends a batch and waits for every acknowledgement (``acks=all``) before
 returning, so a caller that commits offsets afterwards never commits past a lost write.
-:func:`ensure_topics` creates missing topics with an explicit partition count (brokers that
-auto-create pick their own count, or refuse). ``kafka.errors`` never escape: they become
-:class:`~causalwatch.errors.BackendError` with ``retryable`` set from the library's
-``retriable`` flag, timeouts and missing brokers.
+Batches are compressed with ``kafka.compression_type``. :func:`ensure_topics` creates
+missing topics with an explicit partition count (brokers that auto-create pick their own
+count, or refuse). Connection and security options come from
+:func:`ingest.kafka_config.kafka_python_config`, errors go through
+:func:`ingest.kafka_errors.map_kafka_errors`: no ``kafka.errors`` exception escapes.
 """
 
 from __future__ import annotations
@@ -18,23 +19,15 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from causalwatch.errors import BackendError
 from causalwatch.settings import KafkaSettings
+from ingest.kafka_config import kafka_python_config, secrets_of
+from ingest.kafka_errors import map_kafka_errors
 
 __all__ = ["KafkaSink", "ensure_topics"]
 
 log = logging.getLogger(__name__)
 
 Header = tuple[str, bytes]
-
-
-def _backend_error(what: str, exc: BaseException) -> BackendError:
-    retryable = bool(getattr(exc, "retriable", False)) or "Timeout" in type(exc).__name__
-    return BackendError(
-        f"kafka {what} failed: {type(exc).__name__}: {exc}",
-        backend="kafka",
-        retryable=retryable or type(exc).__name__ == "NoBrokersAvailable",
-    )
 
 
 class KafkaSink:
@@ -47,24 +40,25 @@ class KafkaSink:
     def __init__(self, settings: KafkaSettings, *, flush_timeout_s: float = 30.0) -> None:
         self.settings = settings
         self.flush_timeout_s = flush_timeout_s
-        try:
+        self._secrets = secrets_of(settings)
+        codec = settings.compression_type
+        with map_kafka_errors("producer start", self._secrets):
             self._producer = KafkaProducer(
-                bootstrap_servers=settings.bootstrap_servers.split(","),
-                client_id=settings.client_id,
+                **kafka_python_config(settings),
                 acks="all",
+                compression_type=None if codec == "none" else codec,
                 linger_ms=5,
                 batch_size=262_144,  # DLQ values can be large; default 16 KiB sends one by one
                 max_request_size=4 * 1_048_576,
                 max_block_ms=int(flush_timeout_s * 1000),
+                bootstrap_timeout_ms=settings.bootstrap_timeout_ms,
             )
-        except KafkaError as exc:
-            raise _backend_error("producer start", exc) from exc
 
     def write_batch(
         self, topic: str, items: Sequence[tuple[bytes | None, bytes, list[Header]]]
     ) -> None:
         """Send ``(key, value, headers)`` items and wait until all are acknowledged."""
-        try:
+        with map_kafka_errors(f"produce to {topic!r}", self._secrets):
             futures = [
                 self._producer.send(topic, value=value, key=key, headers=headers)
                 for key, value, headers in items
@@ -72,11 +66,9 @@ class KafkaSink:
             self._producer.flush(timeout=self.flush_timeout_s)
             for fut in futures:
                 fut.get(timeout=0)
-        except KafkaError as exc:
-            raise _backend_error(f"produce to {topic!r}", exc) from exc
 
     def ensure_topics(self, partitions: Mapping[str, int]) -> None:
-        ensure_topics(self.settings.bootstrap_servers, partitions, self.settings.client_id)
+        ensure_topics(self.settings, partitions)
 
     def close(self) -> None:
         """Flush and close; never raises.
@@ -96,26 +88,36 @@ class KafkaSink:
 
 
 def ensure_topics(
-    bootstrap_servers: str, partitions: Mapping[str, int], client_id: str = "causalwatch"
+    settings: KafkaSettings | str, partitions: Mapping[str, int], client_id: str = "causalwatch"
 ) -> None:
-    """Create the missing topics with the given partition counts (existing ones untouched)."""
+    """Create the missing topics with the given partition counts (existing ones untouched).
+
+    ``settings`` is the ``KafkaSettings`` (connection and security), or for a plaintext
+    broker just its bootstrap servers.
+    """
+    if isinstance(settings, str):
+        settings = KafkaSettings(bootstrap_servers=settings, client_id=client_id)
+    if settings.backend == "confluent":
+        from ingest.confluent_backend import ensure_topics_confluent
+
+        ensure_topics_confluent(settings, partitions)
+        return
     admin: Any = None
-    try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap_servers.split(","), client_id=client_id
-        )
-        existing = set(admin.list_topics())
-        new = [
-            NewTopic(name, num_partitions=n, replication_factor=1)
-            for name, n in partitions.items()
-            if name not in existing
-        ]
-        if new:
-            admin.create_topics(new, raise_errors=False)
-    except TopicAlreadyExistsError:
-        pass
-    except KafkaError as exc:
-        raise _backend_error("topic creation", exc) from exc
-    finally:
-        if admin is not None:
-            admin.close()
+    with map_kafka_errors("topic creation", secrets_of(settings)):
+        try:
+            admin = KafkaAdminClient(
+                **kafka_python_config(settings), bootstrap_timeout_ms=settings.bootstrap_timeout_ms
+            )
+            existing = set(admin.list_topics())
+            new = [
+                NewTopic(name, num_partitions=n, replication_factor=1)
+                for name, n in partitions.items()
+                if name not in existing
+            ]
+            if new:
+                admin.create_topics(new, raise_errors=False)
+        except TopicAlreadyExistsError:
+            pass
+        finally:
+            if admin is not None:
+                admin.close()

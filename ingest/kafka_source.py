@@ -1,4 +1,5 @@
-"""Kafka consumer adapter: a consumer-group source with manual commits and checkpoint resume.
+"""Kafka consumer adapter (kafka-python): a consumer-group source with manual commits and
+checkpoint resume.
 
 :class:`KafkaSource` reads the input topics in a consumer group with
 ``enable_auto_commit=False``. Offsets move forward in Kafka only when the pipeline calls
@@ -8,27 +9,41 @@ published and checkpointed (at-least-once). On every partition assignment the so
 resumes from the checkpoint, not from Kafka's committed offset; partitions the checkpoint
 does not know start from the committed offset, else ``auto_offset_reset``.
 
+Undecodable batches. kafka-python decompresses a fetched batch while :meth:`poll` hands out
+records, and a batch it cannot read (a codec library missing, an unknown codec, a corrupt
+payload or CRC) makes ``poll`` raise for the whole fetch, again on every retry: one bad
+batch would stop every partition and topic. The source finds the partition and offset the
+failure belongs to, seeks one record past it and returns a
+:class:`~causalwatch.models.RawRecord` with ``error`` set for that offset; the decoder
+dead-letters it (reason ``undecodable_batch``) and its offset is committed like any other,
+so every offset of the topic is either processed or dead-lettered. A batch of *n* bad
+records costs *n* fetches (the batch's end is not known without decompressing it).
+
 Group timing comes from :class:`~causalwatch.settings.KafkaSettings`: kafka-python 3's
 default 45 s session makes a group join take ~23 s against tansu, the defaults there ~3 s.
-Every ``kafka.errors`` exception is wrapped into :class:`~causalwatch.errors.BackendError`.
-The producer side (:class:`KafkaSink`, :func:`ensure_topics`) lives in
-:mod:`ingest.kafka_sink` and is re-exported here.
+Errors go through :func:`ingest.kafka_errors.map_kafka_errors`. The producer side
+(:class:`KafkaSink`, :func:`ensure_topics`) lives in :mod:`ingest.kafka_sink` and is
+re-exported here.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from kafka import KafkaConsumer
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError
+from kafka.errors import CorruptRecordError, KafkaError, UnsupportedCodecError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from causalwatch.errors import BackendError
 from causalwatch.models import RawRecord
 from causalwatch.settings import KafkaSettings
-from ingest.kafka_sink import KafkaSink, _backend_error, ensure_topics
+from ingest.kafka_config import kafka_python_config, secrets_of
+from ingest.kafka_errors import map_kafka_errors
+from ingest.kafka_sink import KafkaSink, ensure_topics
 
 __all__ = ["KafkaSink", "KafkaSource", "ResumeOffsets", "ensure_topics"]
 
@@ -36,6 +51,19 @@ log = logging.getLogger(__name__)
 
 TP = tuple[str, int]
 ResumeOffsets = Callable[[list[TP]], Mapping[TP, int]]
+
+
+def _raised_reading_records(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from reading a batch (decompression or record parsing): the
+    codecs raise their own errors (zlib, lz4, zstd, snappy) and a corrupt batch can raise
+    struct or index errors, all from kafka-python's record reader."""
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name == "_unpack_records" or "/kafka/record/" in code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -62,7 +90,7 @@ class KafkaSource:
     Parameters
     ----------
     settings
-        Bootstrap servers, group, topics and the group timing/poll knobs.
+        Bootstrap servers, security, group, topics and the group timing/poll knobs.
     resume_offsets
         Called with the newly assigned ``(topic, partition)`` list; returns the next offset
         to read for those it knows (the checkpoint). If it raises, the records of those
@@ -74,8 +102,9 @@ class KafkaSource:
         Called with the ``(topic, partition)`` list a rebalance takes away, before another
         member can read them (per-partition checkpoints hand their state over here).
     call_timeout_s
-        Bound on blocking calls other than poll (commit, position, end offsets); past it a
-        retryable ``BackendError`` is raised instead of hanging on a lost broker.
+        Bound on blocking calls other than poll (commit, position); past it a retryable
+        ``BackendError`` is raised instead of hanging on a lost broker. :meth:`lag` waits
+        at most ``lag_timeout_s``.
     """
 
     def __init__(
@@ -86,20 +115,26 @@ class KafkaSource:
         topics: Sequence[str] | None = None,
         group_id: str | None = None,
         call_timeout_s: float = 10.0,
+        lag_timeout_s: float = 2.0,
         on_revoke: Callable[[list[TP]], None] | None = None,
     ) -> None:
         self.settings = settings
         self.on_revoke = on_revoke
         self._timeout_ms = int(call_timeout_s * 1000)
+        self._lag_timeout_ms = int(lag_timeout_s * 1000)
         self.topics = list(topics) if topics is not None else [t.name for t in settings.topics]
         self.resume_offsets = resume_offsets
         self._pending: set[TopicPartition] = set()
         self._resume_error: BaseException | None = None
-        try:
+        self._secrets = secrets_of(settings)
+        #: records skipped because their batch could not be read (each also dead-lettered)
+        self.undecodable = 0
+        #: monotonic time of the last lag measured against the broker (0: never)
+        self.lag_measured_at = 0.0
+        with map_kafka_errors("consumer start", self._secrets):
             self._consumer = KafkaConsumer(
-                bootstrap_servers=settings.bootstrap_servers.split(","),
+                **kafka_python_config(settings),
                 group_id=group_id if group_id is not None else settings.group_id,
-                client_id=settings.client_id,
                 enable_auto_commit=False,
                 auto_offset_reset=settings.auto_offset_reset,
                 session_timeout_ms=settings.session_timeout_ms,
@@ -108,8 +143,6 @@ class KafkaSource:
                 max_poll_records=settings.max_poll_records,
             )
             self._consumer.subscribe(self.topics, listener=_Listener(self))
-        except KafkaError as exc:
-            raise _backend_error("consumer start", exc) from exc
 
     def _resume(self) -> None:
         if not self._pending or self.resume_offsets is None:
@@ -135,23 +168,16 @@ class KafkaSource:
     def next_batch(self, max_records: int) -> list[RawRecord]:
         """Up to ``max_records`` records, waiting at most ``settings.poll_timeout_ms``."""
         self._resume()
+        polled: dict[Any, list[Any]] = {}
         if self._resume_error is None:
-            try:
-                polled = self._consumer.poll(
-                    timeout_ms=self.settings.poll_timeout_ms, max_records=max_records
-                )
-            except KafkaError as exc:
-                raise _backend_error("poll", exc) from exc
-        else:
-            polled = {}
+            with map_kafka_errors("poll", self._secrets):
+                polled = self._poll(max_records)
         if self._resume_error is not None:
             err = self._resume_error
-            try:
+            with map_kafka_errors("seek after failed resume", self._secrets):
                 for tp in self._pending.intersection(polled):  # read from a wrong position:
                     if polled[tp]:  # rewind so nothing is lost if the checkpoint lacks it
                         self._consumer.seek(tp, polled[tp][0].offset)
-            except KafkaError as exc:
-                raise _backend_error("seek after failed resume", exc) from exc
             polled = {tp: rs for tp, rs in polled.items() if tp not in self._pending}
             if not polled:
                 raise BackendError(
@@ -161,10 +187,63 @@ class KafkaSource:
         out: list[RawRecord] = []
         for tp, recs in polled.items():
             for r in recs:
-                out.append(
-                    RawRecord(tp.topic, tp.partition, r.offset, r.value or b"", r.timestamp, r.key)
-                )
+                if isinstance(r, RawRecord):
+                    out.append(r)
+                else:
+                    out.append(
+                        RawRecord(
+                            tp.topic, tp.partition, r.offset, r.value or b"", r.timestamp, r.key
+                        )
+                    )
         return out
+
+    def _poll(self, max_records: int) -> dict[Any, list[Any]]:
+        try:
+            return dict(
+                self._consumer.poll(
+                    timeout_ms=self.settings.poll_timeout_ms, max_records=max_records
+                )
+            )
+        except Exception as exc:
+            bad = self._undecodable_at(exc)
+            if bad is None:
+                raise
+            reason = f"{type(exc).__name__}: {exc}"[:500]
+        tp, offset = bad
+        self._consumer.seek(tp, offset + 1)
+        self.undecodable += 1
+        if self.undecodable == 1 or self.undecodable % 1000 == 0:
+            log.warning(
+                "undecodable record batch skipped",
+                extra={
+                    "topic": tp.topic,
+                    "partition": tp.partition,
+                    "offset": offset,
+                    "error": reason,
+                    "total": self.undecodable,
+                },
+            )
+        return {tp: [RawRecord(tp.topic, tp.partition, offset, b"", error=reason)]}
+
+    def _undecodable_at(self, exc: BaseException) -> tuple[TopicPartition, int] | None:
+        """Partition and offset of the batch ``poll`` could not read, if that was it.
+
+        A decode failure raises from the fetcher while it holds the failing partition's
+        records (``_next_partition_records``), with that partition's position still at the
+        record that failed; no public API names it. Other errors (the broker, the group)
+        give None and are mapped as backend errors.
+        """
+        if isinstance(exc, KafkaError):
+            if not isinstance(exc, CorruptRecordError | UnsupportedCodecError):
+                return None
+        elif not _raised_reading_records(exc):
+            return None  # a bug elsewhere, not the batch: let it surface
+        part = getattr(getattr(self._consumer, "_fetcher", None), "_next_partition_records", None)
+        tp = getattr(part, "topic_partition", None)
+        if tp is None or tp not in self._consumer.assignment():
+            return None
+        position = self._consumer.position(tp, self._timeout_ms)
+        return (tp, int(position)) if position is not None else None
 
     def commit(self, next_offsets: Mapping[TP, int]) -> None:
         """Commit the NEXT offset to read per partition (last processed + 1)."""
@@ -178,49 +257,52 @@ class KafkaSource:
             log.warning("skipped commit of unassigned partitions", extra={"n": len(next_offsets)})
         if not offsets:
             return
-        try:
+        with map_kafka_errors("commit", self._secrets):
             self._consumer.commit(offsets, timeout_ms=self._timeout_ms)
-        except KafkaError as exc:
-            raise _backend_error("commit", exc) from exc
 
     def seek(self, next_offsets: Mapping[TP, int]) -> None:
         """Move assigned partitions so the next record read is at the given offsets."""
-        try:
+        with map_kafka_errors("seek", self._secrets):
             assigned = self._consumer.assignment()
             for (topic, part), off in next_offsets.items():
                 tp = TopicPartition(topic, part)
                 if tp in assigned:
                     self._consumer.seek(tp, int(off))
-        except KafkaError as exc:
-            raise _backend_error("seek", exc) from exc
 
     def assignment(self) -> list[TP]:
         return sorted((tp.topic, tp.partition) for tp in self._consumer.assignment())
 
     def positions(self) -> dict[TP, int]:
         """Next offset to read of each assigned partition."""
-        try:
+        with map_kafka_errors("position", self._secrets):
             return {
                 (tp.topic, tp.partition): int(self._consumer.position(tp, self._timeout_ms))
                 for tp in self._consumer.assignment()
             }
-        except KafkaError as exc:
-            raise _backend_error("position", exc) from exc
 
     def lag(self) -> dict[TP, int]:
-        """Records behind the end of each assigned partition (end offset - position)."""
-        try:
+        """Records behind the end of each assigned partition (end offset - position).
+
+        Asks the broker for the end offsets (at most ``lag_timeout_s``) and takes the larger
+        of that and the high watermark of the last fetch (tansu's ListOffsets can report
+        less than the true end). Raises a retryable ``BackendError`` when the broker does
+        not answer, so a caller can show the lag as stale rather than frozen;
+        :attr:`lag_measured_at` is the monotonic time of the last answer.
+        """
+        with map_kafka_errors("lag", self._secrets):
             tps = list(self._consumer.assignment())
             if not tps:
+                self.lag_measured_at = time.monotonic()
                 return {}
-            ends = self._consumer.end_offsets(tps, timeout_ms=self._timeout_ms)
-            pos = {tp: int(self._consumer.position(tp, self._timeout_ms)) for tp in tps}
-            return {(tp.topic, tp.partition): max(0, int(ends[tp]) - pos[tp]) for tp in tps}
-        except KafkaError as exc:
-            raise _backend_error("lag", exc) from exc
+            ends = self._consumer.end_offsets(tps, timeout_ms=self._lag_timeout_ms)
+            out = {}
+            for tp in tps:
+                end = max(int(ends[tp]), int(self._consumer.highwater(tp) or 0))
+                pos = int(self._consumer.position(tp, self._lag_timeout_ms))
+                out[(tp.topic, tp.partition)] = max(0, end - pos)
+            self.lag_measured_at = time.monotonic()
+            return out
 
     def close(self) -> None:
-        try:
+        with map_kafka_errors("close", self._secrets):
             self._consumer.close(autocommit=False)
-        except KafkaError as exc:
-            raise _backend_error("close", exc) from exc

@@ -37,6 +37,8 @@ reason                 error class     meaning
 ``bad_timestamp``      SchemaError     a timestamp string that is not RFC 3339
 ``bad_name``           SchemaError     metric name breaks Prometheus rules
 ``bad_label_name``     SchemaError     label name breaks Prometheus rules
+``name_too_long``      SchemaError     metric name longer than ``max_name_bytes``
+``label_name_too_long``  SchemaError   label name longer than ``max_label_name_bytes``
 ``nan_value``          SchemaError     value is NaN (incl. Prometheus staleness markers)
 ``inf_value``          SchemaError     value is +/-Inf
 ``ts_future``          SchemaError     timestamp more than ``max_future_s`` ahead of now
@@ -45,6 +47,10 @@ reason                 error class     meaning
 ``label_too_long``     SchemaError     a label value longer than ``max_label_value_bytes``
 ``non_numeric_field``  SchemaError     an Influx string or boolean field (not a metric)
 ``series_limit``       SchemaError     a new series beyond ``ingest.max_series``
+``undecodable_batch``  DecodeError     the Kafka client could not read the record's batch
+                                       (unknown or unavailable codec, corrupt payload or
+                                       CRC); the dead letter has no value, only the
+                                       source topic, partition and offset and the error
 =====================  ==============  ======================================================
 """
 
@@ -87,6 +93,8 @@ REASONS: frozenset[str] = frozenset(
         "bad_timestamp",
         "bad_name",
         "bad_label_name",
+        "name_too_long",
+        "label_name_too_long",
         "nan_value",
         "inf_value",
         "ts_future",
@@ -95,6 +103,7 @@ REASONS: frozenset[str] = frozenset(
         "label_too_long",
         "non_numeric_field",
         "series_limit",
+        "undecodable_batch",
     }
 )
 
@@ -116,6 +125,10 @@ class _IngestSettingsLike(Protocol):
     @property
     def max_label_value_bytes(self) -> int: ...
     @property
+    def max_name_bytes(self) -> int: ...
+    @property
+    def max_label_name_bytes(self) -> int: ...
+    @property
     def max_future_s(self) -> float: ...
     @property
     def max_age_s(self) -> float: ...
@@ -136,6 +149,9 @@ class IngestLimits:
         More samples in one record dead-letters the whole record (``too_many_samples``).
     max_labels, max_label_value_bytes
         Per-sample cardinality guards (``too_many_labels``, ``label_too_long``, UTF-8 bytes).
+    max_name_bytes, max_label_name_bytes
+        Longest metric name and label name, UTF-8 bytes (``name_too_long``,
+        ``label_name_too_long``): names are kept in the series index and exported.
     max_future_s, max_age_s
         Accepted timestamp window around the ``now_s`` passed to the decoder, in seconds.
     """
@@ -144,6 +160,8 @@ class IngestLimits:
     max_samples_per_message: int = 10_000
     max_labels: int = 32
     max_label_value_bytes: int = 1_024
+    max_name_bytes: int = 512
+    max_label_name_bytes: int = 128
     max_future_s: float = 300.0
     max_age_s: float = 7 * 86_400.0
 
@@ -155,6 +173,8 @@ class IngestLimits:
             max_samples_per_message=int(ingest.max_samples_per_message),
             max_labels=int(ingest.max_labels),
             max_label_value_bytes=int(ingest.max_label_value_bytes),
+            max_name_bytes=int(ingest.max_name_bytes),
+            max_label_name_bytes=int(ingest.max_label_name_bytes),
             max_future_s=float(ingest.max_future_s),
             max_age_s=float(ingest.max_age_s),
         )
@@ -250,10 +270,23 @@ def check_message(value: bytes, limits: IngestLimits) -> Problem | None:
     return None
 
 
-def check_name(name: Any) -> Problem | None:
-    """The metric name is a string following Prometheus rules (``bad_type``, ``bad_name``)."""
+def check_name(name: Any, limits: IngestLimits | None = None) -> Problem | None:
+    """The metric name is a string following Prometheus rules, within the length limit
+    (``bad_type``, ``name_too_long``, ``bad_name``).
+
+    >>> check_name("x" * 600, IngestLimits())[0]
+    'name_too_long'
+    """
     if not isinstance(name, str):
         return ("bad_type", "name", f"field 'name' must be a string, got {_short(name)}")
+    max_bytes = (limits or _DEFAULT_LIMITS).max_name_bytes
+    if len(name) > max_bytes // 4 and len(name.encode("utf-8", "replace")) > max_bytes:
+        return (
+            "name_too_long",
+            "name",
+            f"metric name {_short(name)} is {len(name.encode('utf-8', 'replace'))} bytes, "
+            f"over ingest.max_name_bytes={max_bytes}",
+        )
     if _METRIC_NAME.fullmatch(name) is None:
         return ("bad_name", "name", f"field 'name' {_short(name)} is not a valid metric name")
     return None
@@ -276,16 +309,28 @@ def check_labels(labels: Any, limits: IngestLimits) -> Problem | None:
             f"{len(labels)} labels, over ingest.max_labels={limits.max_labels}",
         )
     max_bytes = limits.max_label_value_bytes
+    max_name = limits.max_label_name_bytes
     for k, v in labels.items():
+        if len(k) > max_name // 4 and len(k.encode("utf-8", "replace")) > max_name:
+            return (
+                "label_name_too_long",
+                f"labels.{_short(k, 40)}",
+                f"label name {_short(k)} is {len(k.encode('utf-8', 'replace'))} bytes, over "
+                f"ingest.max_label_name_bytes={max_name}",
+            )
         if not isinstance(v, str):
-            return ("bad_type", f"labels.{k}", f"label {k!r} must be a string, got {_short(v)}")
+            return (
+                "bad_type",
+                f"labels.{k}",
+                f"label {k!r} must be a string, got {_short(v)}",
+            )
         if _LABEL_NAME.fullmatch(k) is None:
-            return ("bad_label_name", f"labels.{k}", f"label name {k!r} is not valid")
-        if len(v) > max_bytes // 4 and len(v.encode()) > max_bytes:
+            return ("bad_label_name", f"labels.{k}", f"label name {_short(k)} is not valid")
+        if len(v) > max_bytes // 4 and len(v.encode("utf-8", "replace")) > max_bytes:
             return (
                 "label_too_long",
                 f"labels.{k}",
-                f"label {k!r} is {len(v.encode())} bytes, over "
+                f"label {k!r} is {len(v.encode('utf-8', 'replace'))} bytes, over "
                 f"ingest.max_label_value_bytes={max_bytes}",
             )
     return None
@@ -358,6 +403,9 @@ def parse_rfc3339(text: str) -> float | None:
     except ValueError:
         return None
     return dt.timestamp()
+
+
+_DEFAULT_LIMITS = IngestLimits()
 
 
 def _short(v: object, limit: int = 60) -> str:

@@ -132,7 +132,8 @@ def produce_only(
     ``live_steps`` steps (default: until the scenario's six spare hours run out). Used by the
     ``demo-producer`` service of docker-compose. Returns the number of samples sent.
     """
-    from ingest.kafka_sink import KafkaSink, ensure_topics
+    from ingest.kafka_backend import make_sink
+    from ingest.kafka_sink import ensure_topics
 
     if stop is None:  # the command line: Ctrl-C / SIGTERM end it
         stop = threading.Event()
@@ -149,8 +150,8 @@ def produce_only(
         fault_start=history - 30,
         fault_len=45,
     )
-    ensure_topics(settings.kafka.bootstrap_servers, {JSON_TOPIC: 1, INFLUX_TOPIC: 1, PROM_TOPIC: 1})
-    sink = KafkaSink(settings.kafka)
+    ensure_topics(settings.kafka, {JSON_TOPIC: 1, INFLUX_TOPIC: 1, PROM_TOPIC: 1})
+    sink = make_sink(settings.kafka)
     try:
         sent = produce_scenario(sink, scenario, 0, history)
         echo(

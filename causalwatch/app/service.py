@@ -96,8 +96,8 @@ def serve(
 ) -> Service:
     """Run one process role until ``stop`` is set (``block=False``: in a thread)."""
     from ingest.deadletter import DeadLetterSink
-    from ingest.kafka_sink import KafkaSink, ensure_topics
-    from ingest.kafka_source import KafkaSource
+    from ingest.kafka_backend import make_sink
+    from ingest.kafka_backend import make_source as make_kafka_source
 
     stop = stop or threading.Event()
     explains = stage_name in ("all", "explainer")
@@ -128,15 +128,11 @@ def serve(
     ).start()
     closers: list[Callable[[], None]] = [metrics.stop]
 
-    producer = KafkaSink(settings.kafka)
+    producer = make_sink(settings.kafka)
     closers.append(producer.close)
     if stage_name != "all":
         n = settings.kafka.internal_partitions
-        ensure_topics(
-            settings.kafka.bootstrap_servers,
-            {settings.kafka.samples_topic: n, settings.kafka.scores_topic: n},
-            settings.kafka.client_id,
-        )
+        producer.ensure_topics({settings.kafka.samples_topic: n, settings.kafka.scores_topic: n})
     dispatcher: WebhookDispatcher | None = None
     if explains and settings.publish.webhooks:
         from causalwatch.publish.webhooks import WebhookDispatcher
@@ -157,13 +153,14 @@ def serve(
         )
 
     def kafka_source(topics: list[str], group_id: str, resume: Resume, revoke: Revoke) -> Source:
-        return KafkaSource(
+        source: Source = make_kafka_source(
             settings.kafka,
             topics=topics,
             group_id=group_id,
             resume_offsets=resume,
             on_revoke=revoke,
         )
+        return source
 
     adapters = Adapters(
         source=kafka_source,

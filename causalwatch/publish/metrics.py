@@ -49,6 +49,7 @@ class PipelineStats:
     samples: int = 0
     deadletter_by_reason: Counter[str] = field(default_factory=Counter)
     lag: dict[tuple[str, int], int] = field(default_factory=dict)
+    lag_last_success_ts: float = 0.0
     alerts_total: int = 0
     explanations_total: int = 0
     explainer_errors_total: int = 0
@@ -89,6 +90,7 @@ METRIC_NAMES = (
     "causalwatch_ingest_samples_total",
     "causalwatch_ingest_deadletter_total",
     "causalwatch_ingest_consumer_lag_records",
+    "causalwatch_ingest_consumer_lag_last_success_timestamp_seconds",
     "causalwatch_pipeline_batch_seconds",
     "causalwatch_pipeline_last_batch_timestamp_seconds",
     "causalwatch_detector_series",
@@ -163,6 +165,11 @@ class _StageCollector(Collector):
         for (topic, part), n in sorted(s.lag.items()):
             lag.add_metric([topic, str(part)], n)
         yield lag
+        yield GaugeMetricFamily(
+            "causalwatch_ingest_consumer_lag_last_success_timestamp_seconds",
+            "Unix time the consumer lag was last measured (the lag gauge is stale past it).",
+            value=s.lag_last_success_ts,
+        )
         yield GaugeMetricFamily(
             "causalwatch_pipeline_last_batch_timestamp_seconds",
             "Unix time when the last batch finished.",

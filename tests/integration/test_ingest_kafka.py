@@ -1,10 +1,12 @@
 """Ingest against a real Kafka-protocol broker (tansu): group consume, decode, dead-letter,
-commit and resume."""
+commit and resume; every test runs against both client backends (kafka-python and
+confluent-kafka), which must behave the same."""
 
 from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
 from kafka import KafkaConsumer
@@ -17,23 +19,33 @@ from causalwatch.tooling.embedded import EmbeddedBroker
 from ingest import (
     DeadLetterSink,
     IngestLimits,
-    KafkaSink,
-    KafkaSource,
     decode_batch,
     ensure_topics,
     next_offsets,
 )
+from ingest.kafka_backend import make_sink, make_source
 
 pytestmark = pytest.mark.integration
+
+BACKENDS = ["kafka-python", "confluent"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
 
 NOW = time.time()
 TS_NS = int(NOW) * 1_000_000_000
 TS_RFC = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(NOW)))
 
 
-def kafka_settings(broker: EmbeddedBroker, uid: str, topics: list[TopicSettings]) -> KafkaSettings:
+def kafka_settings(
+    broker: EmbeddedBroker, uid: str, topics: list[TopicSettings], backend: str = "kafka-python"
+) -> KafkaSettings:
     # Short group timings keep the join at a few seconds against tansu (see NOTES.md).
     return KafkaSettings(
+        backend=backend,  # type: ignore[arg-type]
         bootstrap_servers=broker.bootstrap,
         group_id=f"g-{uid}",
         client_id=f"c-{uid}",
@@ -45,7 +57,7 @@ def kafka_settings(broker: EmbeddedBroker, uid: str, topics: list[TopicSettings]
     )
 
 
-def consume(source: KafkaSource, n: int, timeout_s: float = 30.0) -> list[RawRecord]:
+def consume(source: Any, n: int, timeout_s: float = 30.0) -> list[RawRecord]:
     out: list[RawRecord] = []
     deadline = time.monotonic() + timeout_s
     while len(out) < n and time.monotonic() < deadline:
@@ -130,15 +142,18 @@ BAD = [
 ]
 
 
-def test_formats_decode_and_bad_records_reach_the_dlq(broker: EmbeddedBroker, uid: str) -> None:
+def test_formats_decode_and_bad_records_reach_the_dlq(
+    broker: EmbeddedBroker, uid: str, backend: str
+) -> None:
     names = {fmt: f"in-{fmt}-{uid}" for fmt in GOOD}
     settings = kafka_settings(
         broker,
         uid,
         [TopicSettings(name=names[f], format=f) for f in GOOD],  # type: ignore[arg-type]
+        backend,
     )
-    ensure_topics(broker.bootstrap, {name: 2 for name in names.values()})
-    sink = KafkaSink(settings)
+    ensure_topics(settings, {name: 2 for name in names.values()})
+    sink = make_sink(settings)
     n_records = 0
     for fmt, values in GOOD.items():
         sink.write_batch(names[fmt], [(b"k", v.encode(), []) for v in values])
@@ -147,7 +162,7 @@ def test_formats_decode_and_bad_records_reach_the_dlq(broker: EmbeddedBroker, ui
         sink.write_batch(names[fmt], [(f"bad-{i}".encode(), value.encode(), [])])
         n_records += 1
 
-    source = KafkaSource(settings)
+    source = make_source(settings)
     try:
         records = consume(source, n_records)
         assert len(records) == n_records
@@ -196,12 +211,12 @@ def test_formats_decode_and_bad_records_reach_the_dlq(broker: EmbeddedBroker, ui
             assert headers["x-causalwatch-sample-index"] == str(index).encode()
 
 
-def lag_settles_to_zero(source: KafkaSource) -> bool:
+def lag_settles_to_zero(source: Any) -> bool:
     lag = source.lag()
     return bool(lag) and all(v == 0 for v in lag.values())
 
 
-def _produce_numbered(sink: KafkaSink, topic: str, start: int, n: int) -> None:
+def _produce_numbered(sink: Any, topic: str, start: int, n: int) -> None:
     sink.write_batch(
         topic,
         [
@@ -216,14 +231,14 @@ def _values(records: list[RawRecord]) -> list[float]:
 
 
 def test_commit_then_new_consumer_in_group_resumes_after_commit(
-    broker: EmbeddedBroker, uid: str
+    broker: EmbeddedBroker, uid: str, backend: str
 ) -> None:
     topic = f"resume-{uid}"
-    settings = kafka_settings(broker, uid, [TopicSettings(name=topic, format="json")])
-    ensure_topics(broker.bootstrap, {topic: 2})
-    sink = KafkaSink(settings)
+    settings = kafka_settings(broker, uid, [TopicSettings(name=topic, format="json")], backend)
+    ensure_topics(settings, {topic: 2})
+    sink = make_sink(settings)
     _produce_numbered(sink, topic, 0, 10)
-    first = KafkaSource(settings)
+    first = make_source(settings)
     try:
         got = consume(first, 10)
         assert _values(got) == list(range(10))
@@ -234,7 +249,7 @@ def test_commit_then_new_consumer_in_group_resumes_after_commit(
         first.close()
     rest = {(r.partition, r.offset) for r in got} - {(r.partition, r.offset) for r in done}
     _produce_numbered(sink, topic, 10, 3)
-    second = KafkaSource(settings)
+    second = make_source(settings)
     try:
         again = consume(second, len(rest) + 3)
         assert {(r.partition, r.offset) for r in again} >= rest
@@ -253,12 +268,12 @@ def test_commit_then_new_consumer_in_group_resumes_after_commit(
 
 
 def test_resume_offsets_callback_overrides_committed_offsets(
-    broker: EmbeddedBroker, uid: str
+    broker: EmbeddedBroker, uid: str, backend: str
 ) -> None:
     topic = f"ckpt-{uid}"
-    settings = kafka_settings(broker, uid, [TopicSettings(name=topic, format="json")])
-    ensure_topics(broker.bootstrap, {topic: 1})
-    sink = KafkaSink(settings)
+    settings = kafka_settings(broker, uid, [TopicSettings(name=topic, format="json")], backend)
+    ensure_topics(settings, {topic: 1})
+    sink = make_sink(settings)
     _produce_numbered(sink, topic, 0, 8)
     sink.close()
     asked: list[list[tuple[str, int]]] = []
@@ -267,7 +282,7 @@ def test_resume_offsets_callback_overrides_committed_offsets(
         asked.append(tps)
         return {(topic, 0): 5}  # the checkpoint covers offsets 0..4
 
-    source = KafkaSource(settings, resume_offsets=checkpoint)
+    source = make_source(settings, resume_offsets=checkpoint)
     try:
         got = consume(source, 3)
         assert [r.offset for r in got] == [5, 6, 7]
@@ -280,12 +295,12 @@ def test_resume_offsets_callback_overrides_committed_offsets(
 
 
 def test_failing_checkpoint_store_raises_backend_error_and_reads_nothing(
-    broker: EmbeddedBroker, uid: str
+    broker: EmbeddedBroker, uid: str, backend: str
 ) -> None:
     topic = f"ckfail-{uid}"
-    settings = kafka_settings(broker, uid, [TopicSettings(name=topic, format="json")])
-    ensure_topics(broker.bootstrap, {topic: 1})
-    sink = KafkaSink(settings)
+    settings = kafka_settings(broker, uid, [TopicSettings(name=topic, format="json")], backend)
+    ensure_topics(settings, {topic: 1})
+    sink = make_sink(settings)
     _produce_numbered(sink, topic, 0, 4)
     sink.close()
     calls = {"n": 0}
@@ -296,7 +311,7 @@ def test_failing_checkpoint_store_raises_backend_error_and_reads_nothing(
             raise ConnectionError("redis down")
         return {(topic, 0): 1}
 
-    source = KafkaSource(settings, resume_offsets=flaky)
+    source = make_source(settings, resume_offsets=flaky)
     try:
         deadline = time.monotonic() + 30
         raised = False
@@ -311,11 +326,11 @@ def test_failing_checkpoint_store_raises_backend_error_and_reads_nothing(
         source.close()
 
 
-def test_sink_failure_is_a_backend_error_and_dlq_counts_nothing(uid: str) -> None:
+def test_sink_failure_is_a_backend_error_and_dlq_counts_nothing(uid: str, backend: str) -> None:
     own = EmbeddedBroker().start()
     try:
-        settings = kafka_settings(own, uid, [TopicSettings(name=f"x-{uid}")])
-        sink = KafkaSink(settings, flush_timeout_s=2.0)
+        settings = kafka_settings(own, uid, [TopicSettings(name=f"x-{uid}")], backend)
+        sink = make_sink(settings, flush_timeout_s=2.0)
         dlq = DeadLetterSink(sink)
         records = [RawRecord(f"x-{uid}", 0, 0, b"{nope")]
         _, errors = decode_batch(records, {}, IngestLimits(), time.time())
@@ -331,3 +346,61 @@ def test_sink_failure_is_a_backend_error_and_dlq_counts_nothing(uid: str) -> Non
         sink.close()  # never raises, even with records stuck for a dead broker
     finally:
         own.stop()
+
+
+def test_rebalance_hands_partitions_over_through_on_revoke_and_resume_offsets(
+    broker: EmbeddedBroker, uid: str, backend: str
+) -> None:
+    topic = f"handover-{uid}"
+    settings = kafka_settings(broker, uid, [TopicSettings(name=topic, format="json")], backend)
+    ensure_topics(settings, {topic: 2})
+    sink = make_sink(settings)
+    _produce_numbered(sink, topic, 0, 20)
+    revoked: list[list[tuple[str, int]]] = []
+    asked: list[list[tuple[str, int]]] = []
+    handed: dict[tuple[str, int], int] = {}  # what A checkpointed when it gave partitions up
+    a_seen: list[RawRecord] = []
+
+    def a_revoke(tps: list[tuple[str, int]]) -> None:
+        revoked.append(tps)
+        for tp in tps:  # the next offset A would read: its "checkpoint" for the handover
+            handed[tp] = 1 + max(
+                (r.offset for r in a_seen if (r.topic, r.partition) == tp), default=-1
+            )
+
+    def b_resume(tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        asked.append(tps)
+        return {tp: handed[tp] for tp in tps if tp in handed}
+
+    a = make_source(settings, on_revoke=a_revoke)
+    b = None
+    try:
+        a_seen.extend(consume(a, 20))
+        assert _values(a_seen) == list(range(20)) and len(a.assignment()) == 2
+        # A reads on without committing; B joins and takes one partition from it.
+        b = make_source(settings, resume_offsets=b_resume)
+        b_seen: list[RawRecord] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (b.assignment() and len(a.assignment()) == 1):
+            a_seen.extend(a.next_batch(100))
+            b_seen.extend(b.next_batch(100))
+        assert revoked, "A was never asked to hand partitions over"
+        moved = set(b.assignment())
+        assert moved and moved.isdisjoint(a.assignment())
+        assert moved <= {tp for tps in revoked for tp in tps}
+        assert moved <= {tp for tps in asked for tp in tps}  # B asked where to resume
+        assert b_seen == []  # B resumed where A stopped: nothing read twice
+        _produce_numbered(sink, topic, 100, 20)
+        deadline = time.monotonic() + 30
+        new: list[RawRecord] = []
+        while len(new) < 20 and time.monotonic() < deadline:
+            new.extend(r for r in a.next_batch(100) if json.loads(r.value)["value"] >= 100)
+            got_b = b.next_batch(100)
+            assert {(r.topic, r.partition) for r in got_b} <= moved
+            new.extend(got_b)
+        assert _values(new) == list(range(100, 120))
+    finally:
+        a.close()
+        if b is not None:
+            b.close()
+        sink.close()

@@ -27,6 +27,10 @@ ADAPTERS = {
     "ingest/kafka_source.py",
     "ingest/kafka_sink.py",
     "ingest/deadletter.py",
+    "ingest/kafka_backend.py",
+    "ingest/kafka_config.py",
+    "ingest/kafka_errors.py",
+    "ingest/confluent_backend.py",
 }
 CORES = sorted(
     str(p.relative_to(ROOT))
@@ -43,6 +47,7 @@ CONTRACTS = [
 ]
 BANNED = (
     "kafka",
+    "confluent_kafka",
     "redis",
     "httpx",
     "pydantic",

@@ -83,6 +83,7 @@ def run_stage(
 
     source = make_source(resume, on_revoke)
     last_cp = time.monotonic()
+    next_lag = last_cp + checkpoint_interval_s
     dirty = False
     try:
         while not stop.is_set():
@@ -102,10 +103,25 @@ def run_stage(
             if dirty and time.monotonic() - last_cp >= checkpoint_interval_s:
                 _checkpoint(stage, source, checkpoints, offsets, now)
                 last_cp, dirty = time.monotonic(), False
+                next_lag = last_cp + checkpoint_interval_s
+            elif time.monotonic() >= next_lag:  # idle or stalled: the lag must not freeze
+                _measure_lag(stage, source, now)
+                next_lag = time.monotonic() + checkpoint_interval_s
         if dirty:
             _checkpoint(stage, source, checkpoints, offsets, clock())
     finally:
         source.close()
+
+
+def _measure_lag(stage: Stage, source: Source, now: float) -> None:
+    """Refresh the lag gauge; when the broker does not answer, keep the last values and
+    let ``lag_last_success_ts`` (exported) show how stale they are."""
+    try:
+        stage.stats.lag = source.lag()
+    except BackendError as exc:
+        log.warning("consumer lag unavailable", extra={"stage": stage.name, "error": str(exc)})
+        return
+    stage.stats.lag_last_success_ts = now
 
 
 def _checkpoint(
@@ -125,9 +141,10 @@ def _checkpoint(
         checkpoints.save(cp)
     try:
         source.commit(offsets)
-        stage.stats.lag = source.lag()
     except BackendError as exc:
         # The checkpoint is durable; a failed commit only delays lag dashboards.
         log.warning("offset commit failed", extra={"stage": stage.name, "error": str(exc)})
+    else:
+        _measure_lag(stage, source, now)
     stage.stats.checkpoint_last_success_ts = now
     stage.timers.observe("checkpoint", time.perf_counter() - t0)

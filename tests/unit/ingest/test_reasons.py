@@ -13,6 +13,7 @@ from ingest.validate import REASONS, IngestLimits
 NOW = 1_700_000_100.0
 S = {"name": "x", "timestamp": NOW, "value": 1.0}
 
+_short_names = IngestLimits(max_name_bytes=64, max_label_name_bytes=4)
 # reason -> (message, format, limits)
 EXAMPLES: dict[str, tuple[bytes, str, IngestLimits]] = {
     "empty": (b"", "auto", IngestLimits()),
@@ -45,6 +46,8 @@ EXAMPLES: dict[str, tuple[bytes, str, IngestLimits]] = {
         IngestLimits(max_label_value_bytes=4),
     ),
     "non_numeric_field": (b'm v="text" 1700000000', "influx", IngestLimits()),
+    "name_too_long": (json.dumps({**S, "name": "n" * 65}).encode(), "json", _short_names),
+    "label_name_too_long": (b"m,hostname=a v=1 1700000000", "influx", _short_names),
 }
 
 
@@ -59,4 +62,8 @@ def test_every_reason_has_an_example_that_produces_it() -> None:
     _, _, errors = assign_rows(batch, SeriesIndex(max_series=1), records)
     assert [e.reason for e in errors] == ["series_limit"]
     seen.add("series_limit")
+    unreadable = RawRecord("t", 0, 0, b"", error="UnsupportedCodecError: codec 7")
+    _, errors = decode_batch([unreadable], {}, IngestLimits(), NOW)
+    assert [e.reason for e in errors] == ["undecodable_batch"]
+    seen.add("undecodable_batch")
     assert seen == REASONS
