@@ -138,13 +138,14 @@ def run_stage(
                 continue
             attempt = 0
             now = clock()
-            if records:
-                fresh = {(r.topic, r.partition) for r in records} - checked - offsets.keys()
-                if fresh:
-                    checked.update(fresh)
-                    records = _check_lost(
-                        stage, source, records, fresh, rebuild, health, rebuild_records
-                    )
+            # partitions this process has no position for yet (just assigned): a committed
+            # offset there without a checkpoint means the checkpoint was lost
+            fresh = _assigned(source, records) - checked - offsets.keys()
+            if fresh:
+                checked.update(fresh)
+                records = _check_lost(
+                    stage, source, records, fresh, rebuild, retry, rebuild_records
+                )
             if records:
                 _handle(stage, records, now, rebuild, health)
                 for r in records:
@@ -175,13 +176,25 @@ def run_stage(
             source.close()
 
 
+def _assigned(source: Source, records: list[RawRecord]) -> set[TP]:
+    """The partitions the source holds now (or, for sources that do not say, those read)."""
+    assignment = getattr(source, "assignment", None)
+    got = {(r.topic, r.partition) for r in records}
+    if assignment is None:
+        return got
+    try:
+        return got | set(assignment())
+    except BackendError:
+        return got
+
+
 def _check_lost(
     stage: Stage,
     source: Source,
     records: list[RawRecord],
     fresh: set[TP],
     rebuild: dict[TP, int],
-    health: BackendHealth,
+    retry: Retry,
     rebuild_records: int,
 ) -> list[RawRecord]:
     """Partitions read for the first time without a checkpoint: if Kafka holds a committed
@@ -191,7 +204,7 @@ def _check_lost(
     seek = getattr(source, "seek", None)
     if committed_of is None or seek is None:
         return records
-    committed: dict[TP, int | None] = committed_of(sorted(fresh))
+    committed: dict[TP, int | None] = retry.call("kafka", committed_of, sorted(fresh))
     lost = {tp: c for tp, c in committed.items() if c is not None and c > 0}
     if not lost:
         return records
@@ -199,7 +212,7 @@ def _check_lost(
     seek(starts)
     rebuild.update(lost)
     stage.stats.checkpoint_lost_total += 1
-    health.rebuilding = (
+    retry.health.rebuilding = (
         f"checkpoint lost (Redis without persistence?): rebuilding {len(lost)} partition(s) "
         f"from up to {rebuild_records} records before the committed offsets"
     )
