@@ -164,7 +164,9 @@ def serve(
     try:
         # Wait for the backends rather than exit: a restart during an outage rides it out.
         retry.call("redis", ping, client, settings.redis.url)
-        producer = retry.call("kafka", make_sink, settings.kafka)
+        # A write that cannot finish within 10 s is abandoned and retried (after reading
+        # back what landed), so an outage shows in the gauges rather than as a hung flush.
+        producer = retry.call("kafka", make_sink, settings.kafka, flush_timeout_s=10.0)
         closers.append(producer.close)
         if stage_name != "all":
             n = settings.kafka.internal_partitions

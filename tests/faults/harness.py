@@ -553,6 +553,54 @@ def outcome(
     )
 
 
+def records_in(svc: ServiceProcess) -> float:
+    """Records the service has consumed (``causalwatch_ingest_records_total``, all topics)."""
+    with urllib.request.urlopen(svc.metrics_url, timeout=2) as resp:
+        text = resp.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("causalwatch_ingest_records_total{")
+    )
+
+
+def broker_cut(svc: ServiceProcess, broker: Broker, outage_s: float) -> float:
+    """Cut the broker for ``outage_s``: /readyz and the gauges must say so, the process
+    must live through it and be ready again within seconds of the broker's return.
+    Returns the seconds from the return to ``/readyz`` 200."""
+    broker.cut()
+    t0 = time.monotonic()
+    wait_until(lambda: svc.readyz()[0] == 503, 30, "/readyz 503 while the broker is away")
+    _code, body = svc.readyz()
+    assert any("kafka" in r for r in body.get("reasons", [])), body
+    assert svc.metric("causalwatch_backend_up", 'backend="kafka"') == 0.0
+    time.sleep(max(0.0, outage_s - (time.monotonic() - t0)))  # the fault goes on
+    assert svc.alive, svc.tail()
+    assert (svc.metric("causalwatch_backend_down_seconds", 'backend="kafka"') or 0) > 0
+    broker.restore()
+    took = wait_until(lambda: svc.readyz()[0] == 200, 60, "/readyz 200 after the broker's return")
+    assert took < 15, f"ready {took:.1f} s after the broker's return"
+    return took
+
+
+def redis_outage(
+    svc: ServiceProcess, redis: Redis, outage_s: float, during: Callable[[], None]
+) -> float:
+    """Kill Redis for ``outage_s`` (``during()`` runs right after the kill); /readyz and the
+    gauges must say so and the process live through it. Returns the seconds from Redis's
+    return to ``/readyz`` 200."""
+    redis.kill()
+    t0 = time.monotonic()
+    during()
+    wait_until(lambda: svc.readyz()[0] == 503, 30, "/readyz 503 while Redis is away")
+    assert any("redis" in r for r in svc.readyz()[1].get("reasons", []))
+    assert svc.metric("causalwatch_backend_up", 'backend="redis"') == 0.0
+    time.sleep(max(0.0, outage_s - (time.monotonic() - t0)))
+    assert svc.alive, svc.tail()
+    redis.start()
+    return wait_until(lambda: svc.readyz()[0] == 200, 60, "/readyz 200 after Redis's return")
+
+
 def check(o: Outcome, *, webhooks: bool = True) -> None:
     """The invariants: no sample lost or counted twice, no explanation, delivery or dead
     letter twice, every record committed, nobody restarted the service by hand."""

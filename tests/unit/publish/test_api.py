@@ -180,22 +180,6 @@ def test_health_and_readiness_need_no_token(stack):
         assert r.status_code == 503 and r.json() == {"ready": False}
 
 
-def test_readiness_reasons_are_returned(stack):
-    app = create_app(
-        store=stack.store,
-        graph_cache=stack.graph,
-        feedback=stack.feedback,
-        explain=None,
-        dispatcher=None,
-        token=None,
-        ready=lambda: (False, ["redis unreachable for 3 s: connection refused"]),
-    )
-    with ApiClient(app) as c:
-        r = c.get("/readyz")
-        assert r.status_code == 503
-        assert r.json()["reasons"] == ["redis unreachable for 3 s: connection refused"]
-
-
 def test_bearer_token(stack):
     with ApiClient(stack.app()) as c:
         r = c.get("/api/v1/incidents")
