@@ -164,6 +164,8 @@ def run_stage(
             elif time.monotonic() >= next_lag:  # idle or stalled: the lag must not freeze
                 _measure_lag(stage, source, now, health)
                 next_lag = time.monotonic() + checkpoint_interval_s
+                if offsets and parts is None and _checkpoint_gone(stage, checkpoints, retry):
+                    dirty = True  # written again from memory at the next round
         if dirty:
             _checkpoint(stage, source, checkpoints, offsets, clock(), retry, rebuild)
     except Stopping:
@@ -174,6 +176,21 @@ def run_stage(
     finally:
         with contextlib.suppress(BackendError):
             source.close()
+
+
+def _checkpoint_gone(stage: Stage, checkpoints: CheckpointStore | None, retry: Retry) -> bool:
+    """While idle: has the checkpoint vanished from Redis (restarted without persistence)?
+    This process still holds the state, so it only has to write it again, loudly."""
+    exists = getattr(checkpoints, "exists", None)
+    if exists is None or retry.call("redis", exists):
+        return False
+    stage.stats.checkpoint_lost_total += 1
+    log.error(
+        "checkpoint lost: the checkpoint key is gone from Redis (restarted without "
+        "persistence?); writing it again from this process's state",
+        extra={"stage": stage.name},
+    )
+    return True
 
 
 def _assigned(source: Source, records: list[RawRecord]) -> set[TP]:
