@@ -324,6 +324,9 @@ class RedisSettings(_Section):
     stream_maxlen: int = Field(default=10_000, ge=1)
     latest_ttl_s: int = Field(default=86_400, ge=1)
     checkpoint_interval_s: float = Field(default=5.0, gt=0)
+    # A lost checkpoint (Redis restarted without persistence) is rebuilt by re-learning up
+    # to this many records per partition before Kafka's committed offset, publishing nothing.
+    checkpoint_rebuild_records: int = Field(default=100_000, ge=0)
 
     @field_validator("url")
     @classmethod
@@ -347,7 +350,10 @@ class PublishSettings(_Section):
     # Outgoing webhook outbox (causalwatch/publish/webhooks.py): retries with exponential
     # backoff and full jitter, capped; after the last attempt an entry is kept as dead.
     webhook_timeout_s: float = Field(default=5.0, gt=0)
-    webhook_max_attempts: int = Field(default=10, ge=1)
+    # Give-up is time-based: an entry is retried until it is webhook_give_up_s old (a receiver
+    # down for hours loses nothing); webhook_max_attempts, when set, also caps the attempts.
+    webhook_max_attempts: int | None = Field(default=None, ge=1)
+    webhook_give_up_s: float = Field(default=86_400.0, gt=0)
     webhook_backoff_base_s: float = Field(default=1.0, gt=0)
     webhook_backoff_cap_s: float = Field(default=300.0, gt=0)
     webhook_poll_interval_s: float = Field(default=0.5, gt=0)

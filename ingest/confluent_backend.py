@@ -276,6 +276,12 @@ class ConfluentSource:
                 if tp.error is not None:
                     raise KafkaException(tp.error)
 
+    def committed(self, tps: Sequence[TP]) -> dict[TP, int | None]:
+        """The group's committed (next) offset of each partition; None where there is none."""
+        with map_kafka_errors("committed offsets", self._secrets):
+            got = self._consumer.committed([TopicPartition(t, p) for t, p in tps], timeout=10)
+        return {(g.topic, g.partition): (int(g.offset) if g.offset >= 0 else None) for g in got}
+
     def seek(self, next_offsets: Mapping[TP, int]) -> None:
         """Move assigned partitions so the next record read is at the given offsets."""
         assigned = set(self.assignment())

@@ -20,12 +20,21 @@ header                             value
 :attr:`DeadLetterSink.counts` (reason -> records dead-lettered) grows only after the
 producer acknowledged the batch; if it fails, :meth:`DeadLetterSink.write_batch` raises
 :class:`~causalwatch.errors.BackendError` and the pipeline must not commit the offsets.
+
+No duplicates. At-least-once processing reads a batch again after a crash, and a write
+that timed out may still have landed; both would dead-letter the same record twice. So,
+given ``read_back``, the sink reads the tail of a DLQ topic before its first write there and
+again after every failed write, counts what is already there per source position
+(topic, partition, offset, sample index, reason: all in the headers), and writes only what
+is missing. The producer abandons its unsent records when a write fails
+(:class:`ingest.kafka_sink.KafkaSink`), so nothing lands after the read-back.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from causalwatch.errors import BackendError, RecordError
@@ -88,6 +97,23 @@ def dead_letter_item(
     return topic, (err.key, value, headers)
 
 
+Position = tuple[str, str, str, str, str]  # source topic, partition, offset, sample, reason
+
+
+def _position(headers: Sequence[Header]) -> Position | None:
+    h = dict(headers)
+    offset = h.get("x-causalwatch-source-offset")
+    if offset is None:
+        return None
+    return (
+        h.get("x-causalwatch-source-topic", b"").decode("utf-8", "replace"),
+        h.get("x-causalwatch-source-partition", b"").decode("utf-8", "replace"),
+        offset.decode("utf-8", "replace"),
+        h.get("x-causalwatch-sample-index", b"").decode("utf-8", "replace"),
+        h.get("x-causalwatch-reason", b"").decode("utf-8", "replace"),
+    )
+
+
 class DeadLetterSink:
     """Writes :class:`~causalwatch.errors.RecordError` batches to ``<source topic><suffix>``.
 
@@ -100,17 +126,35 @@ class DeadLetterSink:
         Appended to the source topic (``kafka.dlq_suffix``).
     default_topic
         For errors that carry no source topic.
+    read_back
+        ``read_back(topic)``: the headers of the last records of a DLQ topic
+        (:meth:`ingest.kafka_sink.KafkaSink.read_tail`); None turns de-duplication off.
+    remember
+        Source positions remembered for de-duplication (the oldest are forgotten first;
+        only the records since the last checkpoint can come back).
     """
 
     def __init__(
-        self, sink: _Sink, suffix: str = ".dlq", default_topic: str = "causalwatch.dlq"
+        self,
+        sink: _Sink,
+        suffix: str = ".dlq",
+        default_topic: str = "causalwatch.dlq",
+        *,
+        read_back: Callable[[str], list[list[Header]]] | None = None,
+        remember: int = 200_000,
     ) -> None:
         self.sink = sink
         self.suffix = suffix
         self.default_topic = default_topic
+        self.read_back = read_back
+        self.remember = remember
         self.counts: dict[str, int] = {}
         self.total = 0
+        #: records not written because the DLQ already held them
+        self.duplicates_skipped = 0
         self._ensured: set[str] = set()
+        self._seen: Counter[Position] = Counter()
+        self._read: set[str] = set()
 
     def write_batch(self, errors: list[RecordError]) -> None:
         """Dead-letter ``errors``; counts grow only once the sink acknowledged all of them.
@@ -130,16 +174,50 @@ class DeadLetterSink:
             by_topic[topic].append(item)
         for topic, items in by_topic.items():
             self._ensure(topic)
+            if self.read_back is not None and topic not in self._read:
+                self._remember(self.read_back(topic))
+                self._read.add(topic)
+            todo = self._missing(items)
             try:
-                self.sink.write_batch(topic, items)
+                if todo:
+                    self.sink.write_batch(topic, todo)
             except BackendError:
-                log.warning("dead-letter write failed", extra={"topic": topic, "n": len(items)})
+                log.warning("dead-letter write failed", extra={"topic": topic, "n": len(todo)})
+                self._read.clear()  # some may have landed: read back before the next try
                 raise
+            self._remember([h for _k, _v, h in todo])
         counts = self.counts
         for err in errors:
             counts[err.reason] = counts.get(err.reason, 0) + 1
         self.total += len(errors)
         log.info("dead-lettered records", extra={"n": len(errors), "topics": sorted(by_topic)})
+
+    def _missing(self, items: list[Item]) -> list[Item]:
+        """Items beyond what the DLQ already holds at their source position."""
+        if self.read_back is None:
+            return items
+        batch: Counter[Position] = Counter()
+        out: list[Item] = []
+        for item in items:
+            pos = _position(item[2])
+            if pos is not None:
+                batch[pos] += 1
+                if batch[pos] <= self._seen[pos]:
+                    self.duplicates_skipped += 1
+                    continue
+            out.append(item)
+        return out
+
+    def _remember(self, headers: list[list[Header]]) -> None:
+        if self.read_back is None:
+            return
+        for h in headers:
+            pos = _position(h)
+            if pos is not None:
+                self._seen[pos] += 1
+        if len(self._seen) > self.remember:  # forget the oldest half
+            for pos in list(self._seen)[: len(self._seen) // 2]:
+                del self._seen[pos]
 
     def _ensure(self, topic: str) -> None:
         # Brokers with topic auto-creation off need the DLQ topic made explicitly; once each.

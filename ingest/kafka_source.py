@@ -260,6 +260,15 @@ class KafkaSource:
         with map_kafka_errors("commit", self._secrets):
             self._consumer.commit(offsets, timeout_ms=self._timeout_ms)
 
+    def committed(self, tps: Sequence[TP]) -> dict[TP, int | None]:
+        """The group's committed (next) offset of each partition; None where there is none."""
+        with map_kafka_errors("committed offsets", self._secrets):
+            out: dict[TP, int | None] = {}
+            for topic, part in tps:
+                off = self._consumer.committed(TopicPartition(topic, part))
+                out[(topic, part)] = None if off is None else int(off)
+            return out
+
     def seek(self, next_offsets: Mapping[TP, int]) -> None:
         """Move assigned partitions so the next record read is at the given offsets."""
         with map_kafka_errors("seek", self._secrets):

@@ -169,7 +169,12 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
-        serve(settings, args.stage, stop=stop)
+        from causalwatch.app.ridethrough import Stopping
+
+        try:
+            serve(settings, args.stage, stop=stop)
+        except Stopping:  # stopped while still waiting for a backend at start-up
+            return 0
         return 0
     if args.command == "replay":
         from causalwatch.app.replay import replay_file

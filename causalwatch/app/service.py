@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from causalwatch import __version__
 from causalwatch.app.pipeline import (
@@ -34,6 +34,9 @@ from causalwatch.app.pipeline import (
     incident_scores,
     series_view,
 )
+from causalwatch.app.ridethrough import BackendHealth, Retry, Retrying, Stopping
+from causalwatch.errors import BackendError
+from causalwatch.models import Explanation
 from causalwatch.publish.metrics import MetricsServer, PipelineStats, build_registry
 from causalwatch.settings import Settings
 from causalwatch.store.checkpoint import RedisCheckpointStore
@@ -63,10 +66,18 @@ class Service:
     ready: threading.Event = field(default_factory=threading.Event)
     closers: list[Callable[[], None]] = field(default_factory=list)
     error: BaseException | None = None
+    health: BackendHealth | None = None
 
     @property
     def healthy(self) -> bool:
         return self.error is None and not self.stop.is_set()
+
+    def not_ready(self) -> list[str]:
+        """Why ``/readyz`` answers 503 (empty: ready)."""
+        reasons = [] if self.health is None else self.health.reasons()
+        if not self.healthy:
+            reasons.append("stopped")
+        return reasons
 
     @property
     def standby(self) -> bool:
@@ -94,7 +105,14 @@ def serve(
     block: bool = True,
     on_ready: Callable[[Service], None] | None = None,
 ) -> Service:
-    """Run one process role until ``stop`` is set (``block=False``: in a thread)."""
+    """Run one process role until ``stop`` is set (``block=False``: in a thread).
+
+    Never gives up on a backend that is away: the metrics server and the HTTP API start
+    first, then Redis and Kafka are waited for (``/readyz`` answers 503 naming the one that
+    is unreachable, the ``causalwatch_backend_*`` gauges say since when), and during the run
+    every sink and store call is retried with capped, jittered backoff
+    (:mod:`causalwatch.app.ridethrough`) while consumption pauses.
+    """
     from ingest.deadletter import DeadLetterSink
     from ingest.kafka_backend import make_sink
     from ingest.kafka_backend import make_source as make_kafka_source
@@ -102,7 +120,6 @@ def serve(
     stop = stop or threading.Event()
     explains = stage_name in ("all", "explainer")
     client = connect(settings.redis.url)
-    ping(client, settings.redis.url)
     prefix = settings.redis.prefix
     results = ResultStore(
         client,
@@ -116,6 +133,8 @@ def serve(
     # The cores first, so the metrics registry reads them at scrape time.
     cores = build_cores(settings, detector=stage_name in ("all", "detector"), explainer=explains)
     stats = PipelineStats()
+    health = BackendHealth(stats)
+    retry = Retry(health, stop)
     registry = build_registry(
         stats,
         series=lambda: series_view(cores),
@@ -127,12 +146,8 @@ def serve(
         registry.registry, settings.publish.metrics_host, settings.publish.metrics_port
     ).start()
     closers: list[Callable[[], None]] = [metrics.stop]
+    box = _Box(health=health, stop=stop)
 
-    producer = make_sink(settings.kafka)
-    closers.append(producer.close)
-    if stage_name != "all":
-        n = settings.kafka.internal_partitions
-        producer.ensure_topics({settings.kafka.samples_topic: n, settings.kafka.scores_topic: n})
     dispatcher: WebhookDispatcher | None = None
     if explains and settings.publish.webhooks:
         from causalwatch.publish.webhooks import WebhookDispatcher
@@ -142,6 +157,24 @@ def serve(
             WebhookOutbox(client, prefix), settings.publish.webhooks, settings.publish
         ).start()
         closers.append(dispatcher.close)
+    api_url = None
+    if explains:
+        api_url = _start_api(settings, box, results, dag_cache, feedback, dispatcher, closers)
+
+    try:
+        # Wait for the backends rather than exit: a restart during an outage rides it out.
+        retry.call("redis", ping, client, settings.redis.url)
+        # A write that cannot finish within 10 s is abandoned and retried (after reading
+        # back what landed), so an outage shows in the gauges rather than as a hung flush.
+        producer = retry.call("kafka", make_sink, settings.kafka, flush_timeout_s=10.0)
+        closers.append(producer.close)
+        if stage_name != "all":
+            n = settings.kafka.internal_partitions
+            topics = {settings.kafka.samples_topic: n, settings.kafka.scores_topic: n}
+            retry.call("kafka", producer.ensure_topics, topics)
+    except Stopping:
+        _close_all(closers)
+        raise
     lease = None
     if stage_name == "explainer":
         from causalwatch.store.lease import RedisLease
@@ -162,28 +195,43 @@ def serve(
         )
         return source
 
+    read_tail = getattr(producer, "read_tail", None)
+    deadletter = DeadLetterSink(
+        producer,
+        suffix=settings.kafka.dlq_suffix,
+        read_back=(lambda topic: retry.call("kafka", read_tail, topic)) if read_tail else None,
+    )
+
+    def retried(target: Any, backend: str) -> Any:
+        return None if target is None else Retrying(target, retry, backend)
+
     adapters = Adapters(
         source=kafka_source,
-        deadletter=DeadLetterSink(producer, suffix=settings.kafka.dlq_suffix),
-        results=results,
-        outbox=dispatcher,
-        producer=producer,
+        deadletter=retried(deadletter, "kafka"),
+        results=retried(results, "redis"),
+        outbox=retried(dispatcher, "redis"),
+        producer=retried(producer, "kafka"),
         checkpoints=RedisCheckpointStore(
             client, f"{prefix}checkpoint:{settings.kafka.group_id}:{stage_name}"
         ),
-        graph_cache=dag_cache,
+        graph_cache=retried(dag_cache, "redis"),
         feedback=feedback,
         deliveries=dispatcher,
-        lease=lease,
+        lease=retried(lease, "redis"),
         timers=Timers(
             observe=lambda st, s: registry.batch_seconds.labels(stage=st).observe(s),
             explain=registry.explain_seconds.observe,
         ),
+        retry=retry,
     )
-    pipeline = build_pipeline(settings, stage_name, adapters, cores=cores, stats=stats)
-    svc = Service(settings, pipeline, metrics.url, None, results, stop, closers=closers)
-    if explains:
-        svc.api_url = _start_api(svc, dag_cache, feedback, dispatcher)
+    try:
+        pipeline = build_pipeline(settings, stage_name, adapters, cores=cores, stats=stats)
+    except Stopping:
+        _close_all(closers)
+        raise
+    svc = Service(settings, pipeline, metrics.url, api_url, results, stop, closers=closers)
+    svc.health = health
+    box.svc = svc
 
     def loop() -> None:
         try:
@@ -197,11 +245,7 @@ def serve(
             if block:
                 raise
         finally:
-            for close in reversed(closers):
-                try:
-                    close()
-                except Exception:  # best effort at shutdown
-                    log.exception("shutdown step failed")
+            _close_all(closers)
 
     if on_ready is not None:
         on_ready(svc)
@@ -214,25 +258,60 @@ def serve(
     return svc
 
 
+def _close_all(closers: list[Callable[[], None]]) -> None:
+    for close in reversed(closers):
+        try:
+            close()
+        except Exception:  # best effort at shutdown
+            log.exception("shutdown step failed")
+
+
+@dataclass
+class _Box:
+    """What the API's readiness probe and ``/explain`` reach before the pipeline exists."""
+
+    health: BackendHealth
+    stop: threading.Event
+    svc: Service | None = None
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        reasons = self.health.reasons()
+        svc = self.svc
+        if svc is not None and svc.error is not None:
+            reasons.append(f"stage loop failed: {svc.error!r}"[:300])
+        if self.stop.is_set():
+            reasons.append("stopping")
+        return not reasons, reasons
+
+    def explain(self, node: str, series: str | None, at: float) -> Explanation:
+        if self.svc is None:
+            raise BackendError(
+                "the pipeline is starting (waiting for Redis/Kafka)", backend="redis"
+            )
+        return self.svc.pipeline.explain(node, series, at)
+
+
 def _start_api(
-    svc: Service,
+    settings: Settings,
+    box: _Box,
+    results: ResultStore,
     dag_cache: RedisDagCache,
     feedback: FeedbackStore,
     dispatcher: WebhookDispatcher | None,
+    closers: list[Callable[[], None]],
 ) -> str:
     import uvicorn
 
     from causalwatch.publish.api import create_app
 
-    settings = svc.settings
     app = create_app(
-        store=svc.results,
+        store=results,
         graph_cache=dag_cache,
         feedback=feedback,
-        explain=svc.pipeline.explain,
+        explain=box.explain,
         dispatcher=dispatcher,
         token=settings.api.token,
-        ready=lambda: svc.healthy,
+        ready=box.readiness,
         node_label=settings.ingest.node_label,
         alert_queue_size=settings.api.alert_queue_size,
         alert_workers=settings.api.alert_workers,
@@ -254,5 +333,5 @@ def _start_api(
         server.should_exit = True
         thread.join(5)
 
-    svc.closers.append(stop_api)
+    closers.append(stop_api)
     return f"http://{settings.api.host}:{port}"

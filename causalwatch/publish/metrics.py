@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import platform
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -58,6 +59,11 @@ class PipelineStats:
     webhook_deliveries: Counter[tuple[str, str]] = field(default_factory=Counter)
     webhook_outbox_size: int = 0
     api_requests: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: backend -> unix time it went down; a backend absent from the dict is up
+    backend_down_since: dict[str, float] = field(default_factory=dict)
+    backends: tuple[str, ...] = ("kafka", "redis")
+    #: checkpoints found missing while Kafka held committed offsets (state rebuilt)
+    checkpoint_lost_total: int = 0
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,9 @@ METRIC_NAMES = (
     "causalwatch_webhook_deliveries_total",
     "causalwatch_webhook_outbox_size",
     "causalwatch_api_requests_total",
+    "causalwatch_backend_up",
+    "causalwatch_backend_down_seconds",
+    "causalwatch_checkpoint_lost_total",
 )
 
 
@@ -212,9 +221,36 @@ class _StageCollector(Collector):
         for (method, code), n in sorted(s.api_requests.items()):
             api.add_metric([method, code], n)
         yield api
+        yield from self._backend_families()
 
         yield from self._series_families()
         yield from self._incident_families()
+
+    def _backend_families(self) -> Iterator[Metric]:
+        s = self.stats
+        now = time.time()
+        down = dict(s.backend_down_since)
+        up = GaugeMetricFamily(
+            "causalwatch_backend_up",
+            "1 while the backend answers, 0 while it is unreachable (retried, consumption paused).",
+            labels=["backend"],
+        )
+        secs = GaugeMetricFamily(
+            "causalwatch_backend_down_seconds",
+            "Seconds the backend has been unreachable (0 while it is up).",
+            labels=["backend"],
+        )
+        for name in sorted(set(s.backends) | set(down)):
+            since = down.get(name)
+            up.add_metric([name], 0.0 if since is not None else 1.0)
+            secs.add_metric([name], 0.0 if since is None else max(0.0, now - since))
+        yield up
+        yield secs
+        yield CounterMetricFamily(
+            "causalwatch_checkpoint_lost",
+            "Checkpoints found missing while Kafka held committed offsets (state rebuilt).",
+            value=s.checkpoint_lost_total,
+        )
 
     def _series_families(self) -> Iterator[Metric]:
         view = self.series()

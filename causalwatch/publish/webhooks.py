@@ -17,8 +17,13 @@ kept.
 
 Retries: connection errors, timeouts, 408, 425, 429 and 5xx are retried with exponential
 backoff and full jitter, ``uniform(0, min(cap, base * 2**(attempt-1)))`` seconds, raised to
-a numeric ``Retry-After`` when given; other answers (3xx, 4xx) and the last allowed attempt
-put the entry in the dead hash. :func:`render_body` renders the kinds: ``generic`` (the
+a numeric ``Retry-After`` when given; other answers (3xx, 4xx) put the entry in the dead
+hash. Giving up is time-based: a retried entry goes dead once it is
+``publish.webhook_give_up_s`` old (a day by default, so a receiver down for minutes or
+hours loses nothing), or after ``publish.webhook_max_attempts`` when that is set. Entries
+wait in the Redis outbox meanwhile. After a 2xx the entry's removal is retried while Redis
+is away (the dispatcher holds it), so one answered delivery is not sent again by this
+process. :func:`render_body` renders the kinds: ``generic`` (the
 explanation JSON), ``slack`` (``text`` + ``blocks``) and ``alertmanager`` (a list of alerts
 for Alertmanager's ``POST /api/v2/alerts``, so Alertmanager routes, silences and inhibits
 causalwatch's findings like any alert; ``endsAt`` is left to Alertmanager's resolve_timeout).
@@ -272,6 +277,7 @@ class WebhookDispatcher:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last_size = 0
 
     # ---------------------------------------------------------------- enqueue
 
@@ -361,11 +367,11 @@ class WebhookDispatcher:
                     outcome = "dead"
             except httpx.HTTPError as exc:
                 outcome, error = "retry", f"{type(exc).__name__}: {exc}"
-        if outcome == "retry" and entry["attempts"] >= self.settings.webhook_max_attempts:
+        if outcome == "retry" and self._gives_up(entry, now):
             outcome = "dead"
         eid = entry["id"]
         if outcome == "delivered":
-            self.outbox.delivered(eid, self.settings.webhook_dedupe_ttl_s)
+            self._until_stored(self.outbox.delivered, eid, self.settings.webhook_dedupe_ttl_s)
         elif outcome == "retry":
             entry["last_error"] = error
             cap = min(
@@ -388,6 +394,28 @@ class WebhookDispatcher:
             self._counts[(kind, outcome)] += 1
         return outcome
 
+    def _gives_up(self, entry: dict[str, Any], now: float) -> bool:
+        cap = self.settings.webhook_max_attempts
+        if cap is not None and int(entry["attempts"]) >= cap:
+            return True
+        created = float(entry.get("created_at") or now)
+        return now - created >= self.settings.webhook_give_up_s
+
+    def _until_stored(self, fn: Callable[..., None], *args: Any) -> None:
+        """Record a delivery in Redis, retrying while Redis is away: the receiver answered,
+        and forgetting that would send the entry again after its lease."""
+        delay = 0.05
+        while True:
+            try:
+                fn(*args)
+                return
+            except BackendError as exc:
+                if not exc.retryable or self._stop.is_set():
+                    raise
+                log.info("recording a delivery failed; retrying", extra={"error": str(exc)})
+                self._stop.wait(self._rng.uniform(0, delay))
+                delay = min(1.0, delay * 2)
+
     # ---------------------------------------------------------------- inspection
 
     def counters(self) -> dict[tuple[str, str], int]:
@@ -396,8 +424,13 @@ class WebhookDispatcher:
             return dict(self._counts)
 
     def outbox_size(self) -> int:
-        """Entries waiting (pending or retrying): ``causalwatch_webhook_outbox_size``."""
-        return self.outbox.size()
+        """Entries waiting (pending or retrying): ``causalwatch_webhook_outbox_size``; the last
+        size read while Redis does not answer (a metric must never stop the pipeline)."""
+        try:
+            self._last_size = self.outbox.size()
+        except BackendError as exc:
+            log.debug("outbox size unavailable", extra={"error": str(exc)})
+        return self._last_size
 
     def dead_entries(self) -> list[dict[str, Any]]:
         return self.outbox.dead_entries()

@@ -122,6 +122,10 @@ class RedisCheckpointStore:
             blob = self.client.get(self.key)
         return None if blob is None else decode(blob)
 
+    def exists(self) -> bool:
+        with map_redis_errors(f"checkpoint exists ({self.key})"):
+            return bool(self.client.exists(self.key))
+
     def delete(self) -> None:
         with map_redis_errors(f"checkpoint delete ({self.key})"):
             self.client.delete(self.key)

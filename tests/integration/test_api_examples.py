@@ -50,7 +50,7 @@ publish:
       kind: slack                                    # Slack incoming webhook: text + blocks
     - url: http://alertmanager:9093/api/v2/alerts
       kind: alertmanager                             # a list of alerts for Alertmanager's API
-  webhook_max_attempts: 10        # then the delivery is kept as dead for inspection
+  webhook_give_up_s: 86400        # retried for a day, then kept as dead for inspection
   webhook_backoff_base_s: 1.0     # exponential backoff with full jitter ...
   webhook_backoff_cap_s: 300.0    # ... capped at 5 minutes
   webhook_dead_max: 10000         # dead deliveries kept for inspection, oldest dropped

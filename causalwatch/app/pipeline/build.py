@@ -32,6 +32,7 @@ from causalwatch.app.pipeline.steps import (
     sensitivity_for,
     series_view,
 )
+from causalwatch.app.ridethrough import Retry
 from causalwatch.app.sync import (
     Deliveries,
     DeliveryStats,
@@ -75,7 +76,8 @@ class Adapters:
     ``outbox`` and ``producer`` are the sinks; ``checkpoints`` stores the role's checkpoint
     (and, for ``detector``, one per input partition); ``graph_cache``, ``feedback``,
     ``deliveries`` and ``lease`` are the stores and publishers the between-batch hooks keep
-    the cores in step with; ``timers`` receive seconds per stage; ``clock`` is wall time.
+    the cores in step with; ``timers`` receive seconds per stage; ``clock`` is wall time;
+    ``retry`` repeats calls while a backend is unreachable.
     """
 
     source: SourceFactory | None = None
@@ -90,6 +92,8 @@ class Adapters:
     lease: Lease | None = None
     timers: Timers = field(default_factory=Timers)
     clock: Callable[[], float] = time.time
+    #: retries calls while a backend is unreachable (the service's; default: the loop's own)
+    retry: Retry | None = None
 
 
 class Pipeline:
@@ -175,6 +179,8 @@ class Pipeline:
                 max_records=self.settings.kafka.max_poll_records,
                 clock=self.adapters.clock,
                 on_batch=on_batch,
+                retry=self.adapters.retry,
+                rebuild_records=self.settings.redis.checkpoint_rebuild_records,
             )
         finally:
             if lease is not None:

@@ -1,18 +1,35 @@
-"""The loop of a live role: poll, handle, checkpoint, commit.
+"""The loop of a live role: poll, handle, checkpoint, commit, riding through outages.
 
 At-least-once: a batch's outputs are published before its offsets can be committed, and
 offsets are committed only after the checkpoint that covers them is durable.
+
+Outages (:mod:`causalwatch.app.ridethrough`): a retryable ``BackendError`` from the source,
+the checkpoint store or a sink (wrapped by the service) is retried with capped, jittered
+backoff while the loop does not poll, so consumption pauses and resumes by itself; the
+unreachable backend is recorded for the ``causalwatch_backend_*`` gauges and ``/readyz``.
+When ``stop`` is set during such a wait the loop leaves *without* its final checkpoint: the
+batch in hand changed the state but its outputs are not all out, and a restart reprocesses
+it from the last checkpoint.
+
+Lost checkpoint: a partition that no checkpoint covers but that has a committed offset in
+Kafka means the checkpoint was lost (Redis restarted without persistence). The loop says so
+(an error log, ``causalwatch_checkpoint_lost_total``, a ``/readyz`` reason while it
+rebuilds), rewinds that partition by ``rebuild_records`` records before the committed
+offset and re-learns them with every sink muted (nothing published twice), then goes on
+publishing from the committed offset.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol
 
-from causalwatch.app.pipeline.stages import Stage
+from causalwatch.app.pipeline.stages import Sinks, Stage
+from causalwatch.app.ridethrough import BackendHealth, Retry, Stopping
 from causalwatch.errors import BackendError
 from causalwatch.models import RawRecord
 from causalwatch.store.checkpoint import CheckpointStore
@@ -20,6 +37,7 @@ from causalwatch.store.checkpoint import CheckpointStore
 log = logging.getLogger(__name__)
 
 Offsets = dict[tuple[str, int], int]
+TP = tuple[str, int]
 
 
 # --------------------------------------------------------------------------------------
@@ -42,6 +60,8 @@ def run_stage(
     max_records: int = 5_000,
     clock: Callable[[], float] = time.time,
     on_batch: Callable[[], None] | None = None,
+    retry: Retry | None = None,
+    rebuild_records: int = 0,
 ) -> None:
     """Poll, handle, checkpoint and commit until ``stop`` is set.
 
@@ -49,22 +69,34 @@ def run_stage(
     the next offsets stored for newly assigned partitions; ``on_revoke(partitions)`` runs
     before a rebalance takes partitions away. With ``stage.partitions`` set, state is
     checkpointed and handed over per partition; otherwise one checkpoint holds it all.
+    ``retry`` repeats calls while a backend is unreachable (default: one of its own);
+    ``rebuild_records`` is how far a partition whose checkpoint was lost is rewound.
     """
+    retry = retry or Retry(BackendHealth(stage.stats), stop)
+    health = retry.health
     offsets: Offsets = {}
+    rebuild: dict[TP, int] = {}  # partition -> committed offset where publishing resumes
     parts = stage.partitions
-    if checkpoints is not None and parts is None:
-        cp = checkpoints.load()
-        if cp is not None and cp.meta.get("stage") == stage.name:
-            stage.restore(cp)
-            offsets = dict(cp.offsets)
-            log.info(
-                "resumed from checkpoint",
-                extra={
-                    "stage": stage.name,
-                    "series": len(stage.cores.index),
-                    "partitions": len(offsets),
-                },
-            )
+    try:
+        if checkpoints is not None and parts is None:
+            cp = retry.call("redis", checkpoints.load)
+            if cp is not None and cp.meta.get("stage") == stage.name:
+                stage.restore(cp)
+                offsets = dict(cp.offsets)
+                # a rebuild the last process did not finish: still nothing to publish there
+                rebuild.update({(str(t), int(p)): int(o) for t, p, o in cp.meta.get("rebuild", [])})
+                if rebuild:
+                    health.rebuilding = "finishing a state rebuild after a lost checkpoint"
+                log.info(
+                    "resumed from checkpoint",
+                    extra={
+                        "stage": stage.name,
+                        "series": len(stage.cores.index),
+                        "partitions": len(offsets),
+                    },
+                )
+    except Stopping:
+        return
 
     def resume(partitions: list[tuple[str, int]]) -> Mapping[tuple[str, int], int]:
         if parts is not None:
@@ -80,17 +112,42 @@ def run_stage(
         parts.drop(partitions)
         for tp in partitions:
             offsets.pop(tp, None)
+            rebuild.pop(tp, None)
+            checked.discard(tp)
 
-    source = make_source(resume, on_revoke)
+    try:
+        source = retry.call("kafka", make_source, resume, on_revoke)
+    except Stopping:
+        return
+    checked: set[TP] = set()  # partitions already checked for a lost checkpoint
     last_cp = time.monotonic()
     next_lag = last_cp + checkpoint_interval_s
     dirty = False
+    attempt = 0
     try:
         while not stop.is_set():
-            records = source.next_batch(max_records)
+            health.beat()
+            try:
+                records = source.next_batch(max_records)
+            except BackendError as exc:
+                if not exc.retryable:
+                    raise
+                health.down(exc.backend, str(exc))
+                attempt += 1
+                retry.wait(attempt)
+                continue
+            attempt = 0
             now = clock()
+            # partitions this process has no position for yet (just assigned): a committed
+            # offset there without a checkpoint means the checkpoint was lost
+            fresh = _assigned(source, records) - checked - offsets.keys()
+            if fresh:
+                checked.update(fresh)
+                records = _check_lost(
+                    stage, source, records, fresh, rebuild, retry, rebuild_records
+                )
             if records:
-                stage.handle(records, now)
+                _handle(stage, records, now, rebuild, health)
                 for r in records:
                     key = (r.topic, r.partition)
                     if offsets.get(key, -1) <= r.offset:
@@ -101,26 +158,140 @@ def run_stage(
                     on_batch()
             stage.periodic(now)
             if dirty and time.monotonic() - last_cp >= checkpoint_interval_s:
-                _checkpoint(stage, source, checkpoints, offsets, now)
+                _checkpoint(stage, source, checkpoints, offsets, now, retry, rebuild)
                 last_cp, dirty = time.monotonic(), False
                 next_lag = last_cp + checkpoint_interval_s
             elif time.monotonic() >= next_lag:  # idle or stalled: the lag must not freeze
-                _measure_lag(stage, source, now)
+                _measure_lag(stage, source, now, health)
                 next_lag = time.monotonic() + checkpoint_interval_s
+                if offsets and parts is None and _checkpoint_gone(stage, checkpoints, retry):
+                    dirty = True  # written again from memory at the next round
         if dirty:
-            _checkpoint(stage, source, checkpoints, offsets, clock())
+            _checkpoint(stage, source, checkpoints, offsets, clock(), retry, rebuild)
+    except Stopping:
+        log.warning(
+            "stopped while a backend was unreachable; the last batch is not checkpointed",
+            extra={"stage": stage.name},
+        )
     finally:
-        source.close()
+        with contextlib.suppress(BackendError):
+            source.close()
 
 
-def _measure_lag(stage: Stage, source: Source, now: float) -> None:
+def _checkpoint_gone(stage: Stage, checkpoints: CheckpointStore | None, retry: Retry) -> bool:
+    """While idle: has the checkpoint vanished from Redis (restarted without persistence)?
+    This process still holds the state, so it only has to write it again, loudly."""
+    exists = getattr(checkpoints, "exists", None)
+    if exists is None or retry.call("redis", exists):
+        return False
+    stage.stats.checkpoint_lost_total += 1
+    log.error(
+        "checkpoint lost: the checkpoint key is gone from Redis (restarted without "
+        "persistence?); writing it again from this process's state",
+        extra={"stage": stage.name},
+    )
+    return True
+
+
+def _assigned(source: Source, records: list[RawRecord]) -> set[TP]:
+    """The partitions the source holds now (or, for sources that do not say, those read)."""
+    assignment = getattr(source, "assignment", None)
+    got = {(r.topic, r.partition) for r in records}
+    if assignment is None:
+        return got
+    try:
+        return got | set(assignment())
+    except BackendError:
+        return got
+
+
+def _check_lost(
+    stage: Stage,
+    source: Source,
+    records: list[RawRecord],
+    fresh: set[TP],
+    rebuild: dict[TP, int],
+    retry: Retry,
+    rebuild_records: int,
+) -> list[RawRecord]:
+    """Partitions read for the first time without a checkpoint: if Kafka holds a committed
+    offset for them, the checkpoint was lost; rewind them and drop their records of this
+    poll (they are read again from the rewound position)."""
+    committed_of = getattr(source, "committed", None)
+    seek = getattr(source, "seek", None)
+    if committed_of is None or seek is None:
+        return records
+    committed: dict[TP, int | None] = retry.call("kafka", committed_of, sorted(fresh))
+    lost = {tp: c for tp, c in committed.items() if c is not None and c > 0}
+    if not lost:
+        return records
+    starts = {tp: max(0, c - rebuild_records) for tp, c in lost.items()}
+    seek(starts)
+    rebuild.update(lost)
+    stage.stats.checkpoint_lost_total += 1
+    retry.health.rebuilding = (
+        f"checkpoint lost (Redis without persistence?): rebuilding {len(lost)} partition(s) "
+        f"from up to {rebuild_records} records before the committed offsets"
+    )
+    log.error(
+        "checkpoint lost: Kafka has committed offsets but Redis has no checkpoint; "
+        "rebuilding state from the history before the committed offsets without publishing",
+        extra={
+            "stage": stage.name,
+            "committed": {f"{t}:{p}": o for (t, p), o in sorted(lost.items())},
+            "rewound_to": {f"{t}:{p}": o for (t, p), o in sorted(starts.items())},
+        },
+    )
+    return [r for r in records if (r.topic, r.partition) not in lost]
+
+
+@contextlib.contextmanager
+def _muted(stage: Stage) -> Iterator[None]:
+    """Every sink off: records are learned, nothing is published or dead-lettered."""
+    sinks = stage.sinks
+    stage.sinks = Sinks()
+    try:
+        yield
+    finally:
+        stage.sinks = sinks
+
+
+def _handle(
+    stage: Stage,
+    records: list[RawRecord],
+    now: float,
+    rebuild: dict[TP, int],
+    health: BackendHealth,
+) -> None:
+    if not rebuild:
+        stage.handle(records, now)
+        return
+    old = [r for r in records if r.offset < rebuild.get((r.topic, r.partition), -1)]
+    if old:
+        with _muted(stage):
+            stage.handle(old, now)
+    new = [r for r in records if r.offset >= rebuild.get((r.topic, r.partition), -1)]
+    for r in new:
+        rebuild.pop((r.topic, r.partition), None)
+    if new:
+        stage.handle(new, now)
+    if not rebuild and health.rebuilding:
+        log.warning("state rebuilt after a lost checkpoint", extra={"stage": stage.name})
+        health.rebuilding = None
+
+
+def _measure_lag(stage: Stage, source: Source, now: float, health: BackendHealth) -> None:
     """Refresh the lag gauge; when the broker does not answer, keep the last values and
-    let ``lag_last_success_ts`` (exported) show how stale they are."""
+    let ``lag_last_success_ts`` (exported) show how stale they are. The lag is also how an
+    idle loop notices the broker is gone (polls do not fail, they return nothing)."""
     try:
         stage.stats.lag = source.lag()
     except BackendError as exc:
-        log.warning("consumer lag unavailable", extra={"stage": stage.name, "error": str(exc)})
+        log.info("consumer lag unavailable", extra={"stage": stage.name, "error": str(exc)})
+        if exc.retryable:
+            health.down("kafka", str(exc))
         return
+    health.up("kafka")
     stage.stats.lag_last_success_ts = now
 
 
@@ -130,21 +301,29 @@ def _checkpoint(
     checkpoints: CheckpointStore | None,
     offsets: Offsets,
     now: float,
+    retry: Retry,
+    rebuild: Mapping[TP, int],
 ) -> None:
     t0 = time.perf_counter()
-    if stage.partitions is not None:
-        stage.partitions.save(sorted(stage.partitions.owned), offsets)
+    parts = stage.partitions
+    if parts is not None:
+        retry.call("redis", parts.save, sorted(parts.owned), offsets)
     elif checkpoints is not None:
         with stage.cores.lock:
             cp = stage.snapshot()
         cp.offsets = dict(offsets)
-        checkpoints.save(cp)
+        if rebuild:
+            cp.meta["rebuild"] = [[t, p, o] for (t, p), o in sorted(rebuild.items())]
+        retry.call("redis", checkpoints.save, cp)
     try:
         source.commit(offsets)
     except BackendError as exc:
-        # The checkpoint is durable; a failed commit only delays lag dashboards.
-        log.warning("offset commit failed", extra={"stage": stage.name, "error": str(exc)})
+        # The checkpoint is durable; a failed commit only delays lag dashboards (the next
+        # checkpoint commits again, and a restart resumes from the checkpoint).
+        log.info("offset commit failed", extra={"stage": stage.name, "error": str(exc)})
+        if exc.retryable:
+            retry.health.down("kafka", str(exc))
     else:
-        _measure_lag(stage, source, now)
+        _measure_lag(stage, source, now, retry.health)
     stage.stats.checkpoint_last_success_ts = now
     stage.timers.observe("checkpoint", time.perf_counter() - t0)

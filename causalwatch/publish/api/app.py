@@ -81,7 +81,7 @@ def create_app(
     explain: ExplainFn | None,
     dispatcher: Dispatcher | None,
     token: str | None,
-    ready: Callable[[], bool],
+    ready: health.Readiness,
     node_label: str = "service",
     alert_queue_size: int = 256,
     alert_workers: int = 2,

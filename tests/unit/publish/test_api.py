@@ -520,7 +520,26 @@ def test_readiness_probe_that_raises_means_not_ready(stack):
     )
     with ApiClient(app) as c:
         r = c.get("/readyz")
-        assert r.status_code == 503 and r.json() == {"ready": False}
+        assert r.status_code == 503 and r.json() == {
+            "ready": False,
+            "reasons": ["readiness probe failed: RuntimeError"],
+        }
+
+
+def test_readiness_reasons_are_returned(stack):
+    app = create_app(
+        store=stack.store,
+        graph_cache=stack.graph,
+        feedback=stack.feedback,
+        explain=None,
+        dispatcher=None,
+        token=None,
+        ready=lambda: (False, ["redis unreachable for 3 s: connection refused"]),
+    )
+    with ApiClient(app) as c:
+        r = c.get("/readyz")
+        assert r.status_code == 503
+        assert r.json()["reasons"] == ["redis unreachable for 3 s: connection refused"]
 
 
 def test_own_alerts_are_not_enriched_again(stack):
