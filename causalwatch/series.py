@@ -112,6 +112,7 @@ class SeriesIndex:
 
     def __init__(self, node_label: str = "service", max_series: int | None = None) -> None:
         self.node_label = node_label
+        self._needle = f'{node_label}="'
         self.max_series = max_series
         self._row: dict[str, int] = {}
         self._keys: list[str | None] = []
@@ -130,8 +131,29 @@ class SeriesIndex:
         return len(self._keys)
 
     def node_for_key(self, key: str) -> str:
-        name, labels = split_series_key(key)
-        return labels.get(self.node_label) or name
+        """The node label's value, else the metric name. Reads the one label with ``find``
+        (a canonical key's labels are ``,k="v"`` after ``{``) instead of splitting the whole
+        key; keys with escapes take :func:`split_series_key`.
+
+        >>> SeriesIndex().node_for_key('lat{az="b",service="api"}')
+        'api'
+        >>> SeriesIndex().node_for_key('lat{az="b",xservice="api"}')
+        'lat'
+        """
+        brace = key.find("{")
+        if brace < 0:
+            return key
+        if "\\" in key:
+            name, labels = split_series_key(key)
+            return labels.get(self.node_label) or name
+        needle = self._needle
+        at = key.find(needle, brace)
+        while at >= 0 and key[at - 1] not in "{,":  # part of a longer label name or a value
+            at = key.find(needle, at + 1)
+        if at < 0:
+            return key[:brace]
+        start = at + len(needle)
+        return key[start : key.index('"', start)] or key[:brace]
 
     def get(self, key: str) -> int | None:
         return self._row.get(key)
