@@ -180,6 +180,11 @@ def decode_batch(
                 setting="kafka.topics",
             )
     ctx = _Ctx(limits, now_s)
+    if _frag_state[1] is not limits:  # the fast path's memo holds keys valid under limits
+        if _frag_state[1] != limits:
+            _frag_keys.clear()
+            _frag_state[0] = 0
+        _frag_state[1] = limits
     get_format = formats.get
     for i, rec in enumerate(records):
         _decode_into(ctx, rec, i, get_format(rec.topic, "auto"))
@@ -216,13 +221,13 @@ def _decode_into(ctx: _Ctx, rec: RawRecord, idx: int, fmt: str) -> None:
         elif first == 0xEF and value.startswith(b"\xef\xbb\xbf"):  # UTF-8 byte-order mark
             first = value[3] if len(value) > 3 else 0
         fmt = "auto-json" if first in b"{[" else "influx"
+    if fmt != "influx" and _decode_json_fast(ctx, value, idx, fmt != "json") >= 0:
+        return  # never more than max_samples_per_message: the fast path declines those
     mark = ctx.mark()
     if fmt == "influx":
         count = _decode_influx(ctx, rec, idx)
     else:
-        allow_str = fmt != "json"
-        fast = _decode_json_fast(ctx, value, idx, allow_str)
-        count = fast if fast >= 0 else _decode_json(ctx, rec, idx, allow_str_value=allow_str)
+        count = _decode_json(ctx, rec, idx, allow_str_value=fmt != "json")
     if count > ctx.limits.max_samples_per_message:
         ctx.rollback(mark)
         ctx.fail(
@@ -615,29 +620,32 @@ def _fast_value(raw: bytes, allow_str: bool) -> float | None:
         return float(raw)
     if not allow_str:
         return None
-    try:
-        return float(raw[1:-1].decode("utf-8"))
-    except (ValueError, OverflowError, UnicodeDecodeError):
+    try:  # float() reads ASCII bytes as it reads the str; anything else declines
+        return float(raw[1:-1])
+    except ValueError:
         return None
 
 
 def _decode_json_fast(ctx: _Ctx, value: bytes, idx: int, allow_str: bool) -> int:
     """Append the samples of a machine-written JSON record; -1 (nothing appended) when the
     general path must decode it."""
-    limits = ctx.limits
-    if _frag_state[1] != limits:
-        _frag_keys.clear()
-        _frag_state[0], _frag_state[1] = 0, limits
+    limits = ctx.limits  # the memo is for these limits (decode_batch checked)
     if value[:1] == b"[":
         return _decode_array_fast(ctx, value, idx)
-    m = _NATIVE_ONE.fullmatch(value)
-    if m is not None:
-        name_b, labels_b, t_b, v_b = m.groups()
-    else:
+    if value.startswith(b'{"timestamp"'):
         m = _ADAPTER_ONE.fullmatch(value)
         if m is None:
             return -1
         t_b, v_b, name_b, labels_b = m.groups()
+    else:
+        m = _NATIVE_ONE.fullmatch(value)
+        if m is None:
+            m = _ADAPTER_ONE.fullmatch(value)
+            if m is None:
+                return -1
+            t_b, v_b, name_b, labels_b = m.groups()
+        else:
+            name_b, labels_b, t_b, v_b = m.groups()
     key = _frag_keys.get((name_b, labels_b))
     if key is None:
         key = _frag_key(name_b, labels_b, limits)

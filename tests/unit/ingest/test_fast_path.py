@@ -135,6 +135,7 @@ def test_fast_path_equals_general_path(
 
 def test_fast_path_takes_well_formed_arrays() -> None:
     """The fast path really is taken for json.dumps output (else this suite tests nothing)."""
+    decode_batch([], {}, LIMITS, NOW)  # the key memo is kept for these limits
     ctx = decode._Ctx(LIMITS, NOW)
     assert decode._decode_json_fast(ctx, CASES[0], 0, False) == 5
     assert decode._decode_json_fast(ctx, CASES[1], 1, False) == 5
