@@ -28,8 +28,8 @@ redis-server and with whatever else runs, so read the figures with the load.
 
 Each case also runs the ``all`` stage in this process on the same records without the
 explainer (no Kafka, no Redis; samples per CPU-second): what the hot path costs once
-explanation is off it. ``--profile`` repeats that under cProfile, with and without the
-explainer, and prints where the time goes; ``--py-spy DIR`` records the service's stacks.
+explanation is off it. ``--profile`` repeats that under cProfile (middle spike rate) and
+prints where the time goes; ``--py-spy DIR`` records the service's stacks.
 
 Run: ``python bench/throughput.py`` (about 15 minutes) or ``--quick`` (about 3).
 """
@@ -507,8 +507,7 @@ def main() -> None:
                 r = in_process(kind, msgs, explain=False, profile=False, top=args.top)
                 print(fmt_row(kind, p, r, raw_kp), flush=True)
                 if args.profile and p == spikes[len(spikes) // 2]:
-                    for explain in (False, True):
-                        in_process(kind, msgs, explain=explain, profile=True, top=args.top)
+                    in_process(kind, msgs, explain=False, profile=True, top=args.top)
 
 
 if __name__ == "__main__":
