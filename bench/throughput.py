@@ -21,6 +21,8 @@ noise around a level with spikes (+30 sd) in ``--spikes`` of the points after a 
 alerts fire and are explained.
 
 Printed per run: samples/s, the ratio to the raw kafka-python client on the same topic,
+samples per CPU-second of the reading process (less sensitive than wall time to what else
+runs on the machine),
 the alerts and explanations, CPU seconds of each process over the run (``/proc``: the
 service or the bench process for raw clients, the broker, redis-server) and the load
 average (1 min) before and after: the machine has 2 cores, shared with the broker, with
@@ -433,7 +435,8 @@ def fmt_row(kind: str, spikes: float, r: dict[str, Any], raw_kp: float) -> str:
     return (
         f"| {kind} | {spikes * 100:g} % | {r['what']}{' (cut)' if r['cut'] else ''} | "
         f"{r['samples']:,} | {r['seconds']:.1f} | {r['samples_per_s']:,.0f} | "
-        f"{r['samples_per_s'] / raw_kp:.2f} | {extra} | {cpu['proc']:.1f} / "
+        f"{r['samples_per_s'] / raw_kp:.2f} | {r['samples'] / max(cpu['proc'], 1e-9):,.0f} | "
+        f"{extra} | {cpu['proc']:.1f} / "
         f"{cpu['broker']:.1f} / {cpu['redis']:.1f} | {r['load'][0]:.1f} -> {r['load'][1]:.1f} |"
     )
 
@@ -463,9 +466,10 @@ def main() -> None:
     )
     print(
         "| workload | spikes | reader | samples | s | samples/s | vs raw kafka-python | "
-        "alerts / explanations | CPU s proc / broker / redis | load 1 min |"
+        "samples per reader CPU-s | alerts / explanations | CPU s reader / broker / redis | "
+        "load 1 min |"
     )
-    print("|---|---:|---|---:|---:|---:|---:|---:|---|---|")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|")
     with (
         EmbeddedBroker() as broker,
         EmbeddedRedis() as redis_srv,
