@@ -468,10 +468,12 @@ def _never() -> Problem:  # pragma: no cover - the guarded check always finds a 
 # decodes the record, so every error (reason, field, sample index, message) is exactly
 # the general path's. Numbers are converted with ``float`` on the JSON text, which is
 # what ``json.loads`` does.
-_WS = rb"[ \t\n\r]*"
-_STR = rb'"[^"\\\x00-\x1f]*"'
-_NUM = rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
-_LABELS = rb'\{[^{}"\\]*(?:' + _STR + rb'[^{}"\\]*)*\}'
+# possessive quantifiers (Python 3.11+): no backtracking state kept, about a third faster;
+# each is followed by a character its class excludes, so the matches are the same
+_WS = rb"[ \t\n\r]*+"
+_STR = rb'"[^"\\\x00-\x1f]*+"'
+_NUM = rb"-?+(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?+(?:[eE][+-]?+[0-9]++)?+"
+_LABELS = rb'\{[^{}"\\]*+(?:' + _STR + rb'[^{}"\\]*+)*+\}'
 
 
 def _kv(key: bytes, value: bytes) -> bytes:
