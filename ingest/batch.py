@@ -8,7 +8,8 @@ always kept, a sample of a *new* series is refused once the index is full (the i
 ``series_limit``, one error per source record (the raw message is the unit of replay); the
 message names how many samples and which series were refused. Order is kept.
 
-Cost: one dict look-up per sample, ``O(len(batch))``.
+Cost: one dict look-up per sample, ``O(len(batch))``, done by a C-level ``map`` when every
+series of the batch is known already (the steady state).
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ def assign_rows(
     """
     n = len(batch)
     keys = batch.series_keys
+    known = index.rows_known(keys)
+    if known is not None:  # every series already has a row: no Python loop per sample
+        return known, batch, []
     get = index.get
     rows = np.empty(n, dtype=np.int64)
     keep = np.ones(n, dtype=np.bool_)

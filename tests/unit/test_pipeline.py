@@ -231,3 +231,20 @@ def test_explainer_stage_keeps_scores_aligned_when_its_index_refuses_a_series() 
     stage.handle([message(["b", "a"], [0.0, 1.0], 3)], 0.0)  # a's own alert
     assert seen == [[], [], ["a"]]
     assert stage.stats.deadletter_by_reason["series_limit"] == 2
+
+
+def test_in_order_mask_matches_one_sample_at_a_time() -> None:
+    """The vectorised mask keeps exactly what a sequential pass over the samples keeps."""
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n = int(rng.integers(1, 60))
+        rows = rng.integers(0, 8, n)
+        ts = rng.integers(0, 10, n).astype(float)
+        last = rng.integers(-1, 5, 6).astype(float)  # rows 6 and 7 are new series
+        seen = {r: (last[r] if r < len(last) else -np.inf) for r in range(8)}
+        expected = []
+        for r, t in zip(rows.tolist(), ts.tolist(), strict=True):
+            expected.append(t > seen[r])
+            if t > seen[r]:
+                seen[r] = t
+        assert in_order_mask(rows, ts, last).tolist() == expected

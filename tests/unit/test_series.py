@@ -66,3 +66,23 @@ def test_snapshot_round_trip() -> None:
     assert back.items() == idx.items()
     assert back.add("d") == 1
     assert back.node_of(0) == "x"
+
+
+def test_node_for_key_matches_splitting_the_key() -> None:
+    """The find-based node look-up agrees with parsing the whole key, escapes included."""
+    import random
+
+    from causalwatch.series import series_key, split_series_key
+
+    rng = random.Random(4)
+    alphabet = ["a", "b", "service", "=", '"', ",", "{", "}", "\\", "\n", "x", ""]
+    for _ in range(3_000):
+        labels = {}
+        for _ in range(rng.randrange(4)):
+            name = rng.choice(["service", "xservice", "service_x", "az", "a"])
+            labels[name] = "".join(rng.choice(alphabet) for _ in range(rng.randrange(5)))
+        key = series_key(rng.choice(["lat", "up"]), labels)
+        for node_label in ("service", "az"):
+            idx = SeriesIndex(node_label)
+            name, parsed = split_series_key(key)
+            assert idx.node_for_key(key) == (parsed.get(node_label) or name), key

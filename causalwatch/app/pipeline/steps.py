@@ -152,7 +152,7 @@ def in_order_mask(rows: IntArray, ts: FloatArray, last_ts: FloatArray) -> BoolAr
         return keep
     prev_state = np.where(rows < len(last_ts), last_ts[np.minimum(rows, len(last_ts) - 1)], -np.inf)
     keep &= ~(ts <= prev_state)
-    order = np.lexsort((np.arange(n), rows))
+    order = np.argsort(rows, kind="stable")  # by row, arrival order within a row
     while True:
         idx = order[keep[order]]
         if len(idx) < 2:
