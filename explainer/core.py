@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -37,7 +37,7 @@ from explainer.config import ExplainerConfig
 from explainer.dag import DependencyGraph, Edge
 from explainer.history import History, infer_step
 from explainer.impact import find_impact
-from explainer.incidents import ImpactFinder, Incidents
+from explainer.incidents import Grouped, ImpactFinder, Incidents
 from explainer.learning import GrangerLearner
 from explainer.ranking import rank
 from explainer.results import (
@@ -98,7 +98,9 @@ class Explainer:
         self._history = History(config.history_points)
         self._step_s = float(config.step_s or 0.0)
         self._learner = GrangerLearner(config, index)
-        self._incidents = Incidents(config.incident_window_s, config.anomaly_points)
+        self._incidents = Incidents(
+            config.incident_window_s, config.anomaly_points, config.incident_window_points
+        )
         self._merged: DependencyGraph | None = None
         self._merged_from: list[Edge] | None = None  # the learned list _merged was built on
 
@@ -198,7 +200,17 @@ class Explainer:
         target_row = pick_target(view, self.config, node, series_key, at_ts)
         key = self.index.key_of(target_row)
         inc = "adhoc-" + digest(f"{node}|{key}|{at_ts!r}", 6)
-        r = rank(view, self.config, self._learner.evidence, node, target_row, at_ts, window_start)
+        # the same rule as the automatic explanations (on_anomalies): one answer per moment
+        r = rank(
+            view,
+            self.config,
+            self._learner.evidence,
+            node,
+            target_row,
+            at_ts,
+            window_start,
+            analyse_sibling=True,
+        )
         target = TargetRef(node, key)
         version = self._given.version
         return ExplanationResult.build(
@@ -218,27 +230,42 @@ class Explainer:
         incident as targets too (:mod:`explainer.impact`). The rules are in
         :mod:`explainer.incidents`. ``now_ts`` closes nothing here; call :meth:`close_stale`.
         """
+        return self.explain_touched(self.group(events).touched)
+
+    def group(self, events: Sequence[AnomalyEvent]) -> Grouped:
+        """Group events into incidents and move their targets' anchors, without ranking
+        (the hot path's half of :meth:`on_anomalies`)."""
+        view = self._view()
+        cfg = self.config
+        impact: ImpactFinder | None = (
+            functools.partial(find_impact, view, cfg) if cfg.propagate_impact else None
+        )
+        return self._incidents.group(events, graph=view.graph, step_s=self._step_s, impact=impact)
+
+    @property
+    def incident_window_s(self) -> float:
+        """The incident window in seconds at the current step."""
+        return self._incidents.window_s(self._step_s)
+
+    def explain_touched(self, touched: Mapping[str, Iterable[str]]) -> list[ExplanationResult]:
+        """Rank the given targets (incident id -> series keys) at their anchors now; the
+        new or changed explanations (the explainer worker's half of :meth:`on_anomalies`)."""
         view = self._view()
         cfg = self.config
 
         def ranker(node: str, row: int, at_ts: float) -> Ranking:
             return rank(view, cfg, self._learner.evidence, node, row, at_ts, analyse_sibling=True)
 
-        impact: ImpactFinder | None = (
-            functools.partial(find_impact, view, cfg) if cfg.propagate_impact else None
-        )
-        return self._incidents.on_anomalies(
-            events,
-            graph=view.graph,
-            step_s=self._step_s,
-            rank=ranker,
-            graph_version=self._given.version,
-            impact=impact,
-        )
+        return self._incidents.explain(touched, ranker, self._given.version)
 
-    def close_stale(self, now_ts: float) -> list[str]:
-        """Close incidents without an event for ``incident_window_s``; returns their ids."""
-        return self._incidents.close_stale(now_ts)
+    def is_explained(self, incident_id: str) -> bool:
+        """Whether this open incident has been explained already."""
+        return self._incidents.is_explained(incident_id)
+
+    def close_stale(self, now_ts: float, keep: Iterable[str] = ()) -> list[str]:
+        """Close incidents without an event for the incident window; returns their ids.
+        Incidents in ``keep`` (explanations pending) stay open."""
+        return self._incidents.close_stale(now_ts, keep, step_s=self._step_s)
 
     def open_incidents(self) -> list[IncidentSummary]:
         return self._incidents.summaries()
