@@ -63,7 +63,13 @@ class Results(Protocol):
 
 
 class Outbox(Protocol):
-    def enqueue(self, explanations: Sequence[Explanation]) -> int: ...
+    def enqueue(
+        self,
+        explanations: Sequence[Explanation],
+        now: float | None = None,
+        *,
+        pages: Mapping[str, tuple[str, float]] | None = None,
+    ) -> int: ...
 
 
 class Producer(Protocol):
@@ -176,12 +182,23 @@ class Stage:
         return [Explanation.from_result(r) for r in exp.explain_touched(touched)]
 
     def _publish(self, explanations: list[Explanation]) -> None:
+        """Explanations to Redis and the webhook outbox; each is its incident's ``page``
+        or an ``update`` (one page per incident, counted in ``stats.pages``)."""
         if not explanations:
             return
+        queue = self.cores.queue
+        pages = None
+        if queue is not None:
+            with self.cores.lock:
+                pages, new = queue.pages_for(explanations)
+            self.stats.pages.update(new)
         if self.sinks.results is not None:
             self.sinks.results.publish(explanations)
         if self.sinks.outbox is not None:
-            self.sinks.outbox.enqueue(explanations)
+            self.sinks.outbox.enqueue(explanations, pages=pages)
+        if queue is not None:
+            with self.cores.lock:
+                queue.published(e.id for e in explanations)
         self.stats.explanations_total += len(explanations)
 
     def _produce_columns(

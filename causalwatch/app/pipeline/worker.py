@@ -92,6 +92,10 @@ class ExplainQueue:
     now_wall_s: float = 0.0  # wall time when now_ts was submitted
     coalesced: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
+    #: incidents paged: id -> severity at the page (one page per incident)
+    paged: dict[str, float] = field(default_factory=dict)
+    #: page kind of each explanation built but not yet published: id -> (kind, severity)
+    page_of: dict[str, tuple[str, float]] = field(default_factory=dict)
     _seq: int = 0
 
     def submit(
@@ -170,6 +174,32 @@ class ExplainQueue:
         for iid in closed:
             self.last_run_ts.pop(iid, None)
             self.pending.pop(iid, None)
+            self.paged.pop(iid, None)
+
+    def pages_for(
+        self, exps: Iterable[Explanation]
+    ) -> tuple[dict[str, tuple[str, float]], Counter[str]]:
+        """Each explanation's page kind: ``page`` for the first of an incident (whichever
+        series or node), ``update`` after; decided once per explanation id (a retried
+        publish keeps its kind). Returns the kinds and how many were decided now."""
+        new: Counter[str] = Counter()
+        out: dict[str, tuple[str, float]] = {}
+        for e in exps:
+            got = self.page_of.get(e.id)
+            if got is None:
+                if e.incident_id in self.paged:
+                    got = ("update", self.paged[e.incident_id])
+                else:
+                    self.paged[e.incident_id] = e.severity
+                    got = ("page", e.severity)
+                self.page_of[e.id] = got
+                new[got[0]] += 1
+            out[e.id] = got
+        return out, new
+
+    def published(self, ids: Iterable[str]) -> None:
+        for i in ids:
+            self.page_of.pop(i, None)
 
     def pending_ids(self) -> set[str]:
         return set(self.pending)
@@ -182,6 +212,8 @@ class ExplainQueue:
             "unpublished": [explanation_json(e) for e in self.unpublished],
             "now_ts": self.now_ts if math.isfinite(self.now_ts) else None,
             "seq": self._seq,
+            "paged": self.paged,
+            "page_of": {k: list(v) for k, v in self.page_of.items()},
         }
 
     def load_json(self, data: dict[str, Any]) -> None:
@@ -196,6 +228,8 @@ class ExplainQueue:
         self.now_ts = -math.inf if data["now_ts"] is None else float(data["now_ts"])
         self.now_wall_s = now
         self._seq = int(data["seq"])
+        self.paged = {k: float(v) for k, v in data.get("paged", {}).items()}
+        self.page_of = {k: (str(v[0]), float(v[1])) for k, v in data.get("page_of", {}).items()}
 
 
 def _by_seq(r: Request) -> int:
