@@ -195,12 +195,12 @@ class Explainer:
         ``window_start`` (unix seconds) fixes the anomaly window to ``[window_start, at_ts]``
         (e.g. a known change point; the history must hold it plus ``reference_points``);
         by default the window is the run of anomalous target bins ending at ``at_ts``.
-        Raises :class:`~causalwatch.errors.StateError` when the node has no series, when
-        ``at_ts`` is before the node's held data or ``window_start`` outside it (so a stray
-        time never sizes an allocation); an ``at_ts`` after the data means its latest time.
+        Raises :class:`~causalwatch.errors.StateError` when the node has no series, or when
+        ``at_ts`` or ``window_start`` is before the node's held data (so a stray time never
+        sizes an allocation); a time after the data means its latest time.
         """
         view = self._view()
-        at_ts = self._held(node, at_ts, window_start)
+        at_ts, window_start = self._held(node, at_ts, window_start)
         target_row = pick_target(view, self.config, node, series_key, at_ts)
         key = self.index.key_of(target_row)
         inc = "adhoc-" + digest(f"{node}|{key}|{at_ts!r}", 6)
@@ -221,12 +221,15 @@ class Explainer:
             inc, 1, target, at_ts, r.window, r.severity, r.root_causes, version
         )
 
-    def _held(self, node: str, at_ts: float, window_start: float | None) -> float:
-        """``at_ts`` within the node's held data (later: its latest time); checks
-        ``window_start`` is in ``[first held, at_ts]``. ``O(node rows · history_points)``."""
+    def _held(
+        self, node: str, at_ts: float, window_start: float | None
+    ) -> tuple[float, float | None]:
+        """``at_ts`` and ``window_start`` within the node's held data: later than the data
+        means its latest time (an alert's ``startsAt`` is often a scrape ahead of the last
+        sample); before it is a :class:`StateError`. ``O(node rows · history_points)``."""
         rows = [r for r in self.index.rows_of_node(node) if r < self._history.capacity]
         if not rows:
-            return at_ts  # pick_target names the node that has no series
+            return at_ts, window_start  # pick_target names the node that has no series
         ts = self._history.ts[rows]
         ok = ts[np.isfinite(ts)]
         if ok.size == 0:
@@ -237,14 +240,14 @@ class Explainer:
                 f"explain: at {at_ts!r} is before the history held for {node!r} (from {lo!r})"
             )
         at_ts = min(at_ts, hi)
-        if window_start is not None and not (
-            math.isfinite(window_start) and lo <= window_start <= at_ts
-        ):
-            raise StateError(
-                f"explain: since {window_start!r} is outside the history held for {node!r} "
-                f"[{lo!r}, {at_ts!r}]"
-            )
-        return at_ts
+        if window_start is not None:
+            if not math.isfinite(window_start) or window_start < lo:
+                raise StateError(
+                    f"explain: since {window_start!r} is outside the history held for "
+                    f"{node!r} [{lo!r}, {at_ts!r}]"
+                )
+            window_start = min(window_start, at_ts)
+        return at_ts, window_start
 
     def on_anomalies(
         self, events: Sequence[AnomalyEvent], now_ts: float

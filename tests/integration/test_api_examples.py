@@ -80,8 +80,9 @@ incident closes (no alert for `explainer.incident_window_points` steps).
 `causalwatch_explainer_pages_total{kind="page"|"update"}` counts them.
 
 Every request carries `Content-Type: application/json`, `X-Causalwatch-Event`
-(`page` or `update` for explanations, `alert` for a forwarded alert), `X-Causalwatch-Delivery` (stable per incident, target, version
-and URL: use it to drop repeats), `X-Causalwatch-Attempt`, `X-Causalwatch-Timestamp` (unix
+(`page` or `update` for explanations, `alert` for a forwarded alert),
+`X-Causalwatch-Delivery` (stable per incident, target, version and URL: use it to drop
+repeats), `X-Causalwatch-Attempt`, `X-Causalwatch-Timestamp` (unix
 seconds) and, when the receiver has a `secret`,
 `X-Causalwatch-Signature: sha256=<hex>`: HMAC-SHA256 of `<timestamp>.<raw body>`. Verify it
 on the raw bytes before parsing, and reject old timestamps to stop replays:
@@ -194,7 +195,7 @@ curl -fsS -X DELETE -H "Authorization: Bearer $CW_TOKEN" "$CW_URL/api/v1/mutes/$
 
 Enrich any Prometheus alert: point an Alertmanager receiver at causalwatch. It answers 202
 at once (503 when its queue is full; Alertmanager retries), explains the alert's series
-(its labels minus `alertname`/`severity`; node from the `service` label) at `startsAt`, and
+(its labels minus `alertname`/`severity`; node from the `service` label) from `startsAt` to now, and
 forwards the enriched alert to the webhooks above:
 
 ```yaml
