@@ -150,6 +150,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         drain(1.0)
         live_s = time.monotonic() - t_live
         stats = svc.stats
+        import httpx
+
+        text = httpx.get(svc.metrics_url).text
+        sums = {
+            line.split()[0]: float(line.split()[1])
+            for line in text.splitlines()
+            if line.startswith("causalwatch_explainer_explain_seconds_")
+        }
         out = {
             "series": n_series,
             "live_steps": args.live,
@@ -165,6 +173,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "dropped": dict(stats.explain_dropped),
             "coalesced": stats.explain_coalesced_total,
             "samples_per_s_live": (stats.samples - samples0) / live_s,
+            "rank_s_mean": sums.get("causalwatch_explainer_explain_seconds_sum", 0.0)
+            / max(sums.get("causalwatch_explainer_explain_seconds_count", 0.0), 1.0),
+            "rank_n": sums.get("causalwatch_explainer_explain_seconds_count", 0.0),
         }
         stop.set()
         for close in svc.closers:
@@ -198,6 +209,10 @@ def main() -> None:
     print(
         f"service histogram (first): p50 <= {r['hist_first_p50']:g} s, "
         f"p99 <= {r['hist_first_p99']:g} s (bucket bounds)"
+    )
+    print(
+        f"worker: {r['rank_n']:.0f} requests ranked, {r['rank_s_mean'] * 1000:.1f} ms each "
+        f"(mean wall time, lock held)"
     )
     print(
         f"coalesced alerts {r['coalesced']}, dropped {r['dropped'] or 0}, "

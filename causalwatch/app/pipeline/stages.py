@@ -159,7 +159,12 @@ class Stage:
         self._next_evict_s = 0.0
         #: ranks the queued alerts: inline after each batch unless started (threaded)
         self.worker = ExplainWorker(
-            cores.lock, lambda: self.cores.queue, self._explain_touched, self._publish, stats
+            cores.lock,
+            lambda: self.cores.queue,
+            self._explain_touched,
+            self._publish,
+            stats,
+            observe_s=self.timers.explain,
         )
 
     # -- input topics of this stage

@@ -261,6 +261,7 @@ class ExplainWorker:
         *,
         clock: Callable[[], float] = time.time,
         retry_s: float = 1.0,
+        observe_s: Callable[[float], None] = lambda s: None,
     ) -> None:
         self._lock = lock
         self._cond = threading.Condition(lock)
@@ -270,6 +271,7 @@ class ExplainWorker:
         self.stats = stats
         self._clock = clock
         self._retry_s = retry_s
+        self._observe_s = observe_s  # seconds ranking one request
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -298,12 +300,14 @@ class ExplainWorker:
         return out
 
     def _run(self, q: ExplainQueue, req: Request, now_ts: float) -> list[Explanation]:
+        t0 = time.perf_counter()
         try:
             exps = self._explain({req.incident_id: req.keys})
         except Exception:  # one bad incident must not stop the worker
             log.exception("explanation failed", extra={"incident_id": req.incident_id})
             self.stats.explainer_errors_total += 1
             exps = []
+        self._observe_s(time.perf_counter() - t0)
         q.done(req, now_ts)
         return exps
 
