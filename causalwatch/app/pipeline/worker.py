@@ -376,6 +376,9 @@ class ExplainWorker:
         except BackendError as exc:
             log.warning("publishing explanations failed; retrying", extra={"error": str(exc)})
             return False
+        except Exception:  # the thread must survive; the explanations stay unpublished
+            log.exception("publishing explanations failed; retrying")
+            return False
         with self._lock:
             done = {e.id for e in exps}
             q.unpublished = [e for e in q.unpublished if e.id not in done]
