@@ -282,7 +282,9 @@ class DetectorSettings(_Section):
     season_s: float = Field(default=86_400.0, gt=0)
     alert_threshold: float = Field(default=0.993, gt=0, lt=1)
     clear_threshold: float = Field(default=0.9, gt=0, lt=1)
-    min_alert_gap_s: float = Field(default=900.0, ge=0)
+    # 0: the de-duplication gap is 30 typical sampling intervals of each series (so 1 s
+    # data and 5 min data work alike); a value in seconds sets a floor
+    min_alert_gap_s: float = Field(default=0.0, ge=0)
     warmup_points: int = Field(default=30, ge=1)
     series_ttl_s: float = Field(default=3 * 86_400.0, gt=0)
     #: per label set sensitivity; the first rule whose matchers all match a series applies
@@ -303,9 +305,16 @@ class ExplainerSettings(_Section):
     history_points: int = Field(default=512, ge=32)
     reference_points: int = Field(default=120, ge=10)
     anomaly_points: int = Field(default=10, ge=1)
-    incident_window_s: float = Field(default=900.0, gt=0)
+    # None: incident_window_points steps of the inferred sampling step
+    incident_window_s: float | None = Field(default=None, gt=0)
+    incident_window_points: int = Field(default=15, ge=1)
     learn_graph: bool = True
     max_root_causes: int = Field(default=5, ge=1)
+    # The explainer worker (causalwatch.app.pipeline.worker): incidents waiting to be
+    # explained at most, and an incident re-explained at most once per this many steps of
+    # the data (the step is inferred).
+    queue_max_pending: int = Field(default=1_000, ge=1)
+    update_interval_points: float = Field(default=3.0, ge=0)
     # Replicas of `run explainer` share one lease: the holder works, the others stand by
     # and take over within this many seconds when it stops renewing.
     lease_ttl_s: float = Field(default=15.0, ge=1.0)

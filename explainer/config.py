@@ -20,7 +20,10 @@ class ExplainerConfig:
     history_points: int = 512
     reference_points: int = 120
     anomaly_points: int = 10
-    incident_window_s: float = 900.0
+    #: an incident takes events this long after its last one: ``incident_window_s`` when
+    #: set, else ``incident_window_points`` steps of the data (works at any sampling step)
+    incident_window_s: float | None = None
+    incident_window_points: int = 15
     learn_graph: bool = True
     max_root_causes: int = 5
     step_s: float | None = None
@@ -45,7 +48,16 @@ class ExplainerConfig:
             ("history_points", self.history_points >= 16, self.history_points),
             ("reference_points", self.reference_points >= 3, self.reference_points),
             ("anomaly_points", self.anomaly_points >= 1, self.anomaly_points),
-            ("incident_window_s", self.incident_window_s > 0, self.incident_window_s),
+            (
+                "incident_window_s",
+                self.incident_window_s is None or self.incident_window_s > 0,
+                self.incident_window_s,
+            ),
+            (
+                "incident_window_points",
+                self.incident_window_points >= 1,
+                self.incident_window_points,
+            ),
             ("max_root_causes", self.max_root_causes >= 1, self.max_root_causes),
             ("step_s", self.step_s is None or self.step_s > 0, self.step_s),
             ("granger_max_lag", self.granger_max_lag >= 1, self.granger_max_lag),

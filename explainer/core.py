@@ -24,7 +24,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -37,7 +38,7 @@ from explainer.config import ExplainerConfig
 from explainer.dag import DependencyGraph, Edge
 from explainer.history import History, infer_step
 from explainer.impact import find_impact
-from explainer.incidents import ImpactFinder, Incidents
+from explainer.incidents import Grouped, ImpactFinder, Incidents
 from explainer.learning import GrangerLearner
 from explainer.ranking import rank
 from explainer.results import (
@@ -98,7 +99,9 @@ class Explainer:
         self._history = History(config.history_points)
         self._step_s = float(config.step_s or 0.0)
         self._learner = GrangerLearner(config, index)
-        self._incidents = Incidents(config.incident_window_s, config.anomaly_points)
+        self._incidents = Incidents(
+            config.incident_window_s, config.anomaly_points, config.incident_window_points
+        )
         self._merged: DependencyGraph | None = None
         self._merged_from: list[Edge] | None = None  # the learned list _merged was built on
 
@@ -192,18 +195,59 @@ class Explainer:
         ``window_start`` (unix seconds) fixes the anomaly window to ``[window_start, at_ts]``
         (e.g. a known change point; the history must hold it plus ``reference_points``);
         by default the window is the run of anomalous target bins ending at ``at_ts``.
-        Raises :class:`~causalwatch.errors.StateError` when the node has no series.
+        Raises :class:`~causalwatch.errors.StateError` when the node has no series, or when
+        ``at_ts`` or ``window_start`` is before the node's held data (so a stray time never
+        sizes an allocation); a time after the data means its latest time.
         """
         view = self._view()
+        at_ts, window_start = self._held(node, at_ts, window_start)
         target_row = pick_target(view, self.config, node, series_key, at_ts)
         key = self.index.key_of(target_row)
         inc = "adhoc-" + digest(f"{node}|{key}|{at_ts!r}", 6)
-        r = rank(view, self.config, self._learner.evidence, node, target_row, at_ts, window_start)
+        # the same rule as the automatic explanations (on_anomalies): one answer per moment
+        r = rank(
+            view,
+            self.config,
+            self._learner.evidence,
+            node,
+            target_row,
+            at_ts,
+            window_start,
+            analyse_sibling=True,
+        )
         target = TargetRef(node, key)
         version = self._given.version
         return ExplanationResult.build(
             inc, 1, target, at_ts, r.window, r.severity, r.root_causes, version
         )
+
+    def _held(
+        self, node: str, at_ts: float, window_start: float | None
+    ) -> tuple[float, float | None]:
+        """``at_ts`` and ``window_start`` within the node's held data: later than the data
+        means its latest time (an alert's ``startsAt`` is often a scrape ahead of the last
+        sample); before it is a :class:`StateError`. ``O(node rows · history_points)``."""
+        rows = [r for r in self.index.rows_of_node(node) if r < self._history.capacity]
+        if not rows:
+            return at_ts, window_start  # pick_target names the node that has no series
+        ts = self._history.ts[rows]
+        ok = ts[np.isfinite(ts)]
+        if ok.size == 0:
+            raise StateError(f"explain: no data held for node {node!r}")
+        lo, hi = float(ok.min()), float(ok.max())
+        if not math.isfinite(at_ts) or at_ts < lo:
+            raise StateError(
+                f"explain: at {at_ts!r} is before the history held for {node!r} (from {lo!r})"
+            )
+        at_ts = min(at_ts, hi)
+        if window_start is not None:
+            if not math.isfinite(window_start) or window_start < lo:
+                raise StateError(
+                    f"explain: since {window_start!r} is outside the history held for "
+                    f"{node!r} [{lo!r}, {at_ts!r}]"
+                )
+            window_start = min(window_start, at_ts)
+        return at_ts, window_start
 
     def on_anomalies(
         self, events: Sequence[AnomalyEvent], now_ts: float
@@ -218,27 +262,42 @@ class Explainer:
         incident as targets too (:mod:`explainer.impact`). The rules are in
         :mod:`explainer.incidents`. ``now_ts`` closes nothing here; call :meth:`close_stale`.
         """
+        return self.explain_touched(self.group(events).touched)
+
+    def group(self, events: Sequence[AnomalyEvent]) -> Grouped:
+        """Group events into incidents and move their targets' anchors, without ranking
+        (the hot path's half of :meth:`on_anomalies`)."""
+        view = self._view()
+        cfg = self.config
+        impact: ImpactFinder | None = (
+            functools.partial(find_impact, view, cfg) if cfg.propagate_impact else None
+        )
+        return self._incidents.group(events, graph=view.graph, step_s=self._step_s, impact=impact)
+
+    @property
+    def incident_window_s(self) -> float:
+        """The incident window in seconds at the current step."""
+        return self._incidents.window_s(self._step_s)
+
+    def explain_touched(self, touched: Mapping[str, Iterable[str]]) -> list[ExplanationResult]:
+        """Rank the given targets (incident id -> series keys) at their anchors now; the
+        new or changed explanations (the explainer worker's half of :meth:`on_anomalies`)."""
         view = self._view()
         cfg = self.config
 
         def ranker(node: str, row: int, at_ts: float) -> Ranking:
             return rank(view, cfg, self._learner.evidence, node, row, at_ts, analyse_sibling=True)
 
-        impact: ImpactFinder | None = (
-            functools.partial(find_impact, view, cfg) if cfg.propagate_impact else None
-        )
-        return self._incidents.on_anomalies(
-            events,
-            graph=view.graph,
-            step_s=self._step_s,
-            rank=ranker,
-            graph_version=self._given.version,
-            impact=impact,
-        )
+        return self._incidents.explain(touched, ranker, self._given.version)
 
-    def close_stale(self, now_ts: float) -> list[str]:
-        """Close incidents without an event for ``incident_window_s``; returns their ids."""
-        return self._incidents.close_stale(now_ts)
+    def is_explained(self, incident_id: str) -> bool:
+        """Whether this open incident has been explained already."""
+        return self._incidents.is_explained(incident_id)
+
+    def close_stale(self, now_ts: float, keep: Iterable[str] = ()) -> list[str]:
+        """Close incidents without an event for the incident window; returns their ids.
+        Incidents in ``keep`` (explanations pending) stay open."""
+        return self._incidents.close_stale(now_ts, keep, step_s=self._step_s)
 
     def open_incidents(self) -> list[IncidentSummary]:
         return self._incidents.summaries()

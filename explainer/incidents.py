@@ -4,9 +4,11 @@ The rules, in one place:
 
 - **Grouping.** An event joins every open incident whose nodes include its node or an
   ancestor or descendant of it in the graph (:func:`related`), when the event is within
-  ``incident_window_s`` after the incident's last event (and not more than that before its
-  start). No match opens a new incident; several matches are merged into the oldest (the
-  event is evidence that connects them). Ids are deterministic (node, series, time).
+  the incident window after the incident's last event (and not more than that before its
+  start). The window is ``incident_window_points`` steps of the data (15: 15 min at 60 s,
+  15 s at 1 s, 75 min at 5 min) unless ``incident_window_s`` fixes it in seconds. No
+  match opens a new incident; several matches are merged into the oldest (the event is
+  evidence that connects them). Ids are deterministic (node, series, time).
 - **Targets.** Each alerting series is a target of its incident. With impact finding on
   (:mod:`explainer.impact`), deviating series downstream of an event's node join too.
 - **Anchor.** A target is explained at its strongest recent evidence: the most severe
@@ -16,8 +18,13 @@ The rules, in one place:
 - **When.** Every target touched by a call is ranked again at its anchor; a result is
   returned only when the ranked content (:func:`signature`: nodes, series, score and share
   to 2 decimals) differs from the last one returned (then ``version`` + 1).
-- **Closing.** :meth:`Incidents.close_stale` drops incidents without an event for
-  ``incident_window_s``.
+- **Closing.** :meth:`Incidents.close_stale` drops incidents without an event for the
+  incident window; the live pipeline calls it after every batch (data time), keeping the
+  incidents whose explanation is still pending.
+- **Off the hot path.** :meth:`Incidents.group` (grouping and anchors, no ranking) runs on
+  the hot path and :meth:`Incidents.explain` (ranking) in the explainer worker
+  (:mod:`causalwatch.app.pipeline.worker`, whose docstring states the rule of *when*: onset
+  first, then at most one update per interval, newest evidence).
 
 :class:`Incidents` ranks through a callable (:class:`Ranker`), so these rules can be run
 and tested with a fake ranker made from a plain function.
@@ -46,7 +53,16 @@ from explainer.results import (
     digest,
 )
 
-__all__ = ["ImpactFinder", "Incident", "Incidents", "Ranker", "TargetState", "related", "signature"]
+__all__ = [
+    "Grouped",
+    "ImpactFinder",
+    "Incident",
+    "Incidents",
+    "Ranker",
+    "TargetState",
+    "related",
+    "signature",
+]
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +104,15 @@ class Incident:
     targets: dict[str, TargetState]
 
 
+@dataclass
+class Grouped:
+    """What grouping one call's events did: the targets to (re-)explain, by incident id,
+    and the incidents merged away (absorbed id -> the id it joined)."""
+
+    touched: dict[str, set[str]] = field(default_factory=dict)
+    merged: dict[str, str] = field(default_factory=dict)
+
+
 def related(a: str, nodes: Iterable[str], graph: DependencyGraph) -> bool:
     """Whether node ``a`` equals, or is an ancestor or descendant of, one of ``nodes``."""
     anc_a = graph.ancestors(a) if a in graph else set()
@@ -127,10 +152,25 @@ class Incidents:
     []
     """
 
-    def __init__(self, incident_window_s: float, anomaly_points: int) -> None:
+    def __init__(
+        self,
+        incident_window_s: float | None,
+        anomaly_points: int,
+        incident_window_points: int = 15,
+    ) -> None:
         self.incident_window_s = incident_window_s
         self.anomaly_points = anomaly_points
+        self.incident_window_points = incident_window_points
         self.open: dict[str, Incident] = {}
+        self._step_s = 0.0  # the step of the last grouping (0.0: unknown)
+
+    def window_s(self, step_s: float | None = None) -> float:
+        """The incident window in seconds: ``incident_window_s`` when set, else
+        ``incident_window_points`` steps (a step of 60 s until one is known)."""
+        if self.incident_window_s is not None:
+            return self.incident_window_s
+        step = self._step_s if step_s is None else step_s
+        return self.incident_window_points * (step if step > 0 else 60.0)
 
     def on_anomalies(
         self,
@@ -145,11 +185,27 @@ class Incidents:
         """Group ``events`` into incidents and return the new or changed explanations, by
         incident id then target series. ``step_s`` (0.0 when unknown) sets the anchor's
         horizon; ``impact`` adds downstream targets; ``graph_version`` is stamped on the
-        results."""
+        results. The same as :meth:`group` then :meth:`explain` (the live pipeline calls
+        them apart: grouping on the hot path, ranking in the explainer worker)."""
+        grouped = self.group(events, graph=graph, step_s=step_s, impact=impact)
+        return self.explain(grouped.touched, rank, graph_version)
+
+    def group(
+        self,
+        events: Sequence[AnomalyEvent],
+        *,
+        graph: DependencyGraph,
+        step_s: float,
+        impact: ImpactFinder | None = None,
+    ) -> Grouped:
+        """Group ``events`` into incidents and move their targets' anchors; no ranking
+        (``O(events · open incidents)``)."""
         horizon = self.anomaly_points * max(step_s, 0.0)
-        touched: dict[str, set[str]] = {}
+        self._step_s = max(step_s, 0.0)
+        grouped = Grouped()
+        touched = grouped.touched
         for ev in sorted(events, key=lambda e: (e.ts, e.row)):
-            inc = self._incident_for(ev, graph, touched)
+            inc = self._incident_for(ev, graph, touched, grouped.merged)
             if ev.node not in inc.nodes:
                 inc.nodes.append(ev.node)
             inc.last_ts = max(inc.last_ts, ev.ts)
@@ -165,14 +221,24 @@ class Incidents:
             touched.setdefault(inc.incident_id, set()).add(ev.series_key)
         if impact is not None and touched:
             self._add_impact(impact(events, self._incident_of(touched)), touched, horizon)
-        return self._explain(touched, rank, graph_version)
+        return grouped
+
+    def is_explained(self, incident_id: str) -> bool:
+        """Whether an explanation of this open incident was returned already (a later one
+        is an update, the first is its onset)."""
+        inc = self.open.get(incident_id)
+        return inc is not None and any(t.version > 0 for t in inc.targets.values())
 
     def _incident_for(
-        self, ev: AnomalyEvent, graph: DependencyGraph, touched: dict[str, set[str]]
+        self,
+        ev: AnomalyEvent,
+        graph: DependencyGraph,
+        touched: dict[str, set[str]],
+        merged: dict[str, str],
     ) -> Incident:
         """The incident ``ev`` joins: a new one, or the oldest match with the other matches
         merged into it (their touched targets move along)."""
-        window = self.incident_window_s
+        window = self.window_s()
         match = [
             inc
             for inc in sorted(self.open.values(), key=lambda i: (i.start_ts, i.incident_id))
@@ -195,6 +261,10 @@ class Incidents:
             inc.start_ts = min(inc.start_ts, other.start_ts)
             inc.last_ts = max(inc.last_ts, other.last_ts)
             touched.setdefault(inc.incident_id, set()).update(touched.pop(other.incident_id, set()))
+            merged[other.incident_id] = inc.incident_id
+            for k, v in list(merged.items()):
+                if v == other.incident_id:
+                    merged[k] = inc.incident_id
             del self.open[other.incident_id]
         return inc
 
@@ -225,15 +295,21 @@ class Incidents:
                 inc.nodes.append(imp.node)
             touched[imp.incident_id].add(imp.series_key)
 
-    def _explain(
-        self, touched: dict[str, set[str]], rank: Ranker, graph_version: int
+    def explain(
+        self, touched: Mapping[str, Iterable[str]], rank: Ranker, graph_version: int = 0
     ) -> list[ExplanationResult]:
-        """Rank every touched target at its anchor; keep those whose content changed."""
+        """Rank every touched target at its anchor (as it is now: the newest evidence);
+        keep those whose content changed. Incidents closed since and unknown targets are
+        skipped."""
         out: list[ExplanationResult] = []
         for iid in sorted(touched):
-            inc = self.open[iid]
-            for key in sorted(touched[iid]):
-                t = inc.targets[key]
+            inc = self.open.get(iid)
+            if inc is None:
+                continue
+            for key in sorted(set(touched[iid])):
+                t = inc.targets.get(key)
+                if t is None:
+                    continue
                 try:
                     ranking = rank(t.node, t.row, t.peak_ts)
                 except StateError as exc:
@@ -262,10 +338,17 @@ class Incidents:
                 )
         return out
 
-    def close_stale(self, now_ts: float) -> list[str]:
-        """Close incidents without an event for ``incident_window_s``; returns their ids."""
+    def close_stale(
+        self, now_ts: float, keep: Iterable[str] = (), *, step_s: float | None = None
+    ) -> list[str]:
+        """Close incidents without an event for the incident window (:meth:`window_s`);
+        returns their ids. Incidents in ``keep`` (explanations still pending) stay open."""
+        kept = set(keep)
+        window = self.window_s(step_s)
         gone = [
-            iid for iid, inc in self.open.items() if now_ts - inc.last_ts > self.incident_window_s
+            iid
+            for iid, inc in self.open.items()
+            if now_ts - inc.last_ts > window and iid not in kept
         ]
         for iid in gone:
             del self.open[iid]

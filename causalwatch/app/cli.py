@@ -90,7 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--graph", type=Path, help="dependency graph (CSV cause,effect or YAML)")
     rp.add_argument("--scores-out", type=Path, help="CSV series,timestamp,value,score,alert")
     rp.add_argument("--explanations-out", type=Path, help="explanations, one JSON per line")
-    rp.add_argument("--targets", type=Path, help="CSV node,series,at: explain these on demand")
+    rp.add_argument(
+        "--targets", type=Path, help="CSV node,series,at[,start]: explain these on demand"
+    )
     rp.add_argument("--no-progress", action="store_true")
 
     ex = sub.add_parser("explain", help="explain a target series at a time, on demand")
@@ -99,6 +101,11 @@ def _parser() -> argparse.ArgumentParser:
         "--series", default=None, help="series key (default: the node's most anomalous series)"
     )
     ex.add_argument("--at", required=True, help="unix seconds or ISO 8601")
+    ex.add_argument(
+        "--since",
+        default=None,
+        help="start of the anomaly window, unix seconds or ISO 8601 (default: from the data)",
+    )
     ex.add_argument("--input", type=Path, help="replay this file first (offline explain)")
     ex.add_argument("--graph", type=Path, help="graph for offline explain")
     ex.add_argument(
@@ -213,12 +220,13 @@ def _explain(args: argparse.Namespace, settings: Any) -> int:
     from causalwatch.app.replay import Target, parse_timestamp
 
     at = parse_timestamp(args.at)
+    since = parse_timestamp(args.since) if args.since else None
     if args.input is not None:
         from causalwatch.app.replay import explain_offline
 
         exp, error = explain_offline(
             args.input,
-            Target(args.node, args.series, at),
+            Target(args.node, args.series, at, since),
             settings=settings,
             graph_file=args.graph,
         )
@@ -233,7 +241,7 @@ def _explain(args: argparse.Namespace, settings: Any) -> int:
 
     base = args.api or f"http://{settings.api.host}:{settings.api.port}"
     headers = {"Authorization": f"Bearer {settings.api.token}"} if settings.api.token else {}
-    body = {"node": args.node, "series": args.series, "at": at}
+    body = {"node": args.node, "series": args.series, "at": at, "since": since}
     try:
         resp = httpx.post(f"{base}/api/v1/explain", json=body, headers=headers, timeout=30)
     except httpx.HTTPError as exc:

@@ -124,16 +124,25 @@ class Target:
     node: str
     series: str | None
     at: float
+    #: start of the anomaly window (None: found from the data)
+    start: float | None = None
 
 
 def read_targets(path: Path) -> list[Target]:
-    """Targets for on-demand explanations: CSV ``node,series,at`` (series may be empty)."""
+    """Targets for on-demand explanations: CSV ``node,series,at[,start]`` (series and start
+    may be empty; ``start`` fixes the start of the anomaly window, like ``--since``)."""
     out = []
     with path.open(newline="") as fh:
         for row in csv.DictReader(fh):
             try:
+                start = row.get("start") or None
                 out.append(
-                    Target(row["node"], row.get("series") or None, parse_timestamp(row["at"]))
+                    Target(
+                        row["node"],
+                        row.get("series") or None,
+                        parse_timestamp(row["at"]),
+                        parse_timestamp(start) if start else None,
+                    )
                 )
             except (KeyError, RecordError) as exc:
                 raise ConfigError(
@@ -262,7 +271,7 @@ def _explain_target(
     if pipe.cores.explainer is None or on_target is None:
         return
     try:
-        exp = pipe.explain(target.node, target.series, target.at)
+        exp = pipe.explain(target.node, target.series, target.at, target.start)
     except CausalwatchError as exc:  # reported per target; the replay goes on
         on_target(target, None, str(exc))
         return

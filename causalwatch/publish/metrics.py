@@ -24,7 +24,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import make_wsgi_app
 from prometheus_client.registry import Collector
 
@@ -40,6 +45,34 @@ __all__ = [
 FloatArray = npt.NDArray[np.float64]
 
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+@dataclass
+class LatencyHistogram:
+    """Cumulative-bucket histogram of seconds, bumped by the pipeline, read at scrape."""
+
+    buckets: tuple[float, ...] = LATENCY_BUCKETS
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    sum: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        i = next((k for k, b in enumerate(self.buckets) if seconds <= b), len(self.buckets))
+        self.counts[i] += 1
+        self.sum += seconds
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        out, acc = [], 0
+        for b, n in zip((*self.buckets, float("inf")), self.counts, strict=True):
+            acc += n
+            out.append(("+Inf" if b == float("inf") else repr(b), float(acc)))
+        return out
+
+
+def _latency_by_kind() -> dict[str, LatencyHistogram]:
+    return {"first": LatencyHistogram(), "update": LatencyHistogram()}
 
 
 @dataclass
@@ -64,6 +97,12 @@ class PipelineStats:
     backends: tuple[str, ...] = ("kafka", "redis")
     #: checkpoints found missing while Kafka held committed offsets (state rebuilt)
     checkpoint_lost_total: int = 0
+    # the explainer worker (causalwatch.app.pipeline.worker)
+    explain_queue_depth: int = 0
+    explain_coalesced_total: int = 0
+    explain_dropped: Counter[str] = field(default_factory=Counter)
+    explain_latency: dict[str, LatencyHistogram] = field(default_factory=_latency_by_kind)
+    pages: Counter[str] = field(default_factory=Counter)  # kind: page | update
 
 
 @dataclass(frozen=True)
@@ -116,6 +155,11 @@ METRIC_NAMES = (
     "causalwatch_explainer_explanations_total",
     "causalwatch_explainer_errors_total",
     "causalwatch_explainer_explain_seconds",
+    "causalwatch_explainer_queue_depth",
+    "causalwatch_explainer_coalesced_total",
+    "causalwatch_explainer_dropped_total",
+    "causalwatch_explainer_latency_seconds",
+    "causalwatch_explainer_pages_total",
     "causalwatch_checkpoint_last_success_timestamp_seconds",
     "causalwatch_webhook_deliveries_total",
     "causalwatch_webhook_outbox_size",
@@ -197,6 +241,7 @@ class _StageCollector(Collector):
             "Explanations that failed with an error.",
             value=s.explainer_errors_total,
         )
+        yield from _worker_families(s)
         yield GaugeMetricFamily(
             "causalwatch_checkpoint_last_success_timestamp_seconds",
             "Unix time of the last durable checkpoint.",
@@ -325,6 +370,44 @@ class _StageCollector(Collector):
             "Open incidents.",
             value=len({r.incident_id for r in rows}),
         )
+
+
+def _worker_families(s: PipelineStats) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "causalwatch_explainer_queue_depth",
+        "Incidents waiting to be (re-)explained.",
+        value=s.explain_queue_depth,
+    )
+    yield CounterMetricFamily(
+        "causalwatch_explainer_coalesced",
+        "Alerts coalesced into an incident's pending explanation.",
+        value=s.explain_coalesced_total,
+    )
+    dropped = CounterMetricFamily(
+        "causalwatch_explainer_dropped",
+        "Pending re-explanations dropped (full: the queue was full; overflow: first "
+        "explanations kept past the bound).",
+        labels=["reason"],
+    )
+    for reason in ("full", "overflow"):
+        dropped.add_metric([reason], s.explain_dropped.get(reason, 0))
+    yield dropped
+    lat = HistogramMetricFamily(
+        "causalwatch_explainer_latency_seconds",
+        "Seconds from an incident's alert to its explanation in Redis.",
+        labels=["kind"],
+    )
+    for kind, h in sorted(s.explain_latency.items()):
+        lat.add_metric([kind], h.cumulative(), h.sum)
+    yield lat
+    pages = CounterMetricFamily(
+        "causalwatch_explainer_pages",
+        "Incident pages sent to receivers (page: a new incident; update: a later one).",
+        labels=["kind"],
+    )
+    for kind in ("page", "update"):
+        pages.add_metric([kind], s.pages.get(kind, 0))
+    yield pages
 
 
 @dataclass

@@ -28,6 +28,16 @@ explanation JSON), ``slack`` (``text`` + ``blocks``) and ``alertmanager`` (a lis
 for Alertmanager's ``POST /api/v2/alerts``, so Alertmanager routes, silences and inhibits
 causalwatch's findings like any alert; ``endsAt`` is left to Alertmanager's resolve_timeout).
 
+Pages are incidents: the pipeline marks each explanation a ``page`` (the first one of a new
+incident, whichever of its series and nodes it is on) or an ``update`` (everything after,
+until the incident closes): ``pages`` in :meth:`WebhookDispatcher.enqueue`, ``(kind,
+severity at the page)`` by explanation id. The kind is the ``X-Causalwatch-Event`` header
+(``page`` / ``update``; ``explanation`` when not given), Slack's text says "New incident"
+or "Update", and Alertmanager gets **one alert per incident**: its labels are
+``alertname="CausalwatchIncident"``, ``source``, ``incident_id`` and the severity of the
+page (fixed, so an update re-sends the same alert with new annotations instead of opening
+another); node, series and the ranking are annotations.
+
 Signature (Stripe-like): ``X-Causalwatch-Timestamp: <unix s>`` and
 ``X-Causalwatch-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + body)>``; see
 :func:`verify_signature`. Signing the timestamp with the body lets receivers reject replays.
@@ -43,7 +53,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -58,6 +68,7 @@ from causalwatch.store.outbox import WebhookOutbox
 
 __all__ = [
     "AlertEvent",
+    "PageInfo",
     "WebhookDispatcher",
     "render_body",
     "sign",
@@ -86,6 +97,9 @@ class AlertEvent:
 
 
 Event = Explanation | AlertEvent
+
+#: ``(kind, severity 0-100 when the incident was paged)``; kind is ``page`` or ``update``
+PageInfo = tuple[str, float]
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -159,16 +173,39 @@ def _slack(text: str, lines: list[str], context: str) -> dict[str, Any]:
     return {"text": text, "blocks": blocks}
 
 
-def render_body(kind: Kind, event: Event) -> bytes:
-    """The request body of one event for one receiver kind (UTF-8 JSON)."""
+def _incident_alert(expl: Explanation, page: PageInfo) -> dict[str, Any]:
+    """One Alertmanager alert per incident: the labels name the incident only."""
+    annotations = _am_annotations(expl)
+    annotations.update({"node": expl.target.node, "series": expl.target.series, "page": page[0]})
+    annotations["severity_now"] = _severity_label(expl.severity)
+    return {
+        "labels": {
+            "alertname": "CausalwatchIncident",
+            "source": "causalwatch",
+            "incident_id": expl.incident_id,
+            "severity": _severity_label(page[1]),
+        },
+        "annotations": annotations,
+        "startsAt": _rfc3339(expl.window.start),
+    }
+
+
+def render_body(kind: Kind, event: Event, page: PageInfo | None = None) -> bytes:
+    """The request body of one event for one receiver kind (UTF-8 JSON); ``page`` marks an
+    explanation as its incident's page or an update (see the module docstring)."""
     if isinstance(event, Explanation):
         expl = event
         if kind == "generic":
             return explanation_json(expl).encode()
         if kind == "slack":
             ctx = f"incident `{expl.incident_id}` v{expl.version} · graph v{expl.graph_version}"
-            body = _slack(":rotating_light: " + _summary(expl), _ranking(expl), ctx)
+            head = ":rotating_light: "
+            if page is not None:
+                head += "New incident: " if page[0] == "page" else "Update: "
+            body = _slack(head + _summary(expl), _ranking(expl), ctx)
             return json.dumps(body).encode()
+        if page is not None:
+            return json.dumps([_incident_alert(expl, page)]).encode()
         alert = {
             "labels": {
                 "alertname": "CausalwatchAnomaly",
@@ -281,15 +318,24 @@ class WebhookDispatcher:
 
     # ---------------------------------------------------------------- enqueue
 
-    def enqueue(self, explanations: Sequence[Explanation], now: float | None = None) -> int:
-        """Durably add one outbox entry per (explanation, webhook); returns how many are new."""
-        return self._enqueue_events(list(explanations), now)
+    def enqueue(
+        self,
+        explanations: Sequence[Explanation],
+        now: float | None = None,
+        *,
+        pages: Mapping[str, PageInfo] | None = None,
+    ) -> int:
+        """Durably add one outbox entry per (explanation, webhook); returns how many are new.
+        ``pages``: explanation id -> (``page`` | ``update``, severity at the page)."""
+        return self._enqueue_events(list(explanations), now, pages or {})
 
     def enqueue_alerts(self, events: Sequence[AlertEvent], now: float | None = None) -> int:
         """Same for enriched alerts from the incoming Alertmanager endpoint."""
         return self._enqueue_events(list(events), now)
 
-    def _enqueue_events(self, events: list[Event], now: float | None) -> int:
+    def _enqueue_events(
+        self, events: list[Event], now: float | None, pages: Mapping[str, PageInfo] | None = None
+    ) -> int:
         if not events or not self.webhooks:
             return 0
         t = self._clock() if now is None else now
@@ -297,6 +343,9 @@ class WebhookDispatcher:
         entries: list[dict[str, Any]] = []
         for ev in events:
             etype, key = _event_key(ev)
+            page = pages.get(ev.id) if pages and isinstance(ev, Explanation) else None
+            if page is not None:
+                etype = page[0]
             for hook in self.webhooks:
                 entries.append(
                     {
@@ -305,7 +354,7 @@ class WebhookDispatcher:
                         "kind": hook.kind,
                         "event": etype,
                         "key": key,
-                        "body": render_body(hook.kind, ev).decode(),
+                        "body": render_body(hook.kind, ev, page).decode(),
                         "attempts": 0,
                         "created_at": t,
                         "last_error": None,

@@ -64,15 +64,25 @@ Bodies by `kind`:
 - `slack`: `{"text": ..., "blocks": [...]}` with the likely root cause and the ranking.
 - `alertmanager`: a JSON list with one alert, the body of Alertmanager's
   `POST /api/v2/alerts`, so Alertmanager routes, groups, silences and inhibits causalwatch's
-  findings like any other alert. Labels: `alertname="CausalwatchAnomaly"`, `source`,
-  `incident_id`, `node`, `series`, `severity` (`critical` ≥ 80, `warning` ≥ 50, else `info`);
-  annotations: `summary`, `description` (the ranking), `root_cause`, `root_cause_score`,
-  `root_cause_share`, `explanation_id`. `endsAt` is not set: Alertmanager resolves the alert
-  after its `resolve_timeout` unless a newer version of the explanation arrives.
+  findings like any other alert. **One alert per incident**: labels
+  `alertname="CausalwatchIncident"`, `source`, `incident_id` and `severity` (`critical` ≥ 80,
+  `warning` ≥ 50, else `info`, as when the incident was paged), so every update of the
+  incident, on any of its series and nodes, updates the same alert;
+  annotations: `summary`, `description` (the ranking), `node`, `series`, `page` (`page` or
+  `update`), `severity_now`, `root_cause`, `root_cause_score`, `root_cause_share`,
+  `explanation_id`. `deploy/alertmanager/alertmanager.yml` groups them by `incident_id`: one
+  notification per incident. `endsAt` is not set: Alertmanager resolves the alert after its
+  `resolve_timeout` unless a newer explanation arrives.
+
+**Pages are incidents.** The first explanation of a new incident is its *page*; every later
+one (another series or node of the incident, a changed ranking) is an *update*, until the
+incident closes (no alert for `explainer.incident_window_points` steps).
+`causalwatch_explainer_pages_total{kind="page"|"update"}` counts them.
 
 Every request carries `Content-Type: application/json`, `X-Causalwatch-Event`
-(`explanation` or `alert`), `X-Causalwatch-Delivery` (stable per incident, target, version
-and URL: use it to drop repeats), `X-Causalwatch-Attempt`, `X-Causalwatch-Timestamp` (unix
+(`page` or `update` for explanations, `alert` for a forwarded alert),
+`X-Causalwatch-Delivery` (stable per incident, target, version and URL: use it to drop
+repeats), `X-Causalwatch-Attempt`, `X-Causalwatch-Timestamp` (unix
 seconds) and, when the receiver has a `secret`,
 `X-Causalwatch-Signature: sha256=<hex>`: HMAC-SHA256 of `<timestamp>.<raw body>`. Verify it
 on the raw bytes before parsing, and reject old timestamps to stop replays:
@@ -185,7 +195,7 @@ curl -fsS -X DELETE -H "Authorization: Bearer $CW_TOKEN" "$CW_URL/api/v1/mutes/$
 
 Enrich any Prometheus alert: point an Alertmanager receiver at causalwatch. It answers 202
 at once (503 when its queue is full; Alertmanager retries), explains the alert's series
-(its labels minus `alertname`/`severity`; node from the `service` label) at `startsAt`, and
+(its labels minus `alertname`/`severity`; node from the `service` label) from `startsAt` to now, and
 forwards the enriched alert to the webhooks above:
 
 ```yaml

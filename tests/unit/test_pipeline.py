@@ -214,6 +214,9 @@ def test_explainer_stage_keeps_scores_aligned_when_its_index_refuses_a_series() 
             seen.append([e.series_key for e in events])
             return []
 
+        def close_stale(self, now_ts, keep=()):  # type: ignore[no-untyped-def]
+            return []
+
     settings = load_settings()
     cores = Cores(index=SeriesIndex(max_series=1), detector=None, explainer=Recorder())  # type: ignore[arg-type]
     stage = build_pipeline(settings, "explainer", cores=cores).stage

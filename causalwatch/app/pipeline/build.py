@@ -136,18 +136,25 @@ class Pipeline:
         samples are in ``errors``. Holds the cores' lock."""
         with self.cores.lock:
             rows, kept, refused = assign_rows(batch, self.cores.index, records or [])
-            out = process_samples(self.cores, rows, kept, now_s, records)
+            out = process_samples(self.cores, rows, kept, now_s, records, self.adapters.clock())
+            if len(out.batch):
+                # the explainer worker, inline: deterministic, due requests at data time
+                now = float(out.batch.ts.max()) if now_s is None else now_s
+                out.explanations.extend(self.stage.worker.kick(now))
         if refused:
             out = dataclasses.replace(out, errors=refused + out.errors)
         return out
 
-    def explain(self, node: str, series: str | None, at: float) -> Explanation:
-        """Explain a node (or one series) at a time, on demand (the API, ``explain``)."""
+    def explain(
+        self, node: str, series: str | None, at: float, since: float | None = None
+    ) -> Explanation:
+        """Explain a node (or one series) at a time, on demand (the API, ``explain``);
+        ``since`` fixes the start of the anomaly window (e.g. an alert's ``startsAt``)."""
         exp = self.cores.explainer
         if exp is None:
             raise CausalwatchError(f"the {self.role!r} role has no explainer")
         with self.cores.lock:
-            return Explanation.from_result(exp.explain(node, series, at))
+            return Explanation.from_result(exp.explain(node, series, at, window_start=since))
 
     def series_view(self) -> SeriesView | None:
         return series_view(self.cores)
@@ -169,6 +176,9 @@ class Pipeline:
             self.standby = False
             if stop.is_set():
                 return
+        worker = self.stage.worker if self.cores.queue is not None else None
+        if worker is not None:
+            worker.start()  # explanations off the hot path
         try:
             run_stage(
                 self.stage,
@@ -183,6 +193,8 @@ class Pipeline:
                 rebuild_records=self.settings.redis.checkpoint_rebuild_records,
             )
         finally:
+            if worker is not None:
+                worker.stop()
             if lease is not None:
                 lease.release()
 

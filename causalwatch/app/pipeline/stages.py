@@ -22,12 +22,14 @@ from causalwatch.app.pipeline.steps import (
     detector_config,
     evict_stale,
     explain_events,
+    explain_queue,
     explainer_config,
     fired_events,
     ingest_limits,
     ingest_records,
     process_samples,
 )
+from causalwatch.app.pipeline.worker import ExplainWorker
 from causalwatch.errors import RecordError
 from causalwatch.models import Explanation, RawRecord, SampleBatch
 from causalwatch.publish.metrics import PipelineStats
@@ -61,7 +63,13 @@ class Results(Protocol):
 
 
 class Outbox(Protocol):
-    def enqueue(self, explanations: Sequence[Explanation]) -> int: ...
+    def enqueue(
+        self,
+        explanations: Sequence[Explanation],
+        now: float | None = None,
+        *,
+        pages: Mapping[str, tuple[str, float]] | None = None,
+    ) -> int: ...
 
 
 class Producer(Protocol):
@@ -149,6 +157,15 @@ class Stage:
         self.hooks: tuple[Hook, ...] = tuple(hooks)
         self.partitions = partitions
         self._next_evict_s = 0.0
+        #: ranks the queued alerts: inline after each batch unless started (threaded)
+        self.worker = ExplainWorker(
+            cores.lock,
+            lambda: self.cores.queue,
+            self._explain_touched,
+            self._publish,
+            stats,
+            observe_s=self.timers.explain,
+        )
 
     # -- input topics of this stage
     def topics(self) -> list[str]:
@@ -163,13 +180,30 @@ class Stage:
             self.sinks.deadletter.write_batch(errors)
         _count_errors(self.stats, errors)
 
+    def _explain_touched(self, touched: dict[str, list[str]]) -> list[Explanation]:
+        exp = self.cores.explainer
+        if exp is None:
+            return []
+        return [Explanation.from_result(r) for r in exp.explain_touched(touched)]
+
     def _publish(self, explanations: list[Explanation]) -> None:
+        """Explanations to Redis and the webhook outbox; each is its incident's ``page``
+        or an ``update`` (one page per incident, counted in ``stats.pages``)."""
         if not explanations:
             return
+        queue = self.cores.queue
+        pages = None
+        if queue is not None:
+            with self.cores.lock:
+                pages, new = queue.pages_for(explanations)
+            self.stats.pages.update(new)
         if self.sinks.results is not None:
             self.sinks.results.publish(explanations)
         if self.sinks.outbox is not None:
-            self.sinks.outbox.enqueue(explanations)
+            self.sinks.outbox.enqueue(explanations, pages=pages)
+        if queue is not None:
+            with self.cores.lock:
+                queue.published(e.id for e in explanations)
         self.stats.explanations_total += len(explanations)
 
     def _produce_columns(
@@ -190,6 +224,12 @@ class Stage:
             items.append((_group_key(part), body, []))
         producer.write_batch(topic, items)
 
+    def _kick(self, batch: SampleBatch) -> list[Explanation]:
+        """Wake the explainer worker after a batch (inline: its explanations, to publish)."""
+        if self.cores.queue is None or len(batch) == 0:
+            return []
+        return self.worker.kick(float(batch.ts.max()))
+
     def _count_in(self, records: list[RawRecord]) -> None:
         for r in records:
             self.stats.records_by_topic[r.topic] += 1
@@ -201,6 +241,10 @@ class Stage:
             cp.arrays["detector"] = self.cores.detector.snapshot()
         if self.cores.explainer is not None:
             cp.arrays["explainer"] = self.cores.explainer.snapshot()
+        if self.cores.queue is not None:
+            # pending requests and explanations built but not yet published: the offsets
+            # this checkpoint commits are covered by them (at-least-once)
+            cp.meta["explain_queue"] = self.cores.queue.to_json()
         return cp
 
     def restore(self, cp: Checkpoint) -> None:
@@ -216,6 +260,11 @@ class Stage:
                 cp.arrays["explainer"], explainer_config(self.settings), explainer.graph, index
             )
         self.cores.index, self.cores.detector, self.cores.explainer = index, detector, explainer
+        if self.cores.queue is not None:
+            queue = explain_queue(self.settings)
+            if "explain_queue" in cp.meta:
+                queue.load_json(cp.meta["explain_queue"])
+            self.cores.queue = queue
         # the settings may have changed since the checkpoint: re-apply the rules
         live = index.items()
         apply_sensitivity(self.cores, [r for _, r in live], [k for k, _ in live])
@@ -243,10 +292,11 @@ class AllStage(Stage):
                 records, self.formats, self.limits, self.cores.index, now_s
             )
             t1 = time.perf_counter()
-            out = process_samples(self.cores, rows, batch, records=records)
+            out = process_samples(self.cores, rows, batch, records=records, wall_s=now_s)
+            explanations = self._kick(out.batch)
         t2 = time.perf_counter()
         self._deadletter(errors + out.errors)
-        self._publish(out.explanations)
+        self._publish(explanations)
         t3 = time.perf_counter()
         self.stats.samples += len(out.batch)
         self.stats.alerts_total += len(out.events)
@@ -352,6 +402,7 @@ class ExplainerStage(Stage):
         decoded, errors = _decode_scores(records)
         explanations: list[Explanation] = []
         exp = self.cores.explainer
+        now_max = -np.inf
         with self.cores.lock:
             for sb in decoded:
                 rows, batch, more = assign_rows(sb.batch, self.cores.index, records)
@@ -367,7 +418,12 @@ class ExplainerStage(Stage):
                     self.cores.index, rows, batch, sb.fired, sb.expected, sb.score, sb.severity
                 )
                 now = float(batch.ts.max())
-                explanations.extend(explain_events(exp, rows, batch, events, now))
+                now_max = max(now_max, now)
+                explanations.extend(
+                    explain_events(exp, rows, batch, events, now, self.cores.queue, now_s)
+                )
+            if self.cores.queue is not None and np.isfinite(now_max):
+                explanations.extend(self.worker.kick(float(now_max)))
         self._deadletter(errors)
         self._publish(explanations)
         self.stats.samples += sum(len(sb.batch) for sb in decoded)

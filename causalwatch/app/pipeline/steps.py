@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from causalwatch.app.pipeline.worker import ExplainQueue
 from causalwatch.errors import RecordError
 from causalwatch.models import AnomalyEvent, Explanation, RawRecord, SampleBatch
 from causalwatch.publish.metrics import IncidentScore, SeriesView
@@ -55,6 +56,7 @@ def explainer_config(settings: Settings) -> ExplainerConfig:
         reference_points=e.reference_points,
         anomaly_points=e.anomaly_points,
         incident_window_s=e.incident_window_s,
+        incident_window_points=e.incident_window_points,
         learn_graph=e.learn_graph,
         max_root_causes=e.max_root_causes,
     )
@@ -85,6 +87,8 @@ class Cores:
     lock: threading.RLock = field(default_factory=threading.RLock)
     #: ``detector.sensitivity``: applied to each series when the detector first sees it
     sensitivity: tuple[SensitivityRule, ...] = ()
+    #: alerts waiting for the explainer worker (None: explained inline)
+    queue: ExplainQueue | None = None
 
 
 def sensitivity_for(key: str, rules: Sequence[SensitivityRule]) -> float:
@@ -121,8 +125,17 @@ def build_cores(
         else None
     )
     return Cores(
-        index=index, detector=det, explainer=exp, sensitivity=settings.detector.sensitivity
+        index=index,
+        detector=det,
+        explainer=exp,
+        sensitivity=settings.detector.sensitivity,
+        queue=explain_queue(settings) if explainer else None,
     )
+
+
+def explain_queue(settings: Settings) -> ExplainQueue:
+    e = settings.explainer
+    return ExplainQueue(max_pending=e.queue_max_pending, interval_points=e.update_interval_points)
 
 
 def ingest_records(
@@ -219,12 +232,28 @@ def explain_events(
     batch: SampleBatch,
     events: Sequence[AnomalyEvent],
     now_s: float,
+    queue: ExplainQueue | None = None,
+    wall_s: float = 0.0,
 ) -> list[Explanation]:
-    """The explain step: the batch's samples into the explainer's history, then the new
-    alerts into incidents and explanations (``O(batch)`` plus one ranking per touched
-    target). Every role that explains goes through here."""
+    """The explain step: the batch's samples into the explainer's history, the new alerts
+    grouped into incidents, stale incidents closed. Every role that explains goes through
+    here.
+
+    With a ``queue`` the touched incidents are submitted to it (``O(batch)``, no ranking;
+    the explainer worker ranks them, :mod:`~causalwatch.app.pipeline.worker`) and nothing
+    is returned; without, they are ranked here and the explanations returned. ``now_s`` is
+    data time; ``wall_s`` the wall time of the batch (for the latency measurement).
+    """
     explainer.observe(rows, batch.ts, batch.value)
-    return [Explanation.from_result(r) for r in explainer.on_anomalies(events, now_s)]
+    if queue is None:
+        out = [Explanation.from_result(r) for r in explainer.on_anomalies(events, now_s)]
+        explainer.close_stale(now_s)
+        return out
+    if events:
+        grouped = explainer.group(events)
+        queue.submit(grouped, explainer.is_explained, now_s, explainer.step_s, wall_s)
+    queue.forget(explainer.close_stale(now_s, keep=queue.pending_ids()))
+    return []
 
 
 def out_of_order_errors(
@@ -252,8 +281,10 @@ def process_samples(
     batch: SampleBatch,
     now_s: float | None = None,
     records: Sequence[RawRecord] | None = None,
+    wall_s: float = 0.0,
 ) -> StepOutput:
-    """Detect and explain one batch (pure: no I/O). ``now_s`` defaults to data time."""
+    """Detect one batch and hand its alerts to the explain step (pure: no I/O). ``now_s``
+    defaults to data time; with ``cores.queue`` the explanations come from the worker."""
     det = cores.detector
     if det is None:
         raise RuntimeError("process_samples needs a detector core")
@@ -276,7 +307,9 @@ def process_samples(
     explanations: list[Explanation] = []
     if cores.explainer is not None:
         now = float(batch.ts.max()) if now_s is None else now_s
-        explanations = explain_events(cores.explainer, rows, batch, events, now)
+        explanations = explain_events(
+            cores.explainer, rows, batch, events, now, cores.queue, wall_s
+        )
     return StepOutput(batch, rows, result, events, explanations, errors)
 
 

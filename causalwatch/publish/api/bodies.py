@@ -71,6 +71,12 @@ class ExplainRequest(_Body):
     at: float | None = Field(
         default=None, allow_inf_nan=False, description="unix seconds; default now"
     )
+    since: float | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        description="unix seconds: start of the anomaly window (e.g. when the alert started); "
+        "default: found from the data; outside the held data: 404",
+    )
 
 
 class EdgeIn(_Body):

@@ -3,7 +3,7 @@ backends) and the one error body, ``{"detail": <reason>}``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from fastapi.responses import JSONResponse
@@ -23,7 +23,15 @@ __all__ = [
     "error",
 ]
 
-ExplainFn = Callable[[str, str | None, float], Explanation]
+
+class ExplainFn(Protocol):
+    """``explain(node, series, at, since)``: ``since`` fixes the start of the anomaly
+    window (None: found from the data); raises ``StateError`` outside the held data."""
+
+    def __call__(
+        self, node: str, series: str | None, at: float, since: float | None = None
+    ) -> Explanation: ...
+
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "not found"}}
 

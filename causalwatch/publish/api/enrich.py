@@ -1,8 +1,9 @@
 """Incoming Alertmanager alerts, enriched with causalwatch's explanation.
 
 Alertmanager's webhook payloads (``POST /api/v1/alertmanager``) are put on a bounded queue
-and answered at once; :class:`AlertEnricher` workers explain each firing alert's series at
-its ``startsAt`` and forward the enriched alert through the outgoing webhooks.
+and answered at once; :class:`AlertEnricher` workers explain each firing alert's series over
+the window from its ``startsAt`` to now and forward the enriched alert through the outgoing
+webhooks.
 """
 
 from __future__ import annotations
@@ -141,13 +142,16 @@ class AlertEnricher:
         if alert.status == "firing" and self.explain is not None:
             try:
                 node, series = alert_target(alert.labels, self.node_label)
-                at = parse_rfc3339(alert.startsAt)
+                # the window the alert has been firing: from its startsAt to now (the
+                # explainer bounds both by the data it holds: StateError outside)
+                since = parse_rfc3339(alert.startsAt)
+                at = max(self._clock(), since)
                 try:
-                    explanation = self.explain(node, series, at)
+                    explanation = self.explain(node, series, at, since)
                 except StateError:
                     if series is None:
                         raise
-                    explanation = self.explain(node, None, at)  # unknown series: the node
+                    explanation = self.explain(node, None, at, since)  # unknown series
             except CausalwatchError as exc:
                 error = str(exc)
         elif self.explain is None:

@@ -29,6 +29,6 @@ def router(explain: ExplainFn | None, clock: Callable[[], float] = time.time) ->
         if explain is None:
             return error(503, "on-demand explanation is not configured in this process")
         at = clock() if req.at is None else req.at
-        return schemas.Explanation.from_result(explain(req.node, req.series, at))
+        return schemas.Explanation.from_result(explain(req.node, req.series, at, req.since))
 
     return r

@@ -49,6 +49,7 @@ def test_amtool_rejects_a_route_to_an_unknown_receiver(tmp_path: Path) -> None:
     [
         # causalwatch's own alerts already carry the explanation: to the operators.
         (["source=causalwatch", "alertname=CausalwatchNodeAnomaly", "node=cart"], "default"),
+        (["source=causalwatch", "alertname=CausalwatchIncident", "incident_id=inc-1"], "default"),
         (["source=causalwatch", "alertname=CausalwatchTargetDown", "severity=critical"], "default"),
         # Everybody else's alerts go to causalwatch to be explained and forwarded.
         (["alertname=HighLatency", "service=checkout", "severity=page"], "causalwatch-enrich"),

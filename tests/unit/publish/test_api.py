@@ -96,9 +96,11 @@ def build_explainer(t0: float = T0) -> Callable[[str, str | None, float], Explan
         ex.observe(rows, np.full(3, t0 + STEP_S * t), np.array([db, api, web]))
     lock = threading.Lock()
 
-    def explain(node: str, series: str | None, at: float) -> Explanation:
+    def explain(
+        node: str, series: str | None, at: float, since: float | None = None
+    ) -> Explanation:
         with lock:
-            return Explanation.from_result(ex.explain(node, series, at))
+            return Explanation.from_result(ex.explain(node, series, at, window_start=since))
 
     return explain
 
@@ -415,6 +417,22 @@ ALERT_PAYLOAD = {
 }
 
 
+def test_explain_with_since_is_bounded_by_the_held_data(http):
+    """``since`` fixes the window's start; outside the held data it is a 404, never an
+    allocation sized by the stray time."""
+    body = {"node": "web", "at": AT_FAULT, "since": AT_FAULT - 3 * STEP_S}
+    r = http.post("/api/v1/explain", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["window"]["start"] <= AT_FAULT - 2 * STEP_S
+    for since in (0.0, T0 - 86_400):
+        r = http.post("/api/v1/explain", json={**body, "since": since})
+        assert r.status_code == 404 and "outside the history held" in r.json()["detail"]
+    r = http.post("/api/v1/explain", json={**body, "since": AT_FAULT + STEP_S})
+    assert r.status_code == 200  # after the data: its latest time (a scrape ahead)
+    r = http.post("/api/v1/explain", json={**body, "since": "nan"})
+    assert r.status_code == 422
+
+
 def test_alertmanager_webhook_is_enriched_and_forwarded(redis_server, uid):
     with Receiver() as rx:
         s = make_stack(redis_server.url, uid, [WebhookSettings(url=rx.url, secret="k")])
@@ -458,10 +476,12 @@ def test_alertmanager_webhook_is_enriched_and_forwarded(redis_server, uid):
 def test_alertmanager_queue_full_answers_503(stack):
     gate_open = False
 
-    def slow_explain(node: str, series: str | None, at: float) -> Explanation:
+    def slow_explain(
+        node: str, series: str | None, at: float, since: float | None = None
+    ) -> Explanation:
         while not gate_open:
             time.sleep(0.01)
-        return EXPLAIN(node, series, at)
+        return EXPLAIN(node, series, at, since)
 
     app = stack.app(explain=slow_explain, alert_queue_size=1, alert_workers=1)
     with ApiClient(app, headers=AUTH) as c:
