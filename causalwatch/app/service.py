@@ -41,6 +41,7 @@ from causalwatch.store.client import connect, ping
 from causalwatch.store.feedback import FeedbackStore
 from causalwatch.store.graph import RedisDagCache
 from causalwatch.store.results import ResultStore
+from causalwatch.store.snapshots import SnapshotStore
 
 if TYPE_CHECKING:
     from causalwatch.publish.webhooks import WebhookDispatcher
@@ -114,7 +115,10 @@ def serve(
     feedback = FeedbackStore(client, prefix=prefix)
 
     # The cores first, so the metrics registry reads them at scrape time.
-    cores = build_cores(settings, detector=stage_name in ("all", "detector"), explainer=explains)
+    cores = build_cores(
+        settings, detector=stage_name in ("all", "detector"), explainer=explains, trail=explains
+    )
+    snapshots = SnapshotStore(client, prefix=prefix, ttl_s=results.guard_ttl_s)
     stats = PipelineStats()
     registry = build_registry(
         stats,
@@ -139,7 +143,10 @@ def serve(
         from causalwatch.store.outbox import WebhookOutbox
 
         dispatcher = WebhookDispatcher(
-            WebhookOutbox(client, prefix), settings.publish.webhooks, settings.publish
+            WebhookOutbox(client, prefix),
+            settings.publish.webhooks,
+            settings.publish,
+            page_base_url=settings.api.external_url,
         ).start()
         closers.append(dispatcher.close)
     lease = None
@@ -168,6 +175,7 @@ def serve(
         results=results,
         outbox=dispatcher,
         producer=producer,
+        snapshots=snapshots,
         checkpoints=RedisCheckpointStore(
             client, f"{prefix}checkpoint:{settings.kafka.group_id}:{stage_name}"
         ),
@@ -183,7 +191,7 @@ def serve(
     pipeline = build_pipeline(settings, stage_name, adapters, cores=cores, stats=stats)
     svc = Service(settings, pipeline, metrics.url, None, results, stop, closers=closers)
     if explains:
-        svc.api_url = _start_api(svc, dag_cache, feedback, dispatcher)
+        svc.api_url = _start_api(svc, dag_cache, feedback, dispatcher, snapshots)
 
     def loop() -> None:
         try:
@@ -219,10 +227,13 @@ def _start_api(
     dag_cache: RedisDagCache,
     feedback: FeedbackStore,
     dispatcher: WebhookDispatcher | None,
+    snapshots: SnapshotStore,
 ) -> str:
     import uvicorn
 
     from causalwatch.publish.api import create_app
+    from causalwatch.publish.api.pages import PageSources
+    from causalwatch.store.feed import ExplanationFeed
 
     settings = svc.settings
     app = create_app(
@@ -236,6 +247,11 @@ def _start_api(
         node_label=settings.ingest.node_label,
         alert_queue_size=settings.api.alert_queue_size,
         alert_workers=settings.api.alert_workers,
+        pages=PageSources(
+            snapshots=snapshots,
+            feed=ExplanationFeed(svc.results.client, prefix=settings.redis.prefix),
+            secure_cookie=(settings.api.external_url or "").startswith("https://"),
+        ),
     )
     config = uvicorn.Config(
         app, host=settings.api.host, port=settings.api.port, log_level="warning", lifespan="on"
