@@ -28,6 +28,7 @@ from explainer.dag import DependencyGraph
 __all__ = ["SCHEMA_VERSION", "build_snapshots"]
 
 SCHEMA_VERSION = 1
+_AFTER_STEPS = 30  # samples kept after the anomaly window, in explainer steps
 
 
 def _num(x: float) -> float | None:
@@ -36,6 +37,11 @@ def _num(x: float) -> float | None:
 
 def _nums(a: np.ndarray[Any, Any]) -> list[float | None]:
     return [_num(float(v)) for v in a.tolist()]
+
+
+def _times(a: np.ndarray[Any, Any]) -> list[float | None]:
+    """Unix seconds to the millisecond (six significant digits would round to hours)."""
+    return [round(float(v), 3) if math.isfinite(v) else None for v in a.tolist()]
 
 
 def _graph_nodes(g: DependencyGraph, exp: Explanation, max_nodes: int) -> list[str]:
@@ -92,14 +98,13 @@ def build_snapshots(
         for key, node, role in wanted:
             row = cores.index.get(key)
             data = trail.read(row) if row is not None else trail.read(-1)
-            keep = data["ts"] >= ref_start - 10 * step_s
+            # around the windows: a batch of old data can run far past the anomaly
+            keep = (data["ts"] >= ref_start - 10 * step_s) & (
+                data["ts"] <= win_end + _AFTER_STEPS * max(step_s, 1.0)
+            )
+            cols = {name: _nums(col[keep]) for name, col in data.items() if name != "ts"}
             series.append(
-                {
-                    "series": key,
-                    "node": node,
-                    "role": role,
-                    **{name: _nums(col[keep]) for name, col in data.items()},
-                }
+                {"series": key, "node": node, "role": role, "ts": _times(data["ts"][keep]), **cols}
             )
         node_out = []
         for n in nodes:
@@ -127,8 +132,8 @@ def build_snapshots(
                 "explanation_id": exp.id,
                 "incident_id": exp.incident_id,
                 "step_s": step_s,
-                "reference": [_num(ref_start), _num(win_start)],
-                "anomaly": [_num(win_start), _num(win_end)],
+                "reference": [round(ref_start, 3), round(win_start, 3)],
+                "anomaly": [round(win_start, 3), round(win_end, 3)],
                 "series": series,
                 "graph": {"nodes": node_out, "edges": edges},
             }

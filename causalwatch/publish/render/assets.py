@@ -29,11 +29,16 @@ a:focus-visible, button:focus-visible, select:focus-visible, input:focus-visible
 summary:focus-visible { outline: 3px solid #f59e0b; outline-offset: 2px; }
 .card { background:#fff; border:1px solid var(--line); border-radius:8px; padding:.75rem;
   margin-bottom: .75rem; min-width: 0; }
-.grid { display:grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap:.75rem; }
+.grid { display:grid; grid-template-columns: repeat(3, minmax(0, 1fr)); gap:.75rem; }
 .plots { display:grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap:.75rem; }
 @media (max-width: 900px) { .grid, .plots { grid-template-columns: minmax(0, 1fr); } }
 svg { width: 100%; height: auto; display:block; }
-svg.graph { max-height: 420px; }
+svg.swatch { display:inline-block; width:28px; height:12px; vertical-align:middle;
+  margin-right:.3rem; }
+#live { color:#86efac; font-size:.85rem; }
+/* the graph keeps its drawn size (readable labels) and scrolls sideways when wider */
+svg.graph { width: auto; max-width: none; }
+figure { margin: 0; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; width: 100%; font-size: .92rem; }
 th, td { text-align: left; padding: .35rem .5rem; border-bottom: 1px solid var(--line);
@@ -61,11 +66,7 @@ button[disabled] { opacity: .6; cursor: default; }
   margin-top:.4rem; }
 .sw { display:inline-block; width:1.6rem; height:.7rem; vertical-align:middle;
   margin-right:.3rem; border-radius:2px; }
-.sw.ref { background:#e5e7eb; } .sw.anom { background:#fde2e4; } .sw.band { background:#bfdbfe; }
-.sw.val { height:3px; background:#111827; } .sw.exp { height:0; border-top:2px dashed #1d4ed8; }
-.sw.path { height:4px; background:var(--accent); }
-.sw.learned { height:0; border-top:2px dashed #6b7280; }
-.sw.given { height:2px; background:#6b7280; }
+.sw.ref { background:#eef0f3; } .sw.anom { background:#fecdd3; } .sw.band { background:#bfdbfe; }
 .sw.hot { background: linear-gradient(90deg,#e4ede6,#f6c343,#d7303b); }
 nav.targets { display:flex; gap:.4rem; flex-wrap:wrap; margin-bottom:.6rem; }
 nav.targets a { padding:.2rem .6rem; border:1px solid var(--line); border-radius:6px;
@@ -111,7 +112,7 @@ SCRIPT = r"""
   if (list && window.EventSource) {
     var es = new EventSource(body.getAttribute("data-events"));
     var live = document.getElementById("live");
-    es.addEventListener("open", function () { if (live) live.textContent = "live"; });
+    es.addEventListener("open", function () { if (live) live.textContent = "● live"; });
     es.addEventListener("error", function () { if (live) live.textContent = "reconnecting"; });
     es.addEventListener("incident", function (ev) {
       var msg = JSON.parse(ev.data);
@@ -156,13 +157,16 @@ SCRIPT = r"""
       send("POST", body.getAttribute("data-mute-url"), payload)
         .then(function (m) {
           btn.disabled = false;
-          var until = new Date(m.until * 1000).toISOString().replace(".000Z", "Z");
+          var until = new Date(m.until * 1000).toISOString().slice(0, 19).replace("T", " ") +
+                      " UTC";
           say("Muted " + mute.elements["what"].selectedOptions[0].textContent +
               " until " + until + " (mute " + m.id + ").", true);
           var ul = document.getElementById("mutes");
           if (ul) {
             var li = document.createElement("li");
-            li.textContent = JSON.stringify(m.matchers) + " until " + until;
+            li.textContent = Object.keys(m.matchers).sort().map(function (k) {
+              return k + "=" + m.matchers[k];
+            }).join(", ") + " until " + until;
             ul.appendChild(li);
             var none = document.getElementById("no-mutes");
             if (none) none.remove();

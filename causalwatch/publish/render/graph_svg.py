@@ -133,19 +133,20 @@ def render_graph(
     on_path = {(path[i], path[i + 1]) for i in range(len(path) - 1)}
     path_nodes = set(path)
     parts = [
-        f'<svg class="graph" viewBox="0 0 {lay.width:.0f} {lay.height:.0f}" role="img" '
+        f'<svg class="graph" viewBox="0 0 {lay.width:.0f} {lay.height:.0f}" '
+        f'width="{lay.width:.0f}" height="{lay.height:.0f}" role="img" '
         f'aria-labelledby="graph-title" data-target="{escape(target)}" '
         f'data-path="{escape(" -> ".join(path))}" preserveAspectRatio="xMidYMid meet">',
         f'<title id="graph-title">Dependency graph around {escape(target)}'
         + (f"; root-cause path {escape(' → '.join(path))}" if len(path) > 1 else "")
         + "</title>",
         "<defs>"
-        '<marker id="arr" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
-        'markerHeight="7" orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" '
-        'fill="#6b7280"/></marker>'
-        f'<marker id="arr-hot" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" '
-        f'markerHeight="6" orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" '
-        f'fill="{ACCENT}"/></marker></defs>',
+        '<marker id="arr" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="9" '
+        'markerHeight="9" markerUnits="userSpaceOnUse" orient="auto"><path '
+        'd="M0,0L10,5L0,10z" fill="#6b7280"/></marker>'
+        f'<marker id="arr-hot" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="12" '
+        f'markerHeight="12" markerUnits="userSpaceOnUse" orient="auto"><path '
+        f'd="M0,0L10,5L0,10z" fill="{ACCENT}"/></marker></defs>',
     ]
     # edges first (under the nodes); the path last so it is drawn on top
     ordered = sorted(edges, key=lambda e: (str(e["cause"]), str(e["effect"])) in on_path)

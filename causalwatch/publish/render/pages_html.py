@@ -157,7 +157,7 @@ def shares_of(exp: Mapping[str, Any]) -> Shares:
 
 def _shares_svg(sh: Shares) -> str:
     rows = [*sh.parts, ("unexplained", sh.unexplained)]
-    bar_h, gap, label_w, w = 22, 8, 150, 520
+    bar_h, gap, label_w, w = 22, 8, 130, 400
     h = len(rows) * (bar_h + gap)
     parts = [
         f'<svg class="shares" viewBox="0 0 {w} {h}" role="img" aria-label="shares of the '
@@ -251,6 +251,19 @@ def list_page(
 
 
 # --------------------------------------------------------------------------- one incident
+def _swatch(shape: str) -> str:
+    return (
+        '<span><svg class="swatch" width="28" height="12" viewBox="0 0 28 12" '
+        f'aria-hidden="true">{shape}</svg>'
+    )
+
+
+def _mute_text(matchers: Mapping[str, str], until: float) -> str:
+    """``service=db until 2026-12-01 15:16:40 UTC``."""
+    what = ", ".join(f"{k}={v}" for k, v in sorted(matchers.items()))
+    return f"{what} until {_utc(until)}"
+
+
 def _verdict_text(v: Any) -> str:
     if isinstance(v, str):
         return v
@@ -387,8 +400,8 @@ def incident_page(
     nav = "".join(
         f'<a href="/incidents/{quote(iid)}?{urlencode({"target": key})}"'
         f"{' aria-current=' + chr(34) + 'page' + chr(34) if key == selected else ''}>"
-        f"{escape(str(t.get('node')))} · {escape(key)} · severity "
-        f"{float(t.get('severity') or 0):.0f}</a>"
+        f'<span title="{escape(key)}">{escape(str(t.get("node")))} · '
+        f"{escape(key.split('{', 1)[0] or key)}</span> · {float(t.get('severity') or 0):.0f}</a>"
         for key, t in targets.items()
         if isinstance(t, Mapping)
     )
@@ -447,10 +460,17 @@ def incident_page(
         candidates=[str(rc.get("node")) for rc in rcs],
     )
     legend = (
-        '<div class="legend"><span><i class="sw given"></i>given edge</span>'
-        '<span><i class="sw learned"></i>learned edge</span>'
-        '<span><i class="sw path"></i>root-cause path</span>'
-        '<span><i class="sw hot"></i>anomaly severity 0 → 100</span></div>'
+        '<div class="legend">'
+        + _swatch('<line x1="0" y1="6" x2="28" y2="6" stroke="#6b7280" stroke-width="2"/>')
+        + "given edge</span>"
+        + _swatch(
+            '<line x1="0" y1="6" x2="28" y2="6" stroke="#6b7280" stroke-width="2" '
+            'stroke-dasharray="5 3"/>'
+        )
+        + "learned edge</span>"
+        + _swatch('<line x1="0" y1="6" x2="28" y2="6" stroke="#c2185b" stroke-width="4"/>')
+        + "root-cause path</span>"
+        + '<span><i class="sw hot"></i>anomaly severity 0 → 100</span></div>'
     )
     graph_note = (
         ""
@@ -482,20 +502,28 @@ def incident_page(
         else '<p class="muted">No series history was kept for this explanation.</p>'
     )
     plot_legend = (
-        '<div class="legend"><span><i class="sw val"></i>value</span>'
-        '<span><i class="sw exp"></i>expected</span><span><i class="sw band"></i>band</span>'
-        '<span><i class="sw ref"></i>reference window</span>'
-        '<span><i class="sw anom"></i>anomaly window</span></div>'
+        '<div class="legend">'
+        + _swatch('<line x1="0" y1="6" x2="28" y2="6" stroke="#111827" stroke-width="2"/>')
+        + "value</span>"
+        + _swatch(
+            '<line x1="0" y1="6" x2="28" y2="6" stroke="#1d4ed8" stroke-width="1.6" '
+            'stroke-dasharray="5 3"/>'
+        )
+        + "expected</span>"
+        + '<span><i class="sw band"></i>band</span>'
+        + '<span><i class="sw ref"></i>reference window</span>'
+        + '<span><i class="sw anom"></i>anomaly window</span></div>'
     )
     note = f'<p class="muted">{escape(sh.note)}</p>' if sh.note else ""
     content = (
         head
-        + '<div class="grid"><section class="card" aria-labelledby="h-graph">'
-        + '<h2 id="h-graph">Dependency graph</h2>'
+        + '<section class="card" aria-labelledby="h-graph"><h2 id="h-graph">Dependency graph'
+        + '</h2><div class="scroll" tabindex="0" aria-label="graph, scrolls sideways">'
         + graph_svg
+        + "</div>"
         + legend
         + graph_note
-        + '</section><div><section class="card" aria-labelledby="h-verdict">'
+        + '</section><div class="grid"><section class="card" aria-labelledby="h-verdict">'
         + '<h2 id="h-verdict">Verdict</h2>'
         + _verdict_html(exp)
         + summary
@@ -505,7 +533,7 @@ def incident_page(
         + note
         + "</section>"
         + _feedback_html(inc, exp, node_label, mutes)
-        + '</div></div><section aria-labelledby="h-series"><h2 id="h-series">Series against '
+        + '</div><section aria-labelledby="h-series"><h2 id="h-series">Series against '
         + "the expected value and band</h2>"
         + plot_legend
         + plots_html

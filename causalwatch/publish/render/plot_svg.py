@@ -119,8 +119,8 @@ def render_plot(
 
     parts = [head]
     for win, fill, cls, label in (
-        (reference, "#e5e7eb", "win-reference", "reference window"),
-        (anomaly, "#fde2e4", "win-anomaly", "anomaly window"),
+        (reference, "#eef0f3", "win-reference", "reference window"),
+        (anomaly, "#fecdd3", "win-anomaly", "anomaly window"),
     ):
         if not win or win[0] is None or win[1] is None:
             continue
@@ -130,6 +130,11 @@ def render_plot(
                 f'<rect class="{cls}" x="{px(a):.1f}" y="{TOP}" width="{px(b) - px(a):.1f}" '
                 f'height="{ph}" fill="{fill}"><title>{label}</title></rect>'
             )
+            if cls == "win-anomaly":  # a one-bin window is thin: mark its start
+                parts.append(
+                    f'<line x1="{px(a):.1f}" x2="{px(a):.1f}" y1="{TOP}" y2="{TOP + ph}" '
+                    'stroke="#e11d48" stroke-width="1" stroke-dasharray="3 2"/>'
+                )
     for v in ticks:
         y = py(v)
         parts.append(
