@@ -8,8 +8,10 @@ different backends, and the package holds no algorithm. One ``APIRouter`` module
 resource: :mod:`~causalwatch.publish.api.incidents` (incidents and explanations),
 :mod:`~causalwatch.publish.api.explain`, :mod:`~causalwatch.publish.api.graph`,
 :mod:`~causalwatch.publish.api.feedback` (false positives, mutes),
-:mod:`~causalwatch.publish.api.alertmanager`, :mod:`~causalwatch.publish.api.webhooks` and
-:mod:`~causalwatch.publish.api.health`; bodies in :mod:`~causalwatch.publish.api.bodies`.
+:mod:`~causalwatch.publish.api.alertmanager`, :mod:`~causalwatch.publish.api.webhooks`,
+:mod:`~causalwatch.publish.api.health` and the pages for people,
+:mod:`~causalwatch.publish.api.pages`; bodies in :mod:`~causalwatch.publish.api.bodies`.
+Every lookup goes through :func:`~causalwatch.publish.api.deps.get_or_404`.
 
 Errors are mapped once, at the edge: ``GraphError`` -> 422, ``StateError`` (unknown series,
 incident or row) -> 404, ``BackendError`` (Redis, HTTP) -> 503 with ``Retry-After``, other
@@ -18,7 +20,8 @@ FastAPI's 422 with the field in ``detail[].loc``.
 
 Authentication: when ``token`` is set every route but ``/healthz`` and ``/readyz`` needs
 ``Authorization: Bearer <token>`` (401 without it, 403 with a wrong one), the OpenAPI schema
-(``/openapi.json``) included.
+(``/openapi.json``) included. The pages' session cookie is accepted too, for writes only with
+the pages' own header (see :mod:`~causalwatch.publish.api.pages`).
 
 Outgoing deliveries can be inspected and dead ones retried under ``/api/v1/webhooks``.
 
