@@ -254,7 +254,12 @@ def _start_api(
         ),
     )
     config = uvicorn.Config(
-        app, host=settings.api.host, port=settings.api.port, log_level="warning", lifespan="on"
+        app,
+        host=settings.api.host,
+        port=settings.api.port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=3,  # open event streams (the pages) must not hold a stop
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="http-api", daemon=True)

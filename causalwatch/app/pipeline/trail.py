@@ -93,16 +93,20 @@ class Trail:
         if rows.min() < 0:
             raise StateError(f"trail: negative row {int(rows.min())}")
         self._ensure(int(rows.max()) + 1)
-        order = np.argsort(rows, kind="stable")
-        r = rows[order]
-        n = r.size
-        start = np.r_[True, r[1:] != r[:-1]]
-        first = np.maximum.accumulate(np.where(start, np.arange(n), 0))
-        k = np.arange(n) - first  # rank of the sample within its row
-        per_row = np.bincount(r, minlength=self.capacity)
-        keep = k >= per_row[r] - self.points  # only a row's last `points` samples matter
-        r, k, o = r[keep], k[keep], order[keep]
-        pos = (self.head[r] + k) % self.points
+        per_row = np.bincount(rows, minlength=self.capacity)
+        if per_row.max() <= 1:  # the live case: each series once per batch, no sort needed
+            r, o = rows, np.arange(rows.size)
+            pos = self.head[r]
+        else:
+            order = np.argsort(rows, kind="stable")
+            r = rows[order]
+            n = r.size
+            start = np.r_[True, r[1:] != r[:-1]]
+            first = np.maximum.accumulate(np.where(start, np.arange(n), 0))
+            k = np.arange(n) - first  # rank of the sample within its row
+            keep = k >= per_row[r] - self.points  # only a row's last `points` samples matter
+            r, k, o = r[keep], k[keep], order[keep]
+            pos = (self.head[r] + k) % self.points
         self.ts[r, pos] = np.asarray(ts, dtype=np.float64)[o]
         for c, src in zip(COLUMNS, (value, expected, lower, upper, score), strict=True):
             self.cols[c][r, pos] = np.asarray(src, dtype=np.float64)[o]
