@@ -117,33 +117,52 @@ class Shares:
     """What each cause explains and the unexplained rest, in percent of the target's
     deviation, as the explanation gives them (or converted from fractions)."""
 
-    def __init__(self, parts: list[tuple[str, float]], unexplained: float, note: str) -> None:
+    def __init__(
+        self,
+        parts: list[tuple[str, float]],
+        unexplained: float,
+        note: str,
+        opposing: list[tuple[str, float]] | None = None,
+    ) -> None:
         self.parts = parts
         self.unexplained = unexplained
         self.note = note
+        self.opposing = opposing or []
+
+
+def _finite(v: Any) -> float:
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    return float(v) if ok else 0.0
 
 
 def shares_of(exp: Mapping[str, Any]) -> Shares:
     """Shares as non-negative percentages with the unexplained rest.
 
-    Explanations with an ``unexplained`` field carry percentages already; older ones carry
-    signed fractions, shown clipped at 0 with the rest computed here.
+    Explanations with an ``unexplained`` field carry non-negative shares that sum with it to
+    1 (fractions; percentages are accepted too) and may list ``opposing`` nodes apart;
+    older ones carry signed fractions, shown clipped at 0 with the rest computed here.
 
     >>> s = shares_of({"root_causes": [{"node": "db", "share": 0.6}, {"node": "x", "share": -0.1}]})
     >>> s.parts, s.unexplained
     ([('db', 60.0), ('x', 0.0)], 40.0)
-    >>> shares_of({"root_causes": [{"node": "db", "share": 70.0}], "unexplained": 30.0}).parts
-    [('db', 70.0)]
+    >>> s = shares_of({"root_causes": [{"node": "db", "share": 0.7}], "unexplained": 0.3,
+    ...                "opposing": [{"node": "cache", "share": 0.1}]})
+    >>> s.parts, s.unexplained, s.opposing
+    ([('db', 70.0)], 30.0, [('cache', 10.0)])
     """
     rcs = [rc for rc in exp.get("root_causes") or [] if isinstance(rc, Mapping)]
-    raw = [(str(rc.get("node")), rc.get("share")) for rc in rcs]
-    vals = [
-        (n, float(v) if isinstance(v, int | float) and math.isfinite(v) else 0.0) for n, v in raw
-    ]
+    vals = [(str(rc.get("node")), _finite(rc.get("share"))) for rc in rcs]
     unexplained = exp.get("unexplained")
     if isinstance(unexplained, int | float) and not isinstance(unexplained, bool):
-        parts = [(n, max(0.0, v)) for n, v in vals]
-        return Shares(parts, max(0.0, float(unexplained)), "")
+        rest = _finite(unexplained)
+        scale = 100.0 if rest <= 1.0 and all(v <= 1.0 for _, v in vals) else 1.0
+        opp = [
+            (str(o.get("node")), max(0.0, _finite(o.get("share"))) * scale)
+            for o in exp.get("opposing") or []
+            if isinstance(o, Mapping)
+        ]
+        parts = [(n, max(0.0, v) * scale) for n, v in vals]
+        return Shares(parts, max(0.0, rest * scale), "", opp)
     parts = [(n, max(0.0, v) * 100.0) for n, v in vals]
     total = sum(v for _, v in parts)
     note = ""
@@ -200,7 +219,7 @@ def incident_row(inc: Mapping[str, Any], now: float) -> str:
         f'<td><a href="/incidents/{quote(iid)}">{escape(iid)}</a></td>'
         f"<td>{escape(', '.join(str(n) for n in inc.get('nodes') or []))}</td>"
         f'<td class="num">{severity:.0f}</td>'
-        f"<td>{escape(_verdict_text(verdict)) if verdict is not None else '–'}</td>"
+        f"<td>{escape(_verdict_label(verdict)) if verdict is not None else '–'}</td>"
         f'<td><span class="cause">{escape(str(cause)) if cause else "–"}</span>{share_txt}</td>'
         f'<td><span class="badge {escape(status)}">{escape(status)}</span></td>'
         f'<td><time datetime="{escape(_utc(updated))}" title="{escape(_utc(updated))}">'
@@ -275,6 +294,14 @@ def _verdict_text(v: Any) -> str:
     return str(v)
 
 
+_VERDICT_LABELS = {"root_cause": "Root cause found", "inconclusive": "Inconclusive"}
+
+
+def _verdict_label(v: Any) -> str:
+    text = _verdict_text(v)
+    return _VERDICT_LABELS.get(text, text)
+
+
 def _verdict_html(exp: Mapping[str, Any]) -> str:
     v = exp.get("verdict")
     if v is None:
@@ -287,8 +314,17 @@ def _verdict_html(exp: Mapping[str, Any]) -> str:
             if not isinstance(val, Mapping | list)
         )
         detail = f'<ul class="muted">{items}</ul>' if items else ""
+    text = _verdict_text(v)
+    label = _VERDICT_LABELS.get(text, text)
+    reason = exp.get("verdict_reason")
+    if isinstance(reason, str) and reason:
+        detail += f'<p class="muted" id="verdict-reason">{escape(reason)}</p>'
+    method = exp.get("method")
+    if isinstance(method, str) and method:
+        detail += f'<p class="muted">ranking method: <code>{escape(method)}</code></p>'
     return (
-        f'<p class="verdict" id="verdict"><strong>{escape(_verdict_text(v))}</strong></p>{detail}'
+        f'<p class="verdict" id="verdict" data-verdict="{escape(text)}"><strong>'
+        f"{escape(label)}</strong></p>{detail}"
     )
 
 
@@ -515,6 +551,9 @@ def incident_page(
         + '<span><i class="sw anom"></i>anomaly window</span></div>'
     )
     note = f'<p class="muted">{escape(sh.note)}</p>' if sh.note else ""
+    if sh.opposing:
+        pulled = ", ".join(f"{escape(n)} ({v:.0f} %)" for n, v in sh.opposing)
+        note += f'<p class="muted" id="opposing">Pulled the other way: {pulled}.</p>'
     content = (
         head
         + '<section class="card" aria-labelledby="h-graph"><h2 id="h-graph">Dependency graph'

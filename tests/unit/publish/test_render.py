@@ -141,3 +141,32 @@ def test_incident_row_escapes_and_summarises() -> None:
     row = incident_row(inc, now=400.0)
     assert "<1>" not in row and "db&lt;x&gt;" in row and "(55 %)" in row
     assert "propagated" in row and "5 min ago" in row and 'href="/incidents/i%3C1%3E"' in row
+
+
+def test_incident_page_with_the_answer_fields() -> None:
+    """Verdict, its reason, the method, fractional shares summing with ``unexplained`` to 1
+    and the nodes that pulled the other way (the explanation contract's newer fields)."""
+    inc = {"incident_id": "i", "status": "open", "nodes": ["api"], "targets": {}}
+    exp = _exp(
+        verdict="root_cause",
+        verdict_reason="db changed on its own (p < 0.001)",
+        method="scm",
+        unexplained=0.2,
+        opposing=[{"node": "cache", "series": None, "share": 0.05}],
+    )
+    exp["root_causes"] = [{"node": "db", "share": 0.8, "score": 0.9}]
+    html = incident_page(
+        inc=inc,
+        exp=exp,
+        snapshot=None,
+        selected=None,
+        node_label="service",
+        mutes=[],
+        nonce="n",
+        logout=False,
+    )
+    assert 'data-verdict="root_cause"><strong>Root cause found</strong>' in html
+    assert "db changed on its own (p &lt; 0.001)" in html and "<code>scm</code>" in html
+    assert 'data-node="db" data-pct="80.0"' in html
+    assert 'data-node="unexplained" data-pct="20.0"' in html
+    assert "Pulled the other way: cache (5 %)" in html
