@@ -44,6 +44,7 @@ table { border-collapse: collapse; width: 100%; font-size: .92rem; }
 th, td { text-align: left; padding: .35rem .5rem; border-bottom: 1px solid var(--line);
   vertical-align: top; }
 th { background: #f3f4f6; font-weight: 600; white-space: nowrap; }
+td.nowrap { white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .badge { display:inline-block; padding:.05rem .5rem; border-radius:999px; font-size:.85rem;
   border:1px solid var(--line); background:#f3f4f6; white-space:nowrap; }

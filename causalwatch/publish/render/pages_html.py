@@ -216,13 +216,14 @@ def incident_row(inc: Mapping[str, Any], now: float) -> str:
     share_txt = f" ({share:.0f} %)" if isinstance(share, int | float) else ""
     return (
         f'<tr id="inc-{escape(iid)}" data-status="{escape(status)}">'
-        f'<td><a href="/incidents/{quote(iid)}">{escape(iid)}</a></td>'
+        f'<td class="nowrap"><a href="/incidents/{quote(iid)}">{escape(iid)}</a></td>'
         f"<td>{escape(', '.join(str(n) for n in inc.get('nodes') or []))}</td>"
         f'<td class="num">{severity:.0f}</td>'
         f"<td>{escape(_verdict_label(verdict)) if verdict is not None else '–'}</td>"
         f'<td><span class="cause">{escape(str(cause)) if cause else "–"}</span>{share_txt}</td>'
         f'<td><span class="badge {escape(status)}">{escape(status)}</span></td>'
-        f'<td><time datetime="{escape(_utc(updated))}" title="{escape(_utc(updated))}">'
+        f'<td class="nowrap"><time datetime="{escape(_utc(updated))}" '
+        f'title="{escape(_utc(updated))}">'
         f"{escape(age_text(now - updated))}</time></td></tr>"
     )
 
