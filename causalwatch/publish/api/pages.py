@@ -21,6 +21,7 @@ import hmac
 import json
 import logging
 import secrets
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ __all__ = [
     "PAGE_HEADER",
     "SESSION_COOKIE",
     "Feed",
+    "LoginFailures",
     "PageSources",
     "SnapshotReader",
     "has_page_session",
@@ -92,6 +94,39 @@ def incident_url(base_url: str, incident_id: str) -> str:
     'https://cw.example.com/ops/incidents/ab12'
     """
     return f"{base_url.rstrip('/')}/incidents/{quote(incident_id, safe='')}"
+
+
+class LoginFailures:
+    """Wrong tokens per client address: after ``limit`` within ``window_s`` the login form
+    answers 429 until the oldest of them is ``window_s`` old (slows guessing; bounded to
+    ``max_clients`` addresses, the stalest forgotten first).
+
+    >>> f = LoginFailures(limit=2, window_s=60.0)
+    >>> f.add("a", 0.0); f.add("a", 1.0)
+    >>> f.wait_s("a", 2.0), f.wait_s("b", 2.0), f.wait_s("a", 61.0)
+    (58.0, 0.0, 0.0)
+    """
+
+    def __init__(self, limit: int = 10, window_s: float = 60.0, max_clients: int = 1024):
+        self.limit = limit
+        self.window_s = window_s
+        self.max_clients = max_clients
+        self._seen: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, client: str, now: float) -> None:
+        with self._lock:
+            times = [t for t in self._seen.pop(client, []) if t > now - self.window_s]
+            self._seen[client] = [*times, now][-self.limit :]
+            while len(self._seen) > self.max_clients:
+                self._seen.pop(next(iter(self._seen)))
+
+    def wait_s(self, client: str, now: float) -> float:
+        with self._lock:
+            times = [t for t in self._seen.get(client, []) if t > now - self.window_s]
+        if len(times) < self.limit:
+            return 0.0
+        return max(0.0, times[0] + self.window_s - now)
 
 
 def _session_value(token: str) -> str:
@@ -145,6 +180,7 @@ def router(
 ) -> APIRouter:
     r = APIRouter(include_in_schema=False)
     logout = token is not None
+    failures = LoginFailures()
 
     def login_redirect(request: Request) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -181,8 +217,17 @@ def router(
         dest = _safe_next((form.get("next") or ["/"])[0])
         if token is None:
             return RedirectResponse(dest, status_code=303)
+        client = request.client.host if request.client else "?"
+        wait_s = failures.wait_s(client, clock())
+        if wait_s > 0:
+            nonce = secrets.token_urlsafe(16)
+            page = login_page(dest, nonce, f"Too many wrong tokens; try again in {wait_s:.0f} s.")
+            resp = _html(page, nonce, status=429)
+            resp.headers["Retry-After"] = f"{wait_s:.0f}"
+            return resp
         if not hmac.compare_digest(given.encode(), token.encode()):
-            log.warning("page login refused: wrong token")
+            failures.add(client, clock())
+            log.warning("page login refused: wrong token", extra={"client": client})
             nonce = secrets.token_urlsafe(16)
             return _html(login_page(dest, nonce, "Wrong token."), nonce, status=401)
         resp = RedirectResponse(dest, status_code=303)

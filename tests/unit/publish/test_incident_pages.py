@@ -250,3 +250,13 @@ def test_event_stream_listeners_are_bounded(pages: Pages) -> None:
         assert r.status_code == 503 and r.headers["retry-after"] == "10"
     pages.feed.release()
     pages.feed.release()
+
+
+def test_wrong_tokens_are_throttled_per_client(pages: Pages) -> None:
+    with ApiClient(pages.app) as c:
+        for _ in range(10):
+            assert _login(c, "guess").status_code == 401
+        r = _login(c, "guess")
+        assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
+        assert "Too many wrong tokens" in r.text
+        assert _login(c).status_code == 429  # even the right one, until the window passes
