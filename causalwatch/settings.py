@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -318,6 +319,16 @@ class ExplainerSettings(_Section):
     # Replicas of `run explainer` share one lease: the holder works, the others stand by
     # and take over within this many seconds when it stops renewing.
     lease_ttl_s: float = Field(default=15.0, ge=1.0)
+    # The incident page's plots: samples with the detector's expected value and band kept
+    # per series by the explaining process (28 bytes per point per series); 0: no plots.
+    trail_points: int = Field(default=150, ge=0, le=10_000)
+
+    @field_validator("trail_points")
+    @classmethod
+    def _trail_points(cls, v: int) -> int:
+        if v == 1:
+            raise ValueError("must be 0 (no plots) or at least 2 (got 1)")
+        return v
 
     @field_validator("graph_file")
     @classmethod
@@ -381,6 +392,21 @@ class ApiSettings(_Section):
     # Incoming Alertmanager webhook: bounded queue (503 when full) and enrichment workers.
     alert_queue_size: int = Field(default=256, ge=1)
     alert_workers: int = Field(default=2, ge=1, le=32)
+    # Base URL users reach this API at (behind a proxy, say): links to the incident page in
+    # webhook bodies and the demo. None: no links.
+    external_url: str | None = None
+
+    @field_validator("external_url")
+    @classmethod
+    def _external_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        parsed = urlsplit(v.strip())
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(f"must be an absolute http:// or https:// URL (got {v!r})")
+        if parsed.query or parsed.fragment:
+            raise ValueError(f"must have no query or fragment (got {v!r})")
+        return v.strip().rstrip("/")
 
 
 class Settings(BaseSettings):

@@ -11,6 +11,8 @@
 #   socat, openssl           a TLS-terminating proxy (client certificates too) in front
 #                            of the test broker, and the certificates for it
 #                            (tests/integration/test_kafka_security.py)
+#   chromium, chromium-driver  a real headless browser for the incident pages
+#                            (tests/integration/test_pages_browser.py, through selenium)
 set -euo pipefail
 
 need=()
@@ -20,9 +22,11 @@ command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 
 if [ "${#need[@]}" -eq 0 ]; then
-    echo "deploy/ci-install.sh: promtool, amtool, docker-compose, shellcheck, socat and openssl already installed"
+    echo "deploy/ci-install.sh: promtool, amtool, docker-compose, shellcheck, socat, openssl and chromium already installed"
     exit 0
 fi
 

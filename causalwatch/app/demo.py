@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from causalwatch.models import Explanation
 from causalwatch.settings import load_settings
@@ -222,6 +223,7 @@ def run_demo(
         graph_file = Path(tmp) / "graph.csv"
         graph_file.write_text(scenario.graph.to_csv())
         root = scenario.roots[0]
+        api_port = free_port()
         settings = load_settings(
             kafka={
                 "bootstrap_servers": broker.bootstrap,
@@ -237,7 +239,7 @@ def run_demo(
             },
             redis={"url": redis_srv.url, "checkpoint_interval_s": 2.0},
             publish={"metrics_port": free_port()},
-            api={"port": free_port()},
+            api={"port": api_port, "external_url": f"http://127.0.0.1:{api_port}"},
             explainer={"graph_file": graph_file},
         )
         echo(f"  broker  {broker.bootstrap}   redis  {redis_srv.url}")
@@ -295,6 +297,12 @@ def run_demo(
             p = settings.redis.prefix
             echo("")
             echo("Where to look:")
+            if settings.api.external_url:
+                echo(
+                    f"  incident page        {settings.api.external_url}/incidents/"
+                    f"{quote(best.incident_id, safe='')}  (all incidents: "
+                    f"{settings.api.external_url}/)"
+                )
             echo(
                 f"  latest explanation   redis-cli -u {redis_srv.url} GET {p}latest:"
                 f"{best.target.node}"

@@ -44,6 +44,7 @@ from causalwatch.store.client import connect, ping
 from causalwatch.store.feedback import FeedbackStore
 from causalwatch.store.graph import RedisDagCache
 from causalwatch.store.results import ResultStore
+from causalwatch.store.snapshots import SnapshotStore
 
 if TYPE_CHECKING:
     from causalwatch.publish.webhooks import WebhookDispatcher
@@ -131,7 +132,10 @@ def serve(
     feedback = FeedbackStore(client, prefix=prefix)
 
     # The cores first, so the metrics registry reads them at scrape time.
-    cores = build_cores(settings, detector=stage_name in ("all", "detector"), explainer=explains)
+    cores = build_cores(
+        settings, detector=stage_name in ("all", "detector"), explainer=explains, trail=explains
+    )
+    snapshots = SnapshotStore(client, prefix=prefix, ttl_s=results.guard_ttl_s)
     stats = PipelineStats()
     health = BackendHealth(stats)
     retry = Retry(health, stop)
@@ -154,12 +158,17 @@ def serve(
         from causalwatch.store.outbox import WebhookOutbox
 
         dispatcher = WebhookDispatcher(
-            WebhookOutbox(client, prefix), settings.publish.webhooks, settings.publish
+            WebhookOutbox(client, prefix),
+            settings.publish.webhooks,
+            settings.publish,
+            page_base_url=settings.api.external_url,
         ).start()
         closers.append(dispatcher.close)
     api_url = None
     if explains:
-        api_url = _start_api(settings, box, results, dag_cache, feedback, dispatcher, closers)
+        api_url = _start_api(
+            settings, box, results, dag_cache, feedback, dispatcher, closers, snapshots
+        )
 
     try:
         # Wait for the backends rather than exit: a restart during an outage rides it out.
@@ -211,6 +220,7 @@ def serve(
         results=retried(results, "redis"),
         outbox=retried(dispatcher, "redis"),
         producer=retried(producer, "kafka"),
+        snapshots=retried(snapshots, "redis"),
         checkpoints=RedisCheckpointStore(
             client, f"{prefix}checkpoint:{settings.kafka.group_id}:{stage_name}"
         ),
@@ -283,12 +293,14 @@ class _Box:
             reasons.append("stopping")
         return not reasons, reasons
 
-    def explain(self, node: str, series: str | None, at: float) -> Explanation:
+    def explain(
+        self, node: str, series: str | None, at: float, since: float | None = None
+    ) -> Explanation:
         if self.svc is None:
             raise BackendError(
                 "the pipeline is starting (waiting for Redis/Kafka)", backend="redis"
             )
-        return self.svc.pipeline.explain(node, series, at)
+        return self.svc.pipeline.explain(node, series, at, since)
 
 
 def _start_api(
@@ -299,10 +311,13 @@ def _start_api(
     feedback: FeedbackStore,
     dispatcher: WebhookDispatcher | None,
     closers: list[Callable[[], None]],
+    snapshots: SnapshotStore,
 ) -> str:
     import uvicorn
 
     from causalwatch.publish.api import create_app
+    from causalwatch.publish.api.pages import PageSources
+    from causalwatch.store.feed import ExplanationFeed
 
     app = create_app(
         store=results,
@@ -315,9 +330,19 @@ def _start_api(
         node_label=settings.ingest.node_label,
         alert_queue_size=settings.api.alert_queue_size,
         alert_workers=settings.api.alert_workers,
+        pages=PageSources(
+            snapshots=snapshots,
+            feed=ExplanationFeed(results.client, prefix=settings.redis.prefix),
+            secure_cookie=(settings.api.external_url or "").startswith("https://"),
+        ),
     )
     config = uvicorn.Config(
-        app, host=settings.api.host, port=settings.api.port, log_level="warning", lifespan="on"
+        app,
+        host=settings.api.host,
+        port=settings.api.port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=3,  # open event streams (the pages) must not hold a stop
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="http-api", daemon=True)

@@ -57,6 +57,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import quote, urlencode
 
 import httpx
 
@@ -70,6 +71,7 @@ __all__ = [
     "AlertEvent",
     "PageInfo",
     "WebhookDispatcher",
+    "page_link",
     "render_body",
     "sign",
     "verify_signature",
@@ -148,7 +150,29 @@ def _summary(expl: Explanation) -> str:
     )
 
 
-def _am_annotations(expl: Explanation, prefix: str = "") -> dict[str, str]:
+def page_link(base_url: str | None, event: Event) -> str | None:
+    """The incident page of a published explanation (``api.external_url``), or, for an
+    enriched alert (explained on demand, so not a stored incident), the incident list
+    filtered by its node; None without a base URL.
+
+    >>> from causalwatch.models import Target, TimeWindow
+    >>> e = Explanation(id="e", incident_id="i 1", target=Target(node="db", series="x"),
+    ...     detected_at=0.0, window=TimeWindow(start=0.0, end=1.0), severity=1.0,
+    ...     root_causes=[], graph_version=0)
+    >>> page_link("https://cw.example.com/", e)
+    'https://cw.example.com/incidents/i%201'
+    """
+    if not base_url:
+        return None
+    base = base_url.rstrip("/")
+    if isinstance(event, Explanation):
+        return f"{base}/incidents/{quote(event.incident_id, safe='')}"
+    if event.explanation is not None:
+        return f"{base}/?{urlencode({'node': event.explanation.target.node})}"
+    return f"{base}/"
+
+
+def _am_annotations(expl: Explanation, prefix: str = "", url: str | None = None) -> dict[str, str]:
     top = expl.root_causes[0] if expl.root_causes else None
     out = {
         f"{prefix}summary": _summary(expl),
@@ -156,6 +180,8 @@ def _am_annotations(expl: Explanation, prefix: str = "") -> dict[str, str]:
         f"{prefix}explanation_id": expl.id,
         f"{prefix}incident_id": expl.incident_id,
     }
+    if url is not None:
+        out[f"{prefix}incident_url"] = url
     if top is not None:
         out[f"{prefix}root_cause"] = top.node
         out[f"{prefix}root_cause_score"] = f"{top.score:.3f}"
@@ -173,9 +199,9 @@ def _slack(text: str, lines: list[str], context: str) -> dict[str, Any]:
     return {"text": text, "blocks": blocks}
 
 
-def _incident_alert(expl: Explanation, page: PageInfo) -> dict[str, Any]:
+def _incident_alert(expl: Explanation, page: PageInfo, url: str | None) -> dict[str, Any]:
     """One Alertmanager alert per incident: the labels name the incident only."""
-    annotations = _am_annotations(expl)
+    annotations = _am_annotations(expl, url=url)
     annotations.update({"node": expl.target.node, "series": expl.target.series, "page": page[0]})
     annotations["severity_now"] = _severity_label(expl.severity)
     return {
@@ -190,22 +216,31 @@ def _incident_alert(expl: Explanation, page: PageInfo) -> dict[str, Any]:
     }
 
 
-def render_body(kind: Kind, event: Event, page: PageInfo | None = None) -> bytes:
+def render_body(
+    kind: Kind, event: Event, page: PageInfo | None = None, page_base_url: str | None = None
+) -> bytes:
     """The request body of one event for one receiver kind (UTF-8 JSON); ``page`` marks an
-    explanation as its incident's page or an update (see the module docstring)."""
+    explanation as its incident's page or an update (see the module docstring). With
+    ``page_base_url`` (``api.external_url``) it links the incident page: ``incident_url``
+    in generic bodies and Alertmanager annotations, a link in Slack's context line."""
+    url = page_link(page_base_url, event)
     if isinstance(event, Explanation):
         expl = event
         if kind == "generic":
-            return explanation_json(expl).encode()
+            if url is None:
+                return explanation_json(expl).encode()
+            return json.dumps({**explanation_dict(expl), "incident_url": url}).encode()
         if kind == "slack":
             ctx = f"incident `{expl.incident_id}` v{expl.version} · graph v{expl.graph_version}"
+            if url is not None:
+                ctx += f" · <{url}|open the incident page>"
             head = ":rotating_light: "
             if page is not None:
                 head += "New incident: " if page[0] == "page" else "Update: "
             body = _slack(head + _summary(expl), _ranking(expl), ctx)
             return json.dumps(body).encode()
         if page is not None:
-            return json.dumps([_incident_alert(expl, page)]).encode()
+            return json.dumps([_incident_alert(expl, page, url)]).encode()
         alert = {
             "labels": {
                 "alertname": "CausalwatchAnomaly",
@@ -215,7 +250,7 @@ def render_body(kind: Kind, event: Event, page: PageInfo | None = None) -> bytes
                 "series": expl.target.series,
                 "severity": _severity_label(expl.severity),
             },
-            "annotations": _am_annotations(expl),
+            "annotations": _am_annotations(expl, url=url),
             "startsAt": _rfc3339(expl.window.start),
         }
         return json.dumps([alert]).encode()
@@ -229,6 +264,7 @@ def render_body(kind: Kind, event: Event, page: PageInfo | None = None) -> bytes
                 "alert": ev.alert,
                 "explanation": None if ev.explanation is None else explanation_dict(ev.explanation),
                 "explain_error": ev.error,
+                **({"incident_url": url} if url is not None else {}),
             }
         ).encode()
     labels = dict(ev.alert.get("labels") or {})
@@ -242,10 +278,11 @@ def render_body(kind: Kind, event: Event, page: PageInfo | None = None) -> bytes
             lines = [f"no causalwatch explanation: {ev.error}"]
         else:
             lines = []
-        return json.dumps(_slack(head, lines, "enriched by causalwatch")).encode()
+        ctx = "enriched by causalwatch" + (f" · <{url}|open causalwatch>" if url else "")
+        return json.dumps(_slack(head, lines, ctx)).encode()
     annotations = dict(ev.alert.get("annotations") or {})
     if ev.explanation is not None:
-        annotations.update(_am_annotations(ev.explanation, prefix="causalwatch_"))
+        annotations.update(_am_annotations(ev.explanation, prefix="causalwatch_", url=url))
     elif ev.error:
         annotations["causalwatch_error"] = ev.error
     out = {"labels": labels, "annotations": annotations}
@@ -284,6 +321,8 @@ class WebhookDispatcher:
     http, rng, clock
         Injected for tests; defaults are one ``httpx.Client``, ``random.Random()`` and
         ``time.time``.
+    page_base_url
+        ``api.external_url``: bodies link the incident page; None: no links.
     """
 
     def __init__(
@@ -295,8 +334,10 @@ class WebhookDispatcher:
         http: httpx.Client | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
+        page_base_url: str | None = None,
     ) -> None:
         self.outbox = outbox
+        self.page_base_url = page_base_url
         self.webhooks = list(webhooks)
         self.settings = settings or PublishSettings()
         self._secrets = {w.url: w.secret for w in self.webhooks}
@@ -354,7 +395,7 @@ class WebhookDispatcher:
                         "kind": hook.kind,
                         "event": etype,
                         "key": key,
-                        "body": render_body(hook.kind, ev, page).decode(),
+                        "body": render_body(hook.kind, ev, page, self.page_base_url).decode(),
                         "attempts": 0,
                         "created_at": t,
                         "last_error": None,

@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from causalwatch.app.demo import produce_scenario
 from causalwatch.app.service import Service, serve
 from causalwatch.settings import load_settings
+from causalwatch.store.snapshots import SnapshotStore
 from ingest.kafka_sink import KafkaSink, ensure_topics
 from tests.integration.helpers import shop, stage_settings, stop_all
 
@@ -78,6 +80,15 @@ def test_three_processes_produce_explanations(
         text = urllib.request.urlopen(services["detector"].metrics_url, timeout=5).read().decode()
         assert 'causalwatch_detector_anomaly_score{node="frontend"' in text
         assert services["explainer"].cores.detector is None  # the explainer holds no detector
+        # the incident page's snapshot, from the scores topic's expected value and band
+        best = next(e for e in found if e.root_causes and e.root_causes[0].node == root)
+        ex_settings = services["explainer"].settings
+        client = redis.Redis.from_url(ex_settings.redis.url)
+        snap = SnapshotStore(client, prefix=ex_settings.redis.prefix).get(best.id)
+        assert snap is not None and snap["series"][0]["series"] == best.target.series
+        target = snap["series"][0]
+        assert len(target["ts"]) > 20
+        assert all(lo <= up for lo, up in zip(target["lower"], target["upper"], strict=True))
     finally:
         stop_all(stops, services.values())
 

@@ -18,6 +18,7 @@ from causalwatch.app.pipeline.stages import (
     Results,
     Role,
     Sinks,
+    Snapshots,
     Stage,
     Timers,
 )
@@ -73,7 +74,8 @@ class Adapters:
     """The I/O a pipeline runs against, all optional: replay and the benchmarks pass none.
 
     ``source`` builds the consumer (Kafka in the service); ``deadletter``, ``results``,
-    ``outbox`` and ``producer`` are the sinks; ``checkpoints`` stores the role's checkpoint
+    ``outbox``, ``producer`` and ``snapshots`` (the incident page's plots and graph, written
+    with each explanation) are the sinks; ``checkpoints`` stores the role's checkpoint
     (and, for ``detector``, one per input partition); ``graph_cache``, ``feedback``,
     ``deliveries`` and ``lease`` are the stores and publishers the between-batch hooks keep
     the cores in step with; ``timers`` receive seconds per stage; ``clock`` is wall time;
@@ -85,6 +87,7 @@ class Adapters:
     results: Results | None = None
     outbox: Outbox | None = None
     producer: Producer | None = None
+    snapshots: Snapshots | None = None
     checkpoints: CheckpointStore | None = None
     graph_cache: GraphCache | None = None
     feedback: FeedbackSource | None = None
@@ -272,6 +275,7 @@ def build_pipeline(
         results=adapters.results if _has_explainer(role) else None,
         outbox=adapters.outbox,
         producer=adapters.producer,
+        snapshots=adapters.snapshots if _has_explainer(role) else None,
     )
     stage = STAGES[role](
         settings,

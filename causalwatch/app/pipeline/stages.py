@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from causalwatch.app.pipeline.snapshot import build_snapshots
 from causalwatch.app.pipeline.steps import (
     Cores,
     apply_sensitivity,
@@ -72,6 +73,10 @@ class Outbox(Protocol):
     ) -> int: ...
 
 
+class Snapshots(Protocol):
+    def write_batch(self, snapshots: Sequence[Mapping[str, Any]]) -> int: ...
+
+
 class Producer(Protocol):
     def write_batch(self, topic: str, items: list[Item]) -> None: ...
 
@@ -82,6 +87,7 @@ class Sinks:
     results: Results | None = None
     outbox: Outbox | None = None
     producer: Producer | None = None
+    snapshots: Snapshots | None = None
 
 
 @dataclass
@@ -197,6 +203,15 @@ class Stage:
             with self.cores.lock:
                 pages, new = queue.pages_for(explanations)
             self.stats.pages.update(new)
+        if self.sinks.snapshots is not None and self.cores.trail is not None:
+            # before the results: a page opened from the notification finds its plots
+            with self.cores.lock:
+                snaps = build_snapshots(
+                    self.cores,
+                    explanations,
+                    reference_points=self.settings.explainer.reference_points,
+                )
+            self.sinks.snapshots.write_batch(snaps)
         if self.sinks.results is not None:
             self.sinks.results.publish(explanations)
         if self.sinks.outbox is not None:
@@ -265,6 +280,8 @@ class Stage:
             if "explain_queue" in cp.meta:
                 queue.load_json(cp.meta["explain_queue"])
             self.cores.queue = queue
+        if self.cores.trail is not None:
+            self.cores.trail.clear()  # its rows were the old index's
         # the settings may have changed since the checkpoint: re-apply the rules
         live = index.items()
         apply_sensitivity(self.cores, [r for _, r in live], [k for k, _ in live])
@@ -366,6 +383,8 @@ class ScoredBatch:
     score: FloatArray
     severity: FloatArray
     expected: FloatArray
+    lower: FloatArray
+    upper: FloatArray
     fired: BoolArray
 
     def select(self, mask: BoolArray) -> ScoredBatch:
@@ -375,6 +394,8 @@ class ScoredBatch:
             self.score[mask],
             self.severity[mask],
             self.expected[mask],
+            self.lower[mask],
+            self.upper[mask],
             self.fired[mask],
         )
 
@@ -382,7 +403,9 @@ class ScoredBatch:
 def _decode_scores(records: list[RawRecord]) -> tuple[list[ScoredBatch], list[RecordError]]:
     decoded, errors = _decode_internal(records, SCORE_FIELDS)
     scored = [
-        ScoredBatch(b, c["score"], c["severity"], c["expected"], c["fired"] > 0.5)
+        ScoredBatch(
+            b, c["score"], c["severity"], c["expected"], c["lower"], c["upper"], c["fired"] > 0.5
+        )
         for b, c in decoded
     ]
     return scored, errors
@@ -414,6 +437,10 @@ class ExplainerStage(Stage):
                     sb = sb.select(np.fromiter((k in self.cores.index for k in keys), bool))
                 if exp is None or len(rows) == 0:
                     continue
+                if self.cores.trail is not None:
+                    self.cores.trail.append(
+                        rows, batch.ts, batch.value, sb.expected, sb.lower, sb.upper, sb.score
+                    )
                 events = fired_events(
                     self.cores.index, rows, batch, sb.fired, sb.expected, sb.score, sb.severity
                 )

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from causalwatch.app.pipeline.trail import Trail
 from causalwatch.app.pipeline.worker import ExplainQueue
 from causalwatch.errors import RecordError
 from causalwatch.models import AnomalyEvent, Explanation, RawRecord, SampleBatch
@@ -89,6 +90,8 @@ class Cores:
     sensitivity: tuple[SensitivityRule, ...] = ()
     #: alerts waiting for the explainer worker (None: explained inline)
     queue: ExplainQueue | None = None
+    #: scored samples with expected value and band, for the incident page (None: not kept)
+    trail: Trail | None = None
 
 
 def sensitivity_for(key: str, rules: Sequence[SensitivityRule]) -> float:
@@ -114,9 +117,12 @@ def build_cores(
     detector: bool = True,
     explainer: bool = True,
     explainer_cfg: ExplainerConfig | None = None,
+    trail: bool = False,
 ) -> Cores:
     """The cores of one process sharing one series index. ``explainer_cfg`` overrides the
-    configuration taken from the settings (benchmarks that fix ``step_s``)."""
+    configuration taken from the settings (benchmarks that fix ``step_s``); ``trail`` keeps
+    the incident page's short history (``explainer.trail_points``) in an explaining
+    process."""
     index = SeriesIndex(settings.ingest.node_label, max_series=settings.ingest.max_series)
     det = Detector(detector_config(settings)) if detector else None
     exp = (
@@ -124,12 +130,14 @@ def build_cores(
         if explainer
         else None
     )
+    points = settings.explainer.trail_points
     return Cores(
         index=index,
         detector=det,
         explainer=exp,
         sensitivity=settings.detector.sensitivity,
         queue=explain_queue(settings) if explainer else None,
+        trail=Trail(points) if trail and exp is not None and points > 0 else None,
     )
 
 
@@ -303,6 +311,10 @@ def process_samples(
             first = {int(rows[i]): batch.series_keys[i] for i in np.flatnonzero(fresh)}
             apply_sensitivity(cores, list(first), list(first.values()))
     result = det.step(rows, batch.ts, batch.value)
+    if cores.trail is not None:
+        cores.trail.append(
+            rows, batch.ts, batch.value, result.expected, result.lower, result.upper, result.score
+        )
     events = events_from(cores.index, rows, batch, result)
     explanations: list[Explanation] = []
     if cores.explainer is not None:
@@ -332,6 +344,8 @@ def evict_stale(cores: Cores, now_s: float, ttl_s: float) -> int:
             return 0
         if cores.explainer is not None:
             cores.explainer.forget_rows(rows)
+        if cores.trail is not None:
+            cores.trail.clear(rows)
         det.reset_rows(rows)
         cores.index.remove(rows)
     log.info("evicted stale series", extra={"rows": int(rows.size), "ttl_s": ttl_s})

@@ -8,8 +8,10 @@ different backends, and the package holds no algorithm. One ``APIRouter`` module
 resource: :mod:`~causalwatch.publish.api.incidents` (incidents and explanations),
 :mod:`~causalwatch.publish.api.explain`, :mod:`~causalwatch.publish.api.graph`,
 :mod:`~causalwatch.publish.api.feedback` (false positives, mutes),
-:mod:`~causalwatch.publish.api.alertmanager`, :mod:`~causalwatch.publish.api.webhooks` and
-:mod:`~causalwatch.publish.api.health`; bodies in :mod:`~causalwatch.publish.api.bodies`.
+:mod:`~causalwatch.publish.api.alertmanager`, :mod:`~causalwatch.publish.api.webhooks`,
+:mod:`~causalwatch.publish.api.health` and the pages for people,
+:mod:`~causalwatch.publish.api.pages`; bodies in :mod:`~causalwatch.publish.api.bodies`.
+Every lookup goes through :func:`~causalwatch.publish.api.deps.get_or_404`.
 
 Errors are mapped once, at the edge: ``GraphError`` -> 422, ``StateError`` (unknown series,
 incident or row) -> 404, ``BackendError`` (Redis, HTTP) -> 503 with ``Retry-After``, other
@@ -18,7 +20,8 @@ FastAPI's 422 with the field in ``detail[].loc``.
 
 Authentication: when ``token`` is set every route but ``/healthz`` and ``/readyz`` needs
 ``Authorization: Bearer <token>`` (401 without it, 403 with a wrong one), the OpenAPI schema
-(``/openapi.json``) included.
+(``/openapi.json``) included. The pages' session cookie is accepted too, for writes only with
+the pages' own header (see :mod:`~causalwatch.publish.api.pages`).
 
 Outgoing deliveries can be inspected and dead ones retried under ``/api/v1/webhooks``.
 
@@ -47,6 +50,7 @@ from causalwatch.publish.api import alertmanager, health, incidents
 from causalwatch.publish.api import explain as explain_route
 from causalwatch.publish.api import feedback as feedback_route
 from causalwatch.publish.api import graph as graph_route
+from causalwatch.publish.api import pages as pages_route
 from causalwatch.publish.api import webhooks as webhooks_route
 from causalwatch.publish.api.deps import (
     Dispatcher,
@@ -86,6 +90,7 @@ def create_app(
     alert_queue_size: int = 256,
     alert_workers: int = 2,
     clock: Callable[[], float] = time.time,
+    pages: pages_route.PageSources | None = None,
 ) -> FastAPI:
     """Build the API app; ``app.state.enricher`` is its :class:`AlertEnricher`.
 
@@ -114,6 +119,9 @@ def create_app(
         ``ingest.node_label``, ``api.alert_queue_size``, ``api.alert_workers``.
     clock
         Unix seconds now (mute times, the default ``at``).
+    pages
+        What the incident pages read besides ``store`` (:mod:`~causalwatch.publish.api.pages`);
+        None: no pages are served.
     """
     enricher = AlertEnricher(
         explain,
@@ -141,9 +149,17 @@ def create_app(
     )
     app.state.enricher = enricher
 
-    def auth(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]) -> None:
+    def auth(
+        request: Request,
+        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+    ) -> None:
         if token is None:
             return
+        if creds is None and pages is not None and pages_route.has_page_session(request, token):
+            # the pages' session cookie; writes only from the pages' script (custom header)
+            if request.method in ("GET", "HEAD") or pages_route.PAGE_HEADER in request.headers:
+                return
+            raise _AuthError(403, f"page session writes need the {pages_route.PAGE_HEADER} header")
         if creds is None:
             raise _AuthError(401, "missing bearer token (Authorization: Bearer <token>)")
         if not hmac.compare_digest(creds.credentials.encode(), token.encode()):
@@ -177,4 +193,10 @@ def create_app(
     api.include_router(alertmanager.router(enricher))
     api.include_router(webhooks_route.router(dispatcher))
     app.include_router(api)
+    if pages is not None:
+        app.include_router(
+            pages_route.router(
+                store, feedback, pages, token=token, node_label=node_label, clock=clock
+            )
+        )
     return app

@@ -4,10 +4,11 @@ backends) and the one error body, ``{"detail": <reason>}``."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from fastapi.responses import JSONResponse
 
+from causalwatch.errors import StateError
 from causalwatch.models import Explanation
 from causalwatch.publish.webhooks import AlertEvent
 from causalwatch.schemas import FalsePositive, Mute
@@ -21,6 +22,7 @@ __all__ = [
     "GraphCache",
     "IncidentStore",
     "error",
+    "get_or_404",
 ]
 
 
@@ -34,6 +36,28 @@ class ExplainFn(Protocol):
 
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "not found"}}
+
+
+T = TypeVar("T")
+
+
+def get_or_404(value: T | None, detail: str) -> T:
+    """``value``, or a 404 ``{"detail": detail}`` when it is None or False (a store found
+    nothing, or a delete/requeue had nothing to act on).
+
+    Every route that looks something up goes through here: it raises ``StateError``, which
+    the app maps to 404 in one place.
+
+    >>> get_or_404({"a": 1}, "unknown thing")
+    {'a': 1}
+    >>> get_or_404(None, "unknown thing 'x'")
+    Traceback (most recent call last):
+    ...
+    causalwatch.errors.StateError: unknown thing 'x'
+    """
+    if value is None or value is False:
+        raise StateError(detail)
+    return value
 
 
 def error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Path, Response
 
 from causalwatch.errors import SchemaError
 from causalwatch.publish.api.bodies import FalsePositiveIn, MuteIn, MuteList
-from causalwatch.publish.api.deps import NOT_FOUND, Feedback, IncidentStore, error
+from causalwatch.publish.api.deps import NOT_FOUND, Feedback, IncidentStore, error, get_or_404
 from causalwatch.schemas import FalsePositive, Mute
 from causalwatch.series import split_series_key
 
@@ -47,9 +47,7 @@ def router(
     ) -> Any:
         """Mark an incident a false positive: its status changes and the detector becomes
         less sensitive on its target series."""
-        inc = store.get_incident(incident_id)
-        if inc is None:
-            return error(404, f"unknown incident {incident_id!r}")
+        inc = get_or_404(store.get_incident(incident_id), f"unknown incident {incident_id!r}")
         fp = feedback.mark_false_positive(
             incident_id,
             marked_at=clock(),
@@ -79,8 +77,7 @@ def router(
 
     @r.delete("/mutes/{mute_id}", status_code=204, tags=["feedback"], responses=NOT_FOUND)
     def delete_mute(mute_id: Annotated[str, Path()]) -> Response:
-        if not feedback.delete_mute(mute_id):
-            return error(404, f"unknown mute {mute_id!r}")
+        get_or_404(feedback.delete_mute(mute_id), f"unknown mute {mute_id!r}")
         return Response(status_code=204)
 
     return r

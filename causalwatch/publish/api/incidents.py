@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from causalwatch import schemas
 from causalwatch.publish.api.bodies import ExplanationList, Incident, IncidentList
-from causalwatch.publish.api.deps import NOT_FOUND, IncidentStore, error
+from causalwatch.publish.api.deps import NOT_FOUND, IncidentStore, error, get_or_404
 
 __all__ = ["router"]
 
@@ -37,10 +37,7 @@ def router(store: IncidentStore) -> APIRouter:
         "/incidents/{incident_id}", response_model=Incident, tags=["incidents"], responses=NOT_FOUND
     )
     def get_incident(incident_id: str) -> Any:
-        inc = store.get_incident(incident_id)
-        if inc is None:
-            return error(404, f"unknown incident {incident_id!r}")
-        return inc
+        return get_or_404(store.get_incident(incident_id), f"unknown incident {incident_id!r}")
 
     @r.get(
         "/incidents/{incident_id}/explanations",
@@ -50,9 +47,7 @@ def router(store: IncidentStore) -> APIRouter:
     )
     def incident_explanations(incident_id: str) -> Any:
         """The latest explanation of each target series of the incident."""
-        inc = store.get_incident(incident_id)
-        if inc is None:
-            return error(404, f"unknown incident {incident_id!r}")
+        inc = get_or_404(store.get_incident(incident_id), f"unknown incident {incident_id!r}")
         out = []
         for target in (inc.get("targets") or {}).values():
             exp = store.get_explanation(str(target.get("explanation_id")))
@@ -72,9 +67,7 @@ def router(store: IncidentStore) -> APIRouter:
         responses=NOT_FOUND,
     )
     def latest_explanation(node: str) -> Any:
-        exp = store.latest(node)
-        if exp is None:
-            return error(404, f"no recent explanation for node {node!r}")
+        exp = get_or_404(store.latest(node), f"no recent explanation for node {node!r}")
         return schemas.Explanation.from_result(exp)
 
     @r.get(
@@ -84,9 +77,9 @@ def router(store: IncidentStore) -> APIRouter:
         responses=NOT_FOUND,
     )
     def get_explanation(explanation_id: str) -> Any:
-        exp = store.get_explanation(explanation_id)
-        if exp is None:
-            return error(404, f"unknown explanation {explanation_id!r}")
+        exp = get_or_404(
+            store.get_explanation(explanation_id), f"unknown explanation {explanation_id!r}"
+        )
         return schemas.Explanation.from_result(exp)
 
     return r

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from causalwatch.errors import BackendError
 from causalwatch.publish.api.bodies import Accepted, DeadList, WebhookStatus
-from causalwatch.publish.api.deps import NOT_FOUND, Dispatcher, error
+from causalwatch.publish.api.deps import NOT_FOUND, Dispatcher, get_or_404
 
 __all__ = ["router"]
 
@@ -53,8 +53,7 @@ def router(dispatcher: Dispatcher | None) -> APIRouter:
     )
     def retry_dead(entry_id: str) -> Any:
         """Put a dead delivery back into the outbox with a fresh attempt budget."""
-        if not _dispatcher().requeue_dead(entry_id):
-            return error(404, f"no dead delivery {entry_id!r}")
+        get_or_404(_dispatcher().requeue_dead(entry_id), f"no dead delivery {entry_id!r}")
         return {"accepted": 1}
 
     return r
