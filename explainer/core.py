@@ -224,9 +224,11 @@ class Explainer:
     def _held(
         self, node: str, at_ts: float, window_start: float | None
     ) -> tuple[float, float | None]:
-        """``at_ts`` and ``window_start`` within the node's held data: later than the data
-        means its latest time (an alert's ``startsAt`` is often a scrape ahead of the last
-        sample); before it is a :class:`StateError`. ``O(node rows · history_points)``."""
+        """``at_ts`` and ``window_start`` bounded by the node's held data: before it is a
+        :class:`StateError`; an ``at_ts`` more than the history's span after it means its
+        latest time; a ``window_start`` after ``at_ts`` means ``at_ts`` (an alert's
+        ``startsAt`` is often a scrape ahead of the last sample).
+        ``O(node rows · history_points)``."""
         rows = [r for r in self.index.rows_of_node(node) if r < self._history.capacity]
         if not rows:
             return at_ts, window_start  # pick_target names the node that has no series
@@ -239,7 +241,11 @@ class Explainer:
             raise StateError(
                 f"explain: at {at_ts!r} is before the history held for {node!r} (from {lo!r})"
             )
-        at_ts = min(at_ts, hi)
+        # far after the data (more than the history's span): its latest time; nearer, kept
+        # as asked, since the time bins are anchored at ``at_ts``
+        step = self._step_s if self._step_s > 0 else infer_step(ok)
+        if at_ts > hi + self.config.history_points * max(step, 1.0):
+            at_ts = hi
         if window_start is not None:
             if not math.isfinite(window_start) or window_start < lo:
                 raise StateError(

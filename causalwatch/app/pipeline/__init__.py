@@ -13,7 +13,10 @@ Layers, from pure to I/O:
 - :mod:`~causalwatch.app.pipeline.steps` (pure, no I/O): :func:`ingest_records` turns raw
   records into rows + samples + record errors; :func:`process_samples` runs detector and
   explainer over one batch; its explain step is :func:`explain_events`, the one place
-  alerts become explanations;
+  alerts become explanations (grouped into incidents and queued);
+- :mod:`~causalwatch.app.pipeline.worker`: the explainer worker and its bounded, coalescing
+  queue (:class:`ExplainQueue`, :class:`ExplainWorker`): explanations off the hot path, and
+  the rule of what is explained when (onset first, then updates as evidence grows);
 - :mod:`~causalwatch.app.pipeline.stages`: the ``*Stage`` classes add the adapters
   (dead-letter topic, Redis, webhooks, internal topics) for one process role: ``all``,
   ``ingest``, ``detector`` or ``explainer``; their between-batch hooks
@@ -23,8 +26,9 @@ Layers, from pure to I/O:
 - :mod:`~causalwatch.app.pipeline.build`: :class:`Adapters`, :class:`Pipeline` and
   :func:`build_pipeline`.
 
-At-least-once: a batch's outputs are published before its offsets can be committed, and
-offsets are committed only after the checkpoint that covers them is in Redis.
+At-least-once: a batch's outputs are published, or held in the checkpoint (explanations
+pending in the worker's queue, or built and not yet published), before its offsets can be
+committed, and offsets are committed only after the checkpoint that covers them is in Redis.
 """
 
 from causalwatch.app.pipeline.build import (
@@ -65,6 +69,7 @@ from causalwatch.app.pipeline.steps import (
     sensitivity_for,
     series_view,
 )
+from causalwatch.app.pipeline.worker import ExplainQueue, ExplainWorker
 
 __all__ = [
     "STAGES",
@@ -72,6 +77,8 @@ __all__ = [
     "AllStage",
     "Cores",
     "DetectorStage",
+    "ExplainQueue",
+    "ExplainWorker",
     "ExplainerStage",
     "IngestStage",
     "PartitionStore",
