@@ -222,9 +222,9 @@ def router(
         if wait_s > 0:
             nonce = secrets.token_urlsafe(16)
             page = login_page(dest, nonce, f"Too many wrong tokens; try again in {wait_s:.0f} s.")
-            resp = _html(page, nonce, status=429)
-            resp.headers["Retry-After"] = f"{wait_s:.0f}"
-            return resp
+            slow = _html(page, nonce, status=429)
+            slow.headers["Retry-After"] = f"{wait_s:.0f}"
+            return slow
         if not hmac.compare_digest(given.encode(), token.encode()):
             failures.add(client, clock())
             log.warning("page login refused: wrong token", extra={"client": client})
