@@ -8,7 +8,8 @@
    redis-server (``RedisCheckpointStore``, one ``SET``), read back, decoded and restored
    into a fresh stage. Printed: RSS (``/proc/self/status`` VmRSS, and the peak VmHWM),
    checkpoint size, the time of each step. Each role runs in a child process of its own so
-   the RSS is that role's alone.
+   the RSS is that role's alone. Step times are wall seconds (CPU seconds printed below
+each row: on a loaded machine the wall time is several times the CPU time).
 2. **Two detector processes against one** through the consumer group: the samples topic
    (``kafka.samples_topic``, 4 partitions, the columnar messages ``run ingest`` writes,
    keyed by series group) is filled once; then ``causalwatch run detector`` reads it all
@@ -117,12 +118,13 @@ def one_million(role: str, n_series: int, n_points: int, redis_url: str) -> dict
     rss_fed, _ = rss_mb()
     client = redis.Redis.from_url(redis_url)
     store = RedisCheckpointStore(client, f"scale-{uuid.uuid4().hex[:6]}:checkpoint:{role}")
-    c = time.perf_counter()
+    cpu: dict[str, float] = {}
+    c, p = time.perf_counter(), time.process_time()
     cp = stage.snapshot()
-    snap_s = time.perf_counter() - c
-    c = time.perf_counter()
+    snap_s, cpu["snapshot"] = time.perf_counter() - c, time.process_time() - p
+    c, p = time.perf_counter(), time.process_time()
     blob = encode(cp)
-    encode_s = time.perf_counter() - c
+    encode_s, cpu["encode"] = time.perf_counter() - c, time.process_time() - p
     del cp
     set_error = ""
     c = time.perf_counter()
@@ -139,16 +141,16 @@ def one_million(role: str, n_series: int, n_points: int, redis_url: str) -> dict
         assert got == blob
         del got
     size = len(blob)
-    c = time.perf_counter()
+    c, p = time.perf_counter(), time.process_time()
     cp2 = decode(blob)
-    decode_s = time.perf_counter() - c
+    decode_s, cpu["decode"] = time.perf_counter() - c, time.process_time() - p
     del blob
     fresh = STAGES["all" if role == "all" else "detector"](
         settings, build_cores(settings, explainer=role == "all"), Sinks(), PipelineStats()
     )
-    c = time.perf_counter()
+    c, p = time.perf_counter(), time.process_time()
     fresh.restore(cp2)
-    restore_s = time.perf_counter() - c
+    restore_s, cpu["restore"] = time.perf_counter() - c, time.process_time() - p
     assert len(fresh.cores.index) == n_series
     store.delete()
     rss_end, hwm = rss_mb()
@@ -169,6 +171,7 @@ def one_million(role: str, n_series: int, n_points: int, redis_url: str) -> dict
         "decode_s": decode_s,
         "restore_s": restore_s,
         "set_error": set_error,
+        "cpu_s": cpu,
         "load": load1(),
     }
 
@@ -364,6 +367,8 @@ def main() -> None:
                     f"{r['feed_samples_per_cpu_s']:,.0f} | {r['load']:.1f} |",
                     flush=True,
                 )
+                steps = ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_s"].items())
+                print(f"|  | CPU seconds of the steps: {steps} |", flush=True)
                 if r["set_error"]:
                     print(f"|  | SET failed: {r['set_error'][:160]} |", flush=True)
         if "detectors" not in args.skip:
