@@ -192,9 +192,20 @@ class Explainer:
         ``window_start`` (unix seconds) fixes the anomaly window to ``[window_start, at_ts]``
         (e.g. a known change point; the history must hold it plus ``reference_points``);
         by default the window is the run of anomalous target bins ending at ``at_ts``.
-        Raises :class:`~causalwatch.errors.StateError` when the node has no series.
+        Raises :class:`~causalwatch.errors.StateError` when the node has no series, or when
+        ``at_ts`` (or ``window_start``) lies outside the data held (:meth:`time_range`, plus
+        ``incident_window_s`` after the newest sample): the work an explanation does must
+        not grow with the distance to the data (an API caller could ask for year 9999).
         """
         view = self._view()
+        held = self.time_range()
+        problem = self._time_problem("at", at_ts, held)
+        if problem is None and window_start is not None:
+            problem = self._time_problem("window_start", window_start, held)
+        if problem is not None:
+            # An unknown node or series is the better answer; look it up at a time held.
+            pick_target(view, self.config, node, series_key, held[1] if held else 0.0)
+            raise StateError(problem)
         target_row = pick_target(view, self.config, node, series_key, at_ts)
         key = self.index.key_of(target_row)
         inc = "adhoc-" + digest(f"{node}|{key}|{at_ts!r}", 6)
@@ -203,6 +214,26 @@ class Explainer:
         version = self._given.version
         return ExplanationResult.build(
             inc, 1, target, at_ts, r.window, r.severity, r.root_causes, version
+        )
+
+    def time_range(self) -> tuple[float, float] | None:
+        """(oldest, newest) sample time held in the history, unix seconds; None when empty.
+        Cost ``O(rows · history_points)``."""
+        ts = self._history.ts
+        if ts.size == 0 or not np.isfinite(ts).any():
+            return None
+        return float(np.nanmin(ts)), float(np.nanmax(ts))
+
+    def _time_problem(self, what: str, t: float, held: tuple[float, float] | None) -> str | None:
+        if held is None:
+            return f"explain: no history held yet ({what}={t!r})"
+        lo, hi = held
+        slack = self.config.incident_window_s
+        if lo <= t <= hi + slack:  # False for NaN too
+            return None
+        return (
+            f"explain: {what}={t!r} is outside the history held "
+            f"[{lo:.0f}, {hi:.0f}] (+{slack:.0f} s)"
         )
 
     def on_anomalies(

@@ -227,7 +227,8 @@ def _explain(args: argparse.Namespace, settings: Any) -> int:
     import httpx
 
     base = args.api or f"http://{settings.api.host}:{settings.api.port}"
-    headers = {"Authorization": f"Bearer {settings.api.token}"} if settings.api.token else {}
+    token = settings.api.token
+    headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
     body = {"node": args.node, "series": args.series, "at": at}
     try:
         resp = httpx.post(f"{base}/api/v1/explain", json=body, headers=headers, timeout=30)

@@ -236,6 +236,7 @@ def _start_api(
         node_label=settings.ingest.node_label,
         alert_queue_size=settings.api.alert_queue_size,
         alert_workers=settings.api.alert_workers,
+        max_body_bytes=settings.api.max_body_bytes,
     )
     config = uvicorn.Config(
         app, host=settings.api.host, port=settings.api.port, log_level="warning", lifespan="on"

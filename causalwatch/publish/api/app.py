@@ -18,7 +18,11 @@ FastAPI's 422 with the field in ``detail[].loc``.
 
 Authentication: when ``token`` is set every route but ``/healthz`` and ``/readyz`` needs
 ``Authorization: Bearer <token>`` (401 without it, 403 with a wrong one), the OpenAPI schema
-(``/openapi.json``) included.
+(``/openapi.json``) included. The token is checked on the headers, before any byte of the
+body is read, and bodies are capped at ``max_body_bytes`` (413):
+:class:`~causalwatch.publish.api.guard.RequestGuard`, which also answers 422 for JSON the
+app cannot hold (``NaN``, ``1e999``, lone surrogates). Validation errors (422) are rendered
+with their inputs made JSON-safe, so no input turns into a 500 while it is reported.
 
 Outgoing deliveries can be inspected and dead ones retried under ``/api/v1/webhooks``.
 
@@ -39,8 +43,11 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
 
 from causalwatch.errors import BackendError, CausalwatchError, StateError
 from causalwatch.publish.api import alertmanager, health, incidents
@@ -57,6 +64,7 @@ from causalwatch.publish.api.deps import (
     error,
 )
 from causalwatch.publish.api.enrich import AlertEnricher
+from causalwatch.publish.api.guard import RequestGuard, json_safe
 
 __all__ = ["create_app"]
 
@@ -80,8 +88,9 @@ def create_app(
     feedback: Feedback,
     explain: ExplainFn | None,
     dispatcher: Dispatcher | None,
-    token: str | None,
+    token: str | SecretStr | None,
     ready: Callable[[], bool],
+    max_body_bytes: int = 8 * 1_048_576,
     node_label: str = "service",
     alert_queue_size: int = 256,
     alert_workers: int = 2,
@@ -108,6 +117,8 @@ def create_app(
         alerts and reports delivery status; None: alerts are explained but not forwarded.
     token
         The bearer token (``api.token``); None disables authentication.
+    max_body_bytes
+        ``api.max_body_bytes``: larger request bodies are refused (413) unread.
     ready
         Readiness probe for ``/readyz``; an exception counts as not ready.
     node_label, alert_queue_size, alert_workers
@@ -115,6 +126,8 @@ def create_app(
     clock
         Unix seconds now (mute times, the default ``at``).
     """
+    if isinstance(token, SecretStr):
+        token = token.get_secret_value()
     enricher = AlertEnricher(
         explain,
         dispatcher,
@@ -140,6 +153,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.enricher = enricher
+    app.add_middleware(RequestGuard, token=token, max_body_bytes=max_body_bytes)
 
     def auth(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]) -> None:
         if token is None:
@@ -153,6 +167,12 @@ def create_app(
     async def _auth_error(request: Request, exc: _AuthError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return error(exc.status, exc.detail, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes each input: a NaN or a lone surrogate in it made
+        # the error body itself fail to render (a 500 for a bad request).
+        return JSONResponse({"detail": json_safe(jsonable_encoder(exc.errors()))}, 422)
 
     @app.exception_handler(CausalwatchError)
     async def _domain_error(request: Request, exc: CausalwatchError) -> JSONResponse:
