@@ -455,6 +455,8 @@ class PublishSettings(_Section):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9464, ge=0, le=65_535)
     metrics_max_series: int = Field(default=1_000, ge=0)
+    #: Cap on the label text of the per-series/node/incident families of one scrape.
+    metrics_max_bytes: int = Field(default=8 * 1_048_576, ge=65_536)
     webhooks: list[WebhookSettings] = Field(default_factory=list)
     # Outgoing webhook outbox (causalwatch/publish/webhooks.py): retries with exponential
     # backoff and full jitter, capped; after the last attempt an entry is kept as dead.

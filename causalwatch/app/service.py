@@ -122,6 +122,7 @@ def serve(
         incidents=lambda: incident_scores(cores),
         max_series=settings.publish.metrics_max_series,
         version=__version__,
+        max_bytes=settings.publish.metrics_max_bytes,
     )
     metrics = MetricsServer(
         registry.registry, settings.publish.metrics_host, settings.publish.metrics_port
