@@ -326,8 +326,9 @@ class RedisSettings(_Section):
     Authentication: ``username`` (a Redis 6+ ACL user) with ``password``, or ``password``
     alone (the ``default`` user / ``requirepass``). TLS: ``tls: true`` (or a ``rediss://``
     URL) with ``ssl_ca_certs`` (else the system CAs), and for client certificates
-    ``ssl_certfile`` with ``ssl_keyfile``. The files are loaded when the settings are, so a
-    wrong path, a bad PEM or a key that does not match fails at start-up naming the setting.
+    ``ssl_certfile`` with ``ssl_keyfile`` (and ``ssl_key_password`` for an encrypted key).
+    The files are loaded when the settings are, so a wrong path, a bad PEM or a key that
+    does not match fails at start-up naming the setting.
     A password inside the URL is refused (it would be shown wherever the URL is): use
     ``redis.password``, a ``SecretStr`` never shown in ``repr``, logs or error messages.
     """
@@ -343,6 +344,7 @@ class RedisSettings(_Section):
     ssl_ca_certs: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
+    ssl_key_password: SecretStr | None = None
     #: Check that the server's certificate names the host connected to (keep on).
     ssl_check_hostname: bool = True
 
@@ -383,6 +385,7 @@ class RedisSettings(_Section):
             "redis.ssl_ca_certs": self.ssl_ca_certs,
             "redis.ssl_certfile": self.ssl_certfile,
             "redis.ssl_keyfile": self.ssl_keyfile,
+            "redis.ssl_key_password": self.ssl_key_password,
         }
         if not self.uses_tls:
             stray = [name for name, v in files.items() if v is not None]
@@ -399,9 +402,15 @@ class RedisSettings(_Section):
                 "redis.ssl_certfile and redis.ssl_keyfile go together (a client certificate "
                 "needs its private key)"
             )
+        if self.ssl_key_password is not None and self.ssl_keyfile is None:
+            raise ValueError("redis.ssl_key_password set without redis.ssl_keyfile")
+        _check_redis_tls_files(self)
+        return self
+
+    @model_validator(mode="after")
+    def _user_needs_password(self) -> RedisSettings:
         if self.username is not None and self.password is None:
             raise ValueError("redis.username set without redis.password (an ACL user needs one)")
-        _check_redis_tls_files(self)
         return self
 
 
@@ -418,13 +427,15 @@ def _check_redis_tls_files(r: RedisSettings) -> None:
                 f"redis.ssl_ca_certs {str(r.ssl_ca_certs)!r} is not a PEM CA file: {exc}"
             ) from None
     if r.ssl_certfile is not None and r.ssl_keyfile is not None:
+        password = r.ssl_key_password.get_secret_value() if r.ssl_key_password else None
         try:
-            ctx.load_cert_chain(str(r.ssl_certfile), str(r.ssl_keyfile))
+            ctx.load_cert_chain(str(r.ssl_certfile), str(r.ssl_keyfile), password)
         except (ssl.SSLError, OSError) as exc:
+            # The library's message of a wrong password is shown by type only: never the key.
             raise ValueError(
                 f"redis.ssl_certfile {str(r.ssl_certfile)!r} with redis.ssl_keyfile "
-                f"{str(r.ssl_keyfile)!r} cannot be loaded (not PEM, or the key does not "
-                f"match the certificate): {type(exc).__name__}"
+                f"{str(r.ssl_keyfile)!r} cannot be loaded (not PEM, key does not match the "
+                f"certificate, or wrong redis.ssl_key_password): {type(exc).__name__}"
             ) from None
 
 
@@ -620,6 +631,8 @@ def _got(loc: tuple[int | str, ...], value: Any) -> str:
         return " (value hidden: secret)"
     if isinstance(value, dict | list | tuple | BaseModel):
         return ""  # a whole section: its secrets would be shown; the message names fields
+    if isinstance(value, str) and "://" in value:
+        return f" (got {redact_url(value)!r})"  # a URL may hold a password
     return f" (got {value!r})"
 
 

@@ -276,7 +276,7 @@ def _graph(args: argparse.Namespace, settings: Any) -> int:
     from causalwatch.store.graph import RedisDagCache
     from explainer.dag import load_graph
 
-    cache = RedisDagCache(connect(settings.redis.url), prefix=settings.redis.prefix)
+    cache = RedisDagCache(connect(settings.redis), prefix=settings.redis.prefix)
     if args.graph_command == "load":
         version = cache.put(load_graph(args.file))
         print(json.dumps({"graph_version": version}))

@@ -101,7 +101,7 @@ def serve(
 
     stop = stop or threading.Event()
     explains = stage_name in ("all", "explainer")
-    client = connect(settings.redis.url)
+    client = connect(settings.redis)
     ping(client, settings.redis.url)
     prefix = settings.redis.prefix
     results = ResultStore(
