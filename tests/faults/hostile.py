@@ -27,6 +27,7 @@ import json
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -354,6 +355,7 @@ class HostileOutcome:
     records_per_s: float
     starts: int
     alive: bool
+    api_codes: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -411,8 +413,12 @@ def run_hostile(
     seed: int = 11,
     chunk: int = 1_000,
     timeout_s: float = 600.0,
+    during: Callable[[str], dict[str, int]] | None = None,
 ) -> HostileOutcome:
-    """Stream ``n`` hostile records to a fresh ``causalwatch run all`` and score it."""
+    """Stream ``n`` hostile records to a fresh ``causalwatch run all`` and score it.
+
+    ``during(api_url)``, when given, runs while the stream is consumed (hostile API calls
+    against the same process) and returns status-code counts, kept in ``api_codes``."""
     import redis as redis_lib
 
     from causalwatch.store.checkpoint import RedisCheckpointStore
@@ -460,6 +466,7 @@ def run_hostile(
         # the warm-up used the same per-topic clocks: move the stream's clocks past it
         t0 = time.monotonic()
         offsets = _produce(bootstrap, planned, chunk)["all"]
+        api_codes = during(svc.api_url) if during is not None else {}
         total = len(warm) + len(planned)
         wait_until(
             lambda: consumed() >= total or not svc.alive, timeout_s, "all consumed", every_s=0.5
@@ -549,6 +556,7 @@ def run_hostile(
         records_per_s=round(len(planned) / seconds, 1),
         starts=starts,
         alive=alive and svc_alive,
+        api_codes=api_codes,
     )
 
 

@@ -12,23 +12,48 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.faults.hostile import run_hostile
+from tests.unit.publish.test_api_hostile import CASES, QUERY_CASES
 
 pytestmark = pytest.mark.integration
 
 N_RECORDS = int(os.environ.get("CW_HOSTILE_RECORDS", "20000"))  # noqa: TID251 - test size
 
 
+def hostile_api_calls(api_url: str) -> dict[str, int]:
+    """The API cases of issue 11 (tests/unit/publish/test_api_hostile.py) against the live
+    process while it consumes the stream; status code -> count."""
+    codes: Counter[str] = Counter()
+    with httpx.Client(base_url=api_url, timeout=30) as http:
+        for _name, method, path, body, _want in CASES:
+            r = http.request(
+                method, path, content=body, headers={"Content-Type": "application/json"}
+            )
+            codes[str(r.status_code)] += 1
+        for url in QUERY_CASES:
+            codes[str(http.get(url).status_code)] += 1
+        for at in (time.time() + 300 * 365 * 86_400, 1e300):
+            r = http.post("/api/v1/explain", json={"node": "svc1", "at": at})
+            codes[str(r.status_code)] += 1
+    return dict(codes)
+
+
 def test_hostile_records_are_all_accounted_for(
     broker: Any, redis_server: Any, uid: str, tmp_path: Path
 ) -> None:
-    o = run_hostile(broker.bootstrap, redis_server.url, tmp_path, uid, n=N_RECORDS)
+    o = run_hostile(
+        broker.bootstrap, redis_server.url, tmp_path, uid, n=N_RECORDS, during=hostile_api_calls
+    )
     report = json.dumps(o.as_dict(), indent=1)
+    print(report)  # the figures, with pytest -s
     log_tail = (tmp_path / "service.log").read_text(errors="replace")[-3000:]
     assert o.alive and o.starts == 1, report + log_tail
     assert o.records_consumed == o.records, report
@@ -39,3 +64,5 @@ def test_hostile_records_are_all_accounted_for(
     assert o.series_wrong == 0, report
     assert len(o.by_kind) >= 40, report  # the generator covers its kinds
     assert o.rss_growth_mb < 50, report
+    assert sum(o.api_codes.values()) >= len(CASES), report
+    assert all(int(code) < 500 for code in o.api_codes), report
