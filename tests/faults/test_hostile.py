@@ -23,7 +23,7 @@ import pytest
 from tests.faults.hostile import run_hostile
 from tests.unit.publish.test_api_hostile import CASES, QUERY_CASES
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 N_RECORDS = int(os.environ.get("CW_HOSTILE_RECORDS", "20000"))  # noqa: TID251 - test size
 
