@@ -4,12 +4,15 @@ before the body. Real Redis, the real explainer (tests/unit/publish/test_api.py'
 
 from __future__ import annotations
 
+import json
 import time
 import tracemalloc
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from causalwatch.publish.api.guard import check_json, json_safe
 from tests.unit.publish.test_api import AT_FAULT, AUTH, T0, ApiClient, Stack, make_stack
@@ -292,3 +295,67 @@ def test_api_never_5xx_under_load_of_hostile_cases(app_client: ApiClient) -> Non
         )
         assert r.status_code < 500
     assert time.monotonic() - t0 < 30
+
+
+_SURROGATES = st.sampled_from(["\ud800", "a\udfff", "\udbff\udbff", "\ud83d\ude00"])
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from([1e300, -1e300, 1e18, 0.0, AT_FAULT])
+    | st.text(max_size=20)
+    | _SURROGATES,
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(
+        st.sampled_from(["node", "series", "at", "matchers", "until", "duration_s", "reason",
+                         "edges", "cause", "effect", "version", "alerts", "status", "labels",
+                         "startsAt"]) | st.text(max_size=5) | _SURROGATES,
+        inner,
+        max_size=5,
+    ),
+    max_leaves=12,
+)  # fmt: skip
+_TARGETS = [
+    ("POST", "/api/v1/explain"),
+    ("POST", "/api/v1/mutes"),
+    ("PUT", "/api/v1/graph"),
+    ("PATCH", "/api/v1/graph"),
+    ("POST", "/api/v1/alertmanager"),
+    ("POST", "/api/v1/incidents/inc-1/false-positive"),
+]
+
+
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(
+    target=st.sampled_from(_TARGETS),
+    body=_JSON.map(lambda d: json.dumps(d).encode()) | st.binary(max_size=64),
+)  # fmt: skip
+def test_generated_bodies_never_get_a_5xx(
+    redis_server: Any, target: tuple[str, str], body: bytes
+) -> None:
+    """Property: whatever JSON-ish body (NaN, huge numbers, lone surrogates, wrong shapes)
+    or bytes reach the write endpoints, the answer is below 500 and is JSON."""
+    client = _shared_client(redis_server)
+    method, path = target
+    r = client.request(method, path, content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code < 500, (method, path, body[:200], r.status_code, r.text[:300])
+    r.json()
+
+
+_CLIENT: list[ApiClient] = []
+
+
+def _shared_client(redis_server: Any) -> ApiClient:
+    """One app for all examples (hypothesis cannot use function-scoped fixtures)."""
+    if not _CLIENT:
+        stack = make_stack(redis_server.url, "hyp-hostile")
+        _CLIENT.append(ApiClient(stack.app(), headers=AUTH))
+    return _CLIENT[0]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _close_shared_client() -> Iterator[None]:
+    yield
+    while _CLIENT:
+        _CLIENT.pop().__exit__(None, None, None)
