@@ -47,7 +47,9 @@ __all__ = [
     "Settings",
     "TopicSettings",
     "WebhookSettings",
+    "is_loopback",
     "load_settings",
+    "redact_url",
 ]
 
 ENV_PREFIX = "CAUSALWATCH_"
@@ -339,6 +341,18 @@ class ExplainerSettings(_Section):
 
 
 class RedisSettings(_Section):
+    """Redis connection, authentication and TLS.
+
+    Authentication: ``username`` (a Redis 6+ ACL user) with ``password``, or ``password``
+    alone (the ``default`` user / ``requirepass``). TLS: ``tls: true`` (or a ``rediss://``
+    URL) with ``ssl_ca_certs`` (else the system CAs), and for client certificates
+    ``ssl_certfile`` with ``ssl_keyfile`` (and ``ssl_key_password`` for an encrypted key).
+    The files are loaded when the settings are, so a wrong path, a bad PEM or a key that
+    does not match fails at start-up naming the setting.
+    A password inside the URL is refused (it would be shown wherever the URL is): use
+    ``redis.password``, a ``SecretStr`` never shown in ``repr``, logs or error messages.
+    """
+
     url: str = "redis://127.0.0.1:6379/0"
     prefix: str = "causalwatch:"
     stream_maxlen: int = Field(default=10_000, ge=1)
@@ -347,13 +361,122 @@ class RedisSettings(_Section):
     # A lost checkpoint (Redis restarted without persistence) is rebuilt by re-learning up
     # to this many records per partition before Kafka's committed offset, publishing nothing.
     checkpoint_rebuild_records: int = Field(default=100_000, ge=0)
+    username: str | None = Field(default=None, min_length=1)
+    password: SecretStr | None = None
+    tls: bool = False
+    ssl_ca_certs: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    #: Check that the server's certificate names the host connected to (keep on).
+    ssl_check_hostname: bool = True
 
     @field_validator("url")
     @classmethod
     def _redis_scheme(cls, v: str) -> str:
         if not v.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"must start with redis://, rediss:// or unix:// (got {v!r})")
+            raise ValueError(
+                f"must start with redis://, rediss:// or unix:// (got {redact_url(v)!r})"
+            )
+        from urllib.parse import urlsplit
+
+        try:
+            has_password = urlsplit(v).password is not None
+        except ValueError:
+            has_password = False
+        if has_password:
+            raise ValueError(
+                f"{redact_url(v)!r} holds a password: set redis.password "
+                "(env CAUSALWATCH_REDIS__PASSWORD) instead, so it is never shown"
+            )
         return v
+
+    @field_validator("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+    @classmethod
+    def _readable_file(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"file {str(v)!r} does not exist")
+        return v
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls or self.url.startswith("rediss://")
+
+    @model_validator(mode="after")
+    def _tls_consistent(self) -> RedisSettings:
+        files = {
+            "redis.ssl_ca_certs": self.ssl_ca_certs,
+            "redis.ssl_certfile": self.ssl_certfile,
+            "redis.ssl_keyfile": self.ssl_keyfile,
+            "redis.ssl_key_password": self.ssl_key_password,
+        }
+        if not self.uses_tls:
+            stray = [name for name, v in files.items() if v is not None]
+            if stray:
+                raise ValueError(
+                    f"{', '.join(stray)} set but redis.tls is false and redis.url is not "
+                    "rediss:// (set redis.tls=true, or remove them)"
+                )
+            return self
+        if self.url.startswith("unix://"):
+            raise ValueError("redis.tls=true with a unix:// redis.url (TLS needs TCP)")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError(
+                "redis.ssl_certfile and redis.ssl_keyfile go together (a client certificate "
+                "needs its private key)"
+            )
+        if self.ssl_key_password is not None and self.ssl_keyfile is None:
+            raise ValueError("redis.ssl_key_password set without redis.ssl_keyfile")
+        _check_redis_tls_files(self)
+        return self
+
+    @model_validator(mode="after")
+    def _user_needs_password(self) -> RedisSettings:
+        if self.username is not None and self.password is None:
+            raise ValueError("redis.username set without redis.password (an ACL user needs one)")
+        return self
+
+
+def _check_redis_tls_files(r: RedisSettings) -> None:
+    """Load the CA and client certificate now, so a bad file fails at start-up by name."""
+    import ssl
+
+    ctx = ssl.create_default_context()
+    if r.ssl_ca_certs is not None:
+        try:
+            ctx.load_verify_locations(cafile=str(r.ssl_ca_certs))
+        except (ssl.SSLError, OSError) as exc:
+            raise ValueError(
+                f"redis.ssl_ca_certs {str(r.ssl_ca_certs)!r} is not a PEM CA file: {exc}"
+            ) from None
+    if r.ssl_certfile is not None and r.ssl_keyfile is not None:
+        password = r.ssl_key_password.get_secret_value() if r.ssl_key_password else None
+        try:
+            ctx.load_cert_chain(str(r.ssl_certfile), str(r.ssl_keyfile), password)
+        except (ssl.SSLError, OSError) as exc:
+            # The library's message of a wrong password is shown by type only: never the key.
+            raise ValueError(
+                f"redis.ssl_certfile {str(r.ssl_certfile)!r} with redis.ssl_keyfile "
+                f"{str(r.ssl_keyfile)!r} cannot be loaded (not PEM, key does not match the "
+                f"certificate, or wrong redis.ssl_key_password): {type(exc).__name__}"
+            ) from None
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and logs).
+
+    >>> redact_url("redis://app:s3cret@h:6379/0")
+    'redis://app:***@h:6379/0'
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, host = netloc.rpartition("@")
+    if not at:
+        return url
+    user, colon, _password = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}{slash}{path}"
 
 
 class WebhookSettings(_Section):
@@ -366,6 +489,8 @@ class PublishSettings(_Section):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9464, ge=0, le=65_535)
     metrics_max_series: int = Field(default=1_000, ge=0)
+    #: Cap on the label text of the per-series/node/incident families of one scrape.
+    metrics_max_bytes: int = Field(default=8 * 1_048_576, ge=65_536)
     webhooks: list[WebhookSettings] = Field(default_factory=list)
     # Outgoing webhook outbox (causalwatch/publish/webhooks.py): retries with exponential
     # backoff and full jitter, capped; after the last attempt an entry is kept as dead.
@@ -386,9 +511,17 @@ class PublishSettings(_Section):
 
 
 class ApiSettings(_Section):
+    """The HTTP API. Beyond loopback it needs ``token`` unless ``allow_unauthenticated``
+    says so explicitly (anyone who can reach the port could mute alerts and rewrite the
+    graph). Request bodies are capped at ``max_body_bytes`` (413 beyond), and the token is
+    checked before any byte of the body is read."""
+
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65_535)
-    token: str | None = None
+    token: SecretStr | None = None
+    #: Serve without a token on a non-loopback ``host`` (a trusted network only).
+    allow_unauthenticated: bool = False
+    max_body_bytes: int = Field(default=8 * 1_048_576, ge=1_024)
     # Incoming Alertmanager webhook: bounded queue (503 when full) and enrichment workers.
     alert_queue_size: int = Field(default=256, ge=1)
     alert_workers: int = Field(default=2, ge=1, le=32)
@@ -407,6 +540,40 @@ class ApiSettings(_Section):
         if parsed.query or parsed.fragment:
             raise ValueError(f"must have no query or fragment (got {v!r})")
         return v.strip().rstrip("/")
+
+    @field_validator("token")
+    @classmethod
+    def _token_not_blank(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value().strip():
+            raise ValueError("api.token is empty (unset it to disable authentication)")
+        return v
+
+    @model_validator(mode="after")
+    def _token_beyond_loopback(self) -> ApiSettings:
+        if self.token is None and not self.allow_unauthenticated and not is_loopback(self.host):
+            raise ValueError(
+                f"api.host={self.host!r} listens beyond loopback and api.token is not set: "
+                "set api.token (env CAUSALWATCH_API__TOKEN), or api.allow_unauthenticated=true "
+                "(env CAUSALWATCH_API__ALLOW_UNAUTHENTICATED) to serve without authentication"
+            )
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    """True for a host that only this machine can reach (``localhost``, 127/8, ``::1``).
+
+    >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("0.0.0.0")
+    (True, True, False)
+    """
+    import ipaddress
+
+    h = host.strip().strip("[]").lower()
+    if h == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve anywhere
 
 
 class Settings(BaseSettings):
@@ -505,6 +672,8 @@ def _got(loc: tuple[int | str, ...], value: Any) -> str:
         return " (value hidden: secret)"
     if isinstance(value, dict | list | tuple | BaseModel):
         return ""  # a whole section: its secrets would be shown; the message names fields
+    if isinstance(value, str) and "://" in value:
+        return f" (got {redact_url(value)!r})"  # a URL may hold a password
     return f" (got {value!r})"
 
 

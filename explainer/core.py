@@ -196,8 +196,8 @@ class Explainer:
         (e.g. a known change point; the history must hold it plus ``reference_points``);
         by default the window is the run of anomalous target bins ending at ``at_ts``.
         Raises :class:`~causalwatch.errors.StateError` when the node has no series, or when
-        ``at_ts`` or ``window_start`` is before the node's held data (so a stray time never
-        sizes an allocation); a time after the data means its latest time.
+        ``at_ts`` or ``window_start`` is before the node's held data, or ``at_ts`` is more than
+        the history's span after it (so a stray time never sizes an allocation).
         """
         view = self._view()
         at_ts, window_start = self._held(node, at_ts, window_start)
@@ -225,9 +225,10 @@ class Explainer:
         self, node: str, at_ts: float, window_start: float | None
     ) -> tuple[float, float | None]:
         """``at_ts`` and ``window_start`` bounded by the node's held data: before it is a
-        :class:`StateError`; an ``at_ts`` more than the history's span after it means its
-        latest time; a ``window_start`` after ``at_ts`` means ``at_ts`` (an alert's
-        ``startsAt`` is often a scrape ahead of the last sample).
+        :class:`StateError`, and so is an ``at_ts`` more than the history's span after it
+        (a stray time never sizes an allocation, and the API answers 404); a ``window_start``
+        after ``at_ts`` means ``at_ts`` (an alert's ``startsAt`` is often a scrape ahead of the
+        last sample).
         ``O(node rows · history_points)``."""
         rows = [r for r in self.index.rows_of_node(node) if r < self._history.capacity]
         if not rows:
@@ -245,7 +246,10 @@ class Explainer:
         # as asked, since the time bins are anchored at ``at_ts``
         step = self._step_s if self._step_s > 0 else infer_step(ok)
         if at_ts > hi + self.config.history_points * max(step, 1.0):
-            at_ts = hi
+            raise StateError(
+                f"explain: at {at_ts!r} is after the history held for {node!r} "
+                f"(to {hi!r}, plus one history span)"
+            )
         if window_start is not None:
             if not math.isfinite(window_start) or window_start < lo:
                 raise StateError(

@@ -7,7 +7,6 @@ plain values and can be tested with a history and an index built by hand.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 from causalwatch.errors import StateError
@@ -21,16 +20,33 @@ __all__ = ["Identity", "View", "identity"]
 Identity = tuple[str, tuple[tuple[str, str], ...]]
 
 
-@functools.lru_cache(maxsize=1 << 16)
+#: Memo of :func:`identity`, bounded in bytes: keys are up to ~37 kB each within the ingest
+#: limits (512-byte name, 32 labels of 128 + 1,024 bytes), so a count bound of 65,536 could
+#: have held gigabytes. Cleared when full (keys repeat, so it refills with the live ones).
+_IDENTITY_BYTES = 16 * 1_048_576
+_identities: dict[tuple[str, str], Identity] = {}
+_identity_bytes = [0]
+
+
 def identity(key: str, node_label: str) -> Identity:
-    """Metric name and the labels other than the node label (cached: keys repeat).
+    """Metric name and the labels other than the node label (memoised: keys repeat).
 
     >>> identity('lat{service="db",stat="p99"}', "service")
     ('lat', (('stat', 'p99'),))
     """
+    memo = _identities.get((key, node_label))
+    if memo is not None:
+        return memo
     name, labels = split_series_key(key)
     labels.pop(node_label, None)
-    return name, tuple(sorted(labels.items()))
+    out = name, tuple(sorted(labels.items()))
+    cost = 2 * len(key) + 64 * len(labels) + 200  # the key, the parsed copy, the objects
+    if _identity_bytes[0] + cost > _IDENTITY_BYTES:
+        _identities.clear()
+        _identity_bytes[0] = 0
+    _identities[(key, node_label)] = out
+    _identity_bytes[0] += cost
+    return out
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,7 @@ from ingest.validate import (
     check_name,
     check_timestamp,
     check_value,
+    is_utf8_text,
     is_valid_label_name,
     is_valid_metric_name,
     parse_rfc3339,
@@ -431,13 +432,15 @@ def _label_name_ok(name: str) -> bool:
 
 
 def _labels_plain(labels: dict[Any, Any], plain_chars: int, label_chars: int) -> bool:
-    """Fast pre-check: short valid names and short string values (else the full check)."""
+    """Fast pre-check: short valid names and short string values, ASCII or valid UTF-8
+    text (else the full check)."""
     for k, v in labels.items():
         if (
             type(v) is not str
             or len(v) > plain_chars
             or len(k) > label_chars
             or not _label_name_ok(k)
+            or (not v.isascii() and not is_utf8_text(v))
         ):
             return False
     return True

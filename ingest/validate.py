@@ -39,6 +39,9 @@ reason                 error class     meaning
 ``bad_label_name``     SchemaError     label name breaks Prometheus rules
 ``name_too_long``      SchemaError     metric name longer than ``max_name_bytes``
 ``label_name_too_long``  SchemaError   label name longer than ``max_label_name_bytes``
+``bad_unicode``        SchemaError     a label value holds a lone UTF-16 surrogate (a JSON
+                                       ``\\udXXX`` escape without its pair): not text, and
+                                       it cannot be exported or stored as UTF-8
 ``nan_value``          SchemaError     value is NaN (incl. Prometheus staleness markers)
 ``inf_value``          SchemaError     value is +/-Inf
 ``ts_future``          SchemaError     timestamp more than ``max_future_s`` ahead of now
@@ -75,6 +78,7 @@ __all__ = [
     "check_name",
     "check_timestamp",
     "check_value",
+    "is_utf8_text",
     "is_valid_label_name",
     "is_valid_metric_name",
     "parse_rfc3339",
@@ -95,6 +99,7 @@ REASONS: frozenset[str] = frozenset(
         "bad_label_name",
         "name_too_long",
         "label_name_too_long",
+        "bad_unicode",
         "nan_value",
         "inf_value",
         "ts_future",
@@ -250,6 +255,21 @@ def is_valid_label_name(name: str) -> bool:
     return _LABEL_NAME.fullmatch(name) is not None
 
 
+def is_utf8_text(text: str) -> bool:
+    """False when ``text`` holds a lone surrogate (``json.loads`` keeps ``"\\ud800"`` as
+    one), which UTF-8 cannot encode: such a string would break ``/metrics``, Redis and the
+    dead-letter headers downstream.
+
+    >>> is_utf8_text("caf\u00e9"), is_utf8_text("a" + chr(0xD800))
+    (True, False)
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_message(value: bytes, limits: IngestLimits) -> Problem | None:
     """Whole-record checks done before parsing: ``empty`` and ``oversized``.
 
@@ -332,6 +352,12 @@ def check_labels(labels: Any, limits: IngestLimits) -> Problem | None:
                 f"labels.{k}",
                 f"label {k!r} is {len(v.encode('utf-8', 'replace'))} bytes, over "
                 f"ingest.max_label_value_bytes={max_bytes}",
+            )
+        if not v.isascii() and not is_utf8_text(v):
+            return (
+                "bad_unicode",
+                f"labels.{k}",
+                f"label {k!r} value {_short(v)} holds a lone surrogate (not Unicode text)",
             )
     return None
 

@@ -240,7 +240,8 @@ def _explain(args: argparse.Namespace, settings: Any) -> int:
     import httpx
 
     base = args.api or f"http://{settings.api.host}:{settings.api.port}"
-    headers = {"Authorization": f"Bearer {settings.api.token}"} if settings.api.token else {}
+    token = settings.api.token
+    headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
     body = {"node": args.node, "series": args.series, "at": at, "since": since}
     try:
         resp = httpx.post(f"{base}/api/v1/explain", json=body, headers=headers, timeout=30)
@@ -288,7 +289,7 @@ def _graph(args: argparse.Namespace, settings: Any) -> int:
     from causalwatch.store.graph import RedisDagCache
     from explainer.dag import load_graph
 
-    cache = RedisDagCache(connect(settings.redis.url), prefix=settings.redis.prefix)
+    cache = RedisDagCache(connect(settings.redis), prefix=settings.redis.prefix)
     if args.graph_command == "load":
         version = cache.put(load_graph(args.file))
         print(json.dumps({"graph_version": version}))

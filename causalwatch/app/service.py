@@ -120,7 +120,7 @@ def serve(
 
     stop = stop or threading.Event()
     explains = stage_name in ("all", "explainer")
-    client = connect(settings.redis.url)
+    client = connect(settings.redis)
     prefix = settings.redis.prefix
     results = ResultStore(
         client,
@@ -145,6 +145,7 @@ def serve(
         incidents=lambda: incident_scores(cores),
         max_series=settings.publish.metrics_max_series,
         version=__version__,
+        max_bytes=settings.publish.metrics_max_bytes,
     )
     metrics = MetricsServer(
         registry.registry, settings.publish.metrics_host, settings.publish.metrics_port
@@ -335,6 +336,7 @@ def _start_api(
             feed=ExplanationFeed(results.client, prefix=settings.redis.prefix),
             secure_cookie=(settings.api.external_url or "").startswith("https://"),
         ),
+        max_body_bytes=settings.api.max_body_bytes,
     )
     config = uvicorn.Config(
         app,

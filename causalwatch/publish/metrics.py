@@ -8,6 +8,13 @@ there is no metric object per series and no per-record overhead.
 Per-series gauges (``causalwatch_detector_anomaly_score{node,series}`` and friends) are
 built fresh at scrape time for at most ``max_series`` series, the most anomalous first:
 a series id never becomes a long-lived labelled child.
+
+The response is bounded in size: the per-series, per-node and per-incident families stop
+growing once their label text reaches ``max_bytes`` (``publish.metrics_max_bytes``),
+alerts and the most anomalous series first, so series keys of tens of kB (each within the
+ingest limits, but 1,000 of them) cannot make a scrape of 100 MB. Label values are made
+encodable (a lone surrogate is spelled ``\\udXXX``): one bad key must not turn every
+scrape into a 500.
 """
 
 from __future__ import annotations
@@ -170,6 +177,22 @@ METRIC_NAMES = (
 )
 
 
+#: Default cap on the label text of the per-series, per-node and incident families.
+MAX_BYTES = 8 * 1_048_576
+
+
+def _label(text: str) -> str:
+    """A label value UTF-8 can encode (prometheus_client encodes the whole page at once)."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _cost(*labels: str) -> int:
+    """Bytes one sample line takes beyond its labels' text (name, quotes, value)."""
+    return sum(len(v) for v in labels) + 24 * len(labels) + 64
+
+
 class _StageCollector(Collector):
     def __init__(
         self,
@@ -178,12 +201,15 @@ class _StageCollector(Collector):
         incidents: Callable[[], list[IncidentScore]],
         max_series: int,
         version: str,
+        max_bytes: int = MAX_BYTES,
     ) -> None:
         self.stats = stats
         self.series = series
         self.incidents = incidents
         self.max_series = max_series
         self.version = version
+        self.max_bytes = max_bytes
+        self._budget = max_bytes
 
     def collect(self) -> Iterator[Metric]:
         s = self.stats
@@ -268,6 +294,7 @@ class _StageCollector(Collector):
         yield api
         yield from self._backend_families()
 
+        self._budget = self.max_bytes
         yield from self._series_families()
         yield from self._incident_families()
 
@@ -333,7 +360,11 @@ class _StageCollector(Collector):
             order = np.lexsort((-score, ~view.alert))[: self.max_series]
             arrays = {attr: getattr(view, attr) for _n, _d, attr in specs}
             for i in order.tolist():
-                labels = [view.nodes[i], view.keys[i]]
+                labels = [_label(view.nodes[i]), _label(view.keys[i])]
+                cost = len(fams) * _cost(*labels)
+                if cost > self._budget:
+                    break
+                self._budget -= cost
                 for attr, fam in fams.items():
                     fam.add_metric(labels, float(arrays[attr][i]))
             best: dict[str, float] = {}
@@ -341,9 +372,15 @@ class _StageCollector(Collector):
             for i, node in enumerate(view.nodes):
                 best[node] = max(best.get(node, 0.0), float(score[i]))
                 alerting[node] = alerting.get(node, False) or bool(view.alert[i])
-            for node in sorted(best):
-                node_score.add_metric([node], best[node])
-                node_alert.add_metric([node], 1.0 if alerting[node] else 0.0)
+            # alerting nodes first, then the highest scores: what the cap keeps
+            for node in sorted(best, key=lambda nd: (not alerting[nd], -best[nd], nd)):
+                label = _label(node)
+                cost = 2 * _cost(label)
+                if cost > self._budget:
+                    break
+                self._budget -= cost
+                node_score.add_metric([label], best[node])
+                node_alert.add_metric([label], 1.0 if alerting[node] else 0.0)
         yield from fams.values()
         yield node_score
         yield node_alert
@@ -361,8 +398,13 @@ class _StageCollector(Collector):
             labels=["incident_id", "target_node", "node"],
         )
         for r in rows:
-            score.add_metric([r.incident_id, r.target_node, r.node], r.score)
-            share.add_metric([r.incident_id, r.target_node, r.node], r.share)
+            labels = [_label(r.incident_id), _label(r.target_node), _label(r.node)]
+            cost = 2 * _cost(*labels)
+            if cost > self._budget:
+                break
+            self._budget -= cost
+            score.add_metric(labels, r.score)
+            share.add_metric(labels, r.share)
         yield score
         yield share
         yield GaugeMetricFamily(
@@ -426,9 +468,12 @@ def build_registry(
     incidents: Callable[[], list[IncidentScore]] = list,
     max_series: int = 1_000,
     version: str = "0.0.0",
+    max_bytes: int = MAX_BYTES,
 ) -> Registry:
+    """The registry of a process. ``max_series`` and ``max_bytes`` bound what one scrape
+    holds (``publish.metrics_max_series``, ``publish.metrics_max_bytes``)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_StageCollector(stats, series, incidents, max_series, version))
+    registry.register(_StageCollector(stats, series, incidents, max_series, version, max_bytes))
     batch = Histogram(
         "causalwatch_pipeline_batch_seconds",
         "Seconds spent per batch in each stage.",

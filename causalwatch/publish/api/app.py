@@ -21,7 +21,12 @@ FastAPI's 422 with the field in ``detail[].loc``.
 Authentication: when ``token`` is set every route but ``/healthz`` and ``/readyz`` needs
 ``Authorization: Bearer <token>`` (401 without it, 403 with a wrong one), the OpenAPI schema
 (``/openapi.json``) included. The pages' session cookie is accepted too, for writes only with
-the pages' own header (see :mod:`~causalwatch.publish.api.pages`).
+the pages' own header (see :mod:`~causalwatch.publish.api.pages`). The token is checked on
+the headers, before any byte of the body is read, and bodies are capped at ``max_body_bytes``
+(413):
+:class:`~causalwatch.publish.api.guard.RequestGuard`, which also answers 422 for JSON the
+app cannot hold (``NaN``, ``1e999``, lone surrogates). Validation errors (422) are rendered
+with their inputs made JSON-safe, so no input turns into a 500 while it is reported.
 
 Outgoing deliveries can be inspected and dead ones retried under ``/api/v1/webhooks``.
 
@@ -42,8 +47,11 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
 
 from causalwatch.errors import BackendError, CausalwatchError, StateError
 from causalwatch.publish.api import alertmanager, health, incidents
@@ -61,6 +69,7 @@ from causalwatch.publish.api.deps import (
     error,
 )
 from causalwatch.publish.api.enrich import AlertEnricher
+from causalwatch.publish.api.guard import RequestGuard, json_safe
 
 __all__ = ["create_app"]
 
@@ -84,8 +93,9 @@ def create_app(
     feedback: Feedback,
     explain: ExplainFn | None,
     dispatcher: Dispatcher | None,
-    token: str | None,
+    token: str | SecretStr | None,
     ready: health.Readiness,
+    max_body_bytes: int = 8 * 1_048_576,
     node_label: str = "service",
     alert_queue_size: int = 256,
     alert_workers: int = 2,
@@ -113,6 +123,8 @@ def create_app(
         alerts and reports delivery status; None: alerts are explained but not forwarded.
     token
         The bearer token (``api.token``); None disables authentication.
+    max_body_bytes
+        ``api.max_body_bytes``: larger request bodies are refused (413) unread.
     ready
         Readiness probe for ``/readyz``; an exception counts as not ready.
     node_label, alert_queue_size, alert_workers
@@ -123,6 +135,8 @@ def create_app(
         What the incident pages read besides ``store`` (:mod:`~causalwatch.publish.api.pages`);
         None: no pages are served.
     """
+    if isinstance(token, SecretStr):
+        token = token.get_secret_value()
     enricher = AlertEnricher(
         explain,
         dispatcher,
@@ -148,6 +162,18 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.enricher = enricher
+    page_token = token
+    app.add_middleware(
+        RequestGuard,
+        token=token,
+        max_body_bytes=max_body_bytes,
+        page_paths=pages_route.is_page_path if pages is not None else None,
+        session_ok=(
+            (lambda cookie: pages_route.session_in_cookies(cookie, page_token))
+            if pages is not None and page_token is not None
+            else None
+        ),
+    )
 
     def auth(
         request: Request,
@@ -169,6 +195,12 @@ def create_app(
     async def _auth_error(request: Request, exc: _AuthError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return error(exc.status, exc.detail, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes each input: a NaN or a lone surrogate in it made
+        # the error body itself fail to render (a 500 for a bad request).
+        return JSONResponse({"detail": json_safe(jsonable_encoder(exc.errors()))}, 422)
 
     @app.exception_handler(CausalwatchError)
     async def _domain_error(request: Request, exc: CausalwatchError) -> JSONResponse:

@@ -61,7 +61,11 @@ def get_or_404(value: T | None, detail: str) -> T:
 
 
 def error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+    """``{"detail": detail}``; the detail is made JSON-safe and cut to 2,000 characters (it
+    often quotes the request: an id, a node name)."""
+    from causalwatch.publish.api.guard import json_safe
+
+    return JSONResponse({"detail": json_safe(detail, 2_000)}, status_code=status, headers=headers)
 
 
 class IncidentStore(Protocol):

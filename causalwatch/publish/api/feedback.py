@@ -14,7 +14,10 @@ from causalwatch.publish.api.deps import NOT_FOUND, Feedback, IncidentStore, err
 from causalwatch.schemas import FalsePositive, Mute
 from causalwatch.series import split_series_key
 
-__all__ = ["router"]
+__all__ = ["MAX_MUTE_S", "router"]
+
+#: The longest mute, seconds (the same bound as ``duration_s``).
+MAX_MUTE_S = 366 * 86_400.0
 
 
 def _series_matchers(key: str) -> dict[str, str]:
@@ -65,6 +68,8 @@ def router(
         until = body.until if body.until is not None else now + float(body.duration_s or 0)
         if until <= now:
             return error(422, f"until ({until}) is not in the future (now {now:.0f})")
+        if until > now + MAX_MUTE_S:
+            return error(422, f"until ({until}) is more than 366 days ahead (now {now:.0f})")
         if body.matchers is not None:
             matchers = body.matchers
         else:

@@ -143,6 +143,26 @@ def has_page_session(request: Request, token: str | None) -> bool:
     )
 
 
+def is_page_path(path: str) -> bool:
+    """The pages' own routes (they send a person without a session to the sign-in form)."""
+    return path in ("/", "/login", "/logout", "/events") or path.startswith("/incidents/")
+
+
+def session_in_cookies(cookie_header: str, token: str) -> bool:
+    """True when a raw ``Cookie`` header carries a valid page session for ``token``."""
+    from http.cookies import CookieError, SimpleCookie
+
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(cookie_header)
+    except CookieError:
+        return False
+    morsel = jar.get(SESSION_COOKIE)
+    return morsel is not None and hmac.compare_digest(
+        morsel.value.encode(), _session_value(token).encode()
+    )
+
+
 def _safe_next(path: str | None) -> str:
     """Only a local path: an open redirect to another site is refused."""
     if not path or not path.startswith("/") or path.startswith("//") or "\\" in path:

@@ -48,6 +48,11 @@ EXAMPLES: dict[str, tuple[bytes, str, IngestLimits]] = {
     "non_numeric_field": (b'm v="text" 1700000000', "influx", IngestLimits()),
     "name_too_long": (json.dumps({**S, "name": "n" * 65}).encode(), "json", _short_names),
     "label_name_too_long": (b"m,hostname=a v=1 1700000000", "influx", _short_names),
+    "bad_unicode": (
+        b'{"name": "x", "timestamp": %d, "value": 1, "labels": {"a": "\\ud800"}}' % NOW,
+        "json",
+        IngestLimits(),
+    ),
 }
 
 

@@ -1,0 +1,65 @@
+"""Every memo over names or series keys is bounded in bytes, not only in entries: hostile
+input within the ingest limits (keys of ~37 kB) must not grow memory without bound."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from causalwatch.models import RawRecord
+from explainer import view
+from ingest import decode
+from ingest.decode import decode_batch
+from ingest.validate import IngestLimits
+
+NOW = 1_700_000_100.0
+
+
+def _big_labels(i: int) -> dict[str, str]:
+    # 32 labels of 1,000 bytes: the largest label set the default limits accept
+    return {f"l{j}": f"{i:08d}" + "v" * 992 for j in range(32)}
+
+
+def _size(obj: Any) -> int:
+    """Bytes of an object and the strings/tuples inside it (what a memo really holds)."""
+    if isinstance(obj, tuple):
+        return sys.getsizeof(obj) + sum(_size(x) for x in obj)
+    return sys.getsizeof(obj)
+
+
+def test_identity_memo_is_bounded_in_bytes() -> None:
+    keys = [
+        "m{" + ",".join(f'{k}="{v}"' for k, v in _big_labels(i).items()) + "}" for i in range(600)
+    ]  # 600 x 33 kB = 20 MB of keys, over the 16 MiB budget
+
+    for k in keys:
+        assert view.identity(k, "service")[0] == "m"
+    assert view._identity_bytes[0] <= view._IDENTITY_BYTES
+    held = sum(_size(k) + _size(v) for k, v in view._identities.items())
+    assert held < view._IDENTITY_BYTES * 1.2, held  # was every key ever seen (65,536 of them)
+    assert len(view._identities) < 600
+
+
+def test_decode_series_key_memo_is_bounded_in_bytes() -> None:
+    def run() -> None:
+        for start in range(0, 1_200, 100):  # 1,200 distinct 33 kB series: 40 MB of keys
+            recs = [
+                RawRecord(
+                    "t",
+                    0,
+                    i,
+                    json.dumps(
+                        {"name": "m", "labels": _big_labels(i), "timestamp": NOW, "value": 1}
+                    ).encode(),
+                )
+                for i in range(start, start + 100)
+            ]
+            batch, errors = decode_batch(recs, {"t": "json"}, IngestLimits(), NOW)
+            assert len(batch) == 100 and not errors
+
+    run()
+    assert decode._key_cache_bytes[0] <= decode._KEY_CACHE_BYTES
+    held = sum(_size(k) + _size(v) for k, v in decode._key_cache.items())
+    assert held < decode._KEY_CACHE_BYTES * 1.2, held
+    assert len(decode._key_cache) < 1_200
