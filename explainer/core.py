@@ -226,10 +226,11 @@ class Explainer:
     ) -> tuple[float, float | None]:
         """``at_ts`` and ``window_start`` bounded by the node's held data: before it is a
         :class:`StateError`, and so is an ``at_ts`` more than the history's span after it
-        (a stray time never sizes an allocation, and the API answers 404); a ``window_start``
-        after ``at_ts`` means ``at_ts`` (an alert's ``startsAt`` is often a scrape ahead of the
-        last sample).
-        ``O(node rows · history_points)``."""
+        (a stray time never sizes an allocation; the API answers 404), unless
+        ``window_start`` is held: then it means the latest time (a window from a held time
+        to now, as the Alertmanager enrichment asks). A ``window_start`` after ``at_ts``
+        means ``at_ts`` (an alert's ``startsAt`` is often a scrape ahead of the last
+        sample). ``O(node rows · history_points)``."""
         rows = [r for r in self.index.rows_of_node(node) if r < self._history.capacity]
         if not rows:
             return at_ts, window_start  # pick_target names the node that has no series
@@ -242,14 +243,22 @@ class Explainer:
             raise StateError(
                 f"explain: at {at_ts!r} is before the history held for {node!r} (from {lo!r})"
             )
-        # far after the data (more than the history's span): its latest time; nearer, kept
-        # as asked, since the time bins are anchored at ``at_ts``
+        # far after the data (more than the history's span): refused, or its latest time
+        # when the window starts in the data; nearer, kept as asked (the time bins are
+        # anchored at ``at_ts``)
         step = self._step_s if self._step_s > 0 else infer_step(ok)
         if at_ts > hi + self.config.history_points * max(step, 1.0):
-            raise StateError(
-                f"explain: at {at_ts!r} is after the history held for {node!r} "
-                f"(to {hi!r}, plus one history span)"
-            )
+            if (
+                window_start is not None
+                and math.isfinite(window_start)
+                and lo <= window_start <= hi
+            ):
+                at_ts = hi  # a window from a held time to "now" (an alert's startsAt)
+            else:
+                raise StateError(
+                    f"explain: at {at_ts!r} is after the history held for {node!r} "
+                    f"(to {hi!r}, plus one history span)"
+                )
         if window_start is not None:
             if not math.isfinite(window_start) or window_start < lo:
                 raise StateError(
