@@ -334,10 +334,6 @@ class RedisSettings(_Section):
     """
 
     url: str = "redis://127.0.0.1:6379/0"
-    prefix: str = "causalwatch:"
-    stream_maxlen: int = Field(default=10_000, ge=1)
-    latest_ttl_s: int = Field(default=86_400, ge=1)
-    checkpoint_interval_s: float = Field(default=5.0, gt=0)
     username: str | None = Field(default=None, min_length=1)
     password: SecretStr | None = None
     tls: bool = False
@@ -347,6 +343,10 @@ class RedisSettings(_Section):
     ssl_key_password: SecretStr | None = None
     #: Check that the server's certificate names the host connected to (keep on).
     ssl_check_hostname: bool = True
+    prefix: str = "causalwatch:"
+    stream_maxlen: int = Field(default=10_000, ge=1)
+    latest_ttl_s: int = Field(default=86_400, ge=1)
+    checkpoint_interval_s: float = Field(default=5.0, gt=0)
 
     @field_validator("url")
     @classmethod

@@ -47,7 +47,6 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import SecretStr
 
 from causalwatch.errors import BackendError, CausalwatchError, StateError
 from causalwatch.publish.api import alertmanager, health, incidents
@@ -88,13 +87,13 @@ def create_app(
     feedback: Feedback,
     explain: ExplainFn | None,
     dispatcher: Dispatcher | None,
-    token: str | SecretStr | None,
+    token: str | None,
     ready: Callable[[], bool],
-    max_body_bytes: int = 8 * 1_048_576,
     node_label: str = "service",
     alert_queue_size: int = 256,
     alert_workers: int = 2,
     clock: Callable[[], float] = time.time,
+    max_body_bytes: int = 8 * 1_048_576,
 ) -> FastAPI:
     """Build the API app; ``app.state.enricher`` is its :class:`AlertEnricher`.
 
@@ -117,17 +116,15 @@ def create_app(
         alerts and reports delivery status; None: alerts are explained but not forwarded.
     token
         The bearer token (``api.token``); None disables authentication.
-    max_body_bytes
-        ``api.max_body_bytes``: larger request bodies are refused (413) unread.
     ready
         Readiness probe for ``/readyz``; an exception counts as not ready.
     node_label, alert_queue_size, alert_workers
         ``ingest.node_label``, ``api.alert_queue_size``, ``api.alert_workers``.
     clock
         Unix seconds now (mute times, the default ``at``).
+    max_body_bytes
+        ``api.max_body_bytes``: larger request bodies are refused (413) unread.
     """
-    if isinstance(token, SecretStr):
-        token = token.get_secret_value()
     enricher = AlertEnricher(
         explain,
         dispatcher,

@@ -123,8 +123,13 @@ class RequestGuard:
         ``api.token``; None: no authentication (loopback, or ``api.allow_unauthenticated``).
     max_body_bytes
         ``api.max_body_bytes``: larger bodies get 413 (unread when the length is declared).
-    open_paths
-        Paths served without a token (liveness and readiness probes).
+    open_paths, open_prefixes
+        Paths (exact, or by prefix) served without a token: the liveness and readiness
+        probes, and any route that authenticates on its own (a login page).
+    session
+        Another way in, judged on the headers alone (e.g. a signed session cookie):
+        ``session(scope)`` True lets a request without a bearer token through to the app,
+        whose own dependency then decides what it may do.
     """
 
     def __init__(
@@ -134,17 +139,26 @@ class RequestGuard:
         token: str | None,
         max_body_bytes: int,
         open_paths: frozenset[str] = frozenset({"/healthz", "/readyz"}),
+        open_prefixes: tuple[str, ...] = (),
+        session: Callable[[Scope], bool] | None = None,
     ) -> None:
         self.app = app
         self._token = None if token is None else token.encode()
         self.max_body_bytes = int(max_body_bytes)
         self.open_paths = open_paths
+        self.open_prefixes = open_prefixes
+        self.session = session
+
+    def _is_open(self, path: str) -> bool:
+        return path in self.open_paths or (
+            bool(self.open_prefixes) and path.startswith(self.open_prefixes)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self._token is not None and scope.get("path") not in self.open_paths:
+        if self._token is not None and not self._is_open(str(scope.get("path", ""))):
             refused = self._auth_problem(scope)
             if refused is not None:
                 await _answer(send, *refused)
@@ -174,6 +188,8 @@ class RequestGuard:
         raw = _header(scope, b"authorization")
         scheme, _, credentials = (raw or b"").strip().partition(b" ")
         if raw is None or scheme.lower() != b"bearer" or not credentials.strip():
+            if raw is None and self.session is not None and self.session(scope):
+                return None
             return (
                 401,
                 "missing bearer token (Authorization: Bearer <token>)",
