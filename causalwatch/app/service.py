@@ -233,11 +233,11 @@ def _start_api(
         explain=svc.pipeline.explain,
         dispatcher=dispatcher,
         token=settings.api.token.get_secret_value() if settings.api.token else None,
+        max_body_bytes=settings.api.max_body_bytes,
         ready=lambda: svc.healthy,
         node_label=settings.ingest.node_label,
         alert_queue_size=settings.api.alert_queue_size,
         alert_workers=settings.api.alert_workers,
-        max_body_bytes=settings.api.max_body_bytes,
     )
     config = uvicorn.Config(
         app, host=settings.api.host, port=settings.api.port, log_level="warning", lifespan="on"

@@ -18,13 +18,15 @@ FastAPI's 422 with the field in ``detail[].loc``.
 
 Authentication: when ``token`` is set every route but ``/healthz`` and ``/readyz`` needs
 ``Authorization: Bearer <token>`` (401 without it, 403 with a wrong one), the OpenAPI schema
-(``/openapi.json``) included. The token is checked on the headers, before any byte of the
-body is read, and bodies are capped at ``max_body_bytes`` (413):
+(``/openapi.json``) included.
+
+Outgoing deliveries can be inspected and dead ones retried under ``/api/v1/webhooks``.
+
+Hostile requests: the token is checked on the headers, before any byte of the body is read,
+and bodies are capped at ``max_body_bytes`` (413):
 :class:`~causalwatch.publish.api.guard.RequestGuard`, which also answers 422 for JSON the
 app cannot hold (``NaN``, ``1e999``, lone surrogates). Validation errors (422) are rendered
 with their inputs made JSON-safe, so no input turns into a 500 while it is reported.
-
-Outgoing deliveries can be inspected and dead ones retried under ``/api/v1/webhooks``.
 
 Incoming Alertmanager webhooks (``POST /api/v1/alertmanager``) are put on a bounded queue and
 answered 202 at once (503 with ``Retry-After`` when the queue is full, which Alertmanager
