@@ -89,13 +89,13 @@ def create_app(
     feedback: Feedback,
     explain: ExplainFn | None,
     dispatcher: Dispatcher | None,
+    max_body_bytes: int = 8 * 1_048_576,
     token: str | None,
     ready: Callable[[], bool],
     node_label: str = "service",
     alert_queue_size: int = 256,
     alert_workers: int = 2,
     clock: Callable[[], float] = time.time,
-    max_body_bytes: int = 8 * 1_048_576,
 ) -> FastAPI:
     """Build the API app; ``app.state.enricher`` is its :class:`AlertEnricher`.
 
@@ -116,6 +116,8 @@ def create_app(
     dispatcher
         The :class:`~causalwatch.publish.webhooks.WebhookDispatcher` that forwards enriched
         alerts and reports delivery status; None: alerts are explained but not forwarded.
+    max_body_bytes
+        ``api.max_body_bytes``: larger request bodies are refused (413) unread.
     token
         The bearer token (``api.token``); None disables authentication.
     ready
@@ -124,8 +126,6 @@ def create_app(
         ``ingest.node_label``, ``api.alert_queue_size``, ``api.alert_workers``.
     clock
         Unix seconds now (mute times, the default ``at``).
-    max_body_bytes
-        ``api.max_body_bytes``: larger request bodies are refused (413) unread.
     """
     enricher = AlertEnricher(
         explain,
