@@ -241,7 +241,7 @@ class Explainer:
         lo, hi = float(ok.min()), float(ok.max())
         if not math.isfinite(at_ts) or at_ts < lo:
             raise StateError(
-                f"explain: at {at_ts!r} is before the history held for {node!r} (from {lo!r})"
+                f"explain: at {at_ts!r} is outside the history held for {node!r} (from {lo!r})"
             )
         # far after the data (more than the history's span): refused, or its latest time
         # when the window starts in the data; nearer, kept as asked (the time bins are
@@ -256,7 +256,7 @@ class Explainer:
                 at_ts = hi  # a window from a held time to "now" (an alert's startsAt)
             else:
                 raise StateError(
-                    f"explain: at {at_ts!r} is after the history held for {node!r} "
+                    f"explain: at {at_ts!r} is outside the history held for {node!r} "
                     f"(to {hi!r}, plus one history span)"
                 )
         if window_start is not None:

@@ -326,7 +326,7 @@ def _start_api(
         feedback=feedback,
         explain=box.explain,
         dispatcher=dispatcher,
-        token=settings.api.token,
+        token=settings.api.token.get_secret_value() if settings.api.token else None,
         ready=box.readiness,
         node_label=settings.ingest.node_label,
         alert_queue_size=settings.api.alert_queue_size,

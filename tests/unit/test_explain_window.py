@@ -51,7 +51,7 @@ def test_a_time_outside_the_held_data_is_refused_never_allocated(
         pipe.explain(sc.target_node, None, at, since=0.0)
     late = pipe.explain(sc.target_node, None, at, since=at + 3600.0)  # after the data
     assert late.window.end <= at  # a startsAt a scrape ahead of the data: its latest time
-    with pytest.raises(StateError, match="before the history held"):
+    with pytest.raises(StateError, match="outside the history held"):
         pipe.explain(sc.target_node, None, 1.0)
     t0 = time.perf_counter()
     with pytest.raises(StateError):  # far later than the data (more than its span): 404

@@ -21,14 +21,13 @@ FastAPI's 422 with the field in ``detail[].loc``.
 Authentication: when ``token`` is set every route but ``/healthz`` and ``/readyz`` needs
 ``Authorization: Bearer <token>`` (401 without it, 403 with a wrong one), the OpenAPI schema
 (``/openapi.json``) included. The pages' session cookie is accepted too, for writes only with
-the pages' own header (see :mod:`~causalwatch.publish.api.pages`). The token is checked on
-the headers, before any byte of the body is read, and bodies are capped at ``max_body_bytes``
-(413):
+the pages' own header (see :mod:`~causalwatch.publish.api.pages`).
+
+Hostile requests: the token is checked on the headers, before any byte of the body is read,
+and bodies are capped at ``max_body_bytes`` (413):
 :class:`~causalwatch.publish.api.guard.RequestGuard`, which also answers 422 for JSON the
 app cannot hold (``NaN``, ``1e999``, lone surrogates). Validation errors (422) are rendered
 with their inputs made JSON-safe, so no input turns into a 500 while it is reported.
-
-Outgoing deliveries can be inspected and dead ones retried under ``/api/v1/webhooks``.
 
 Incoming Alertmanager webhooks (``POST /api/v1/alertmanager``) are put on a bounded queue and
 answered 202 at once (503 with ``Retry-After`` when the queue is full, which Alertmanager
@@ -51,7 +50,6 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import SecretStr
 
 from causalwatch.errors import BackendError, CausalwatchError, StateError
 from causalwatch.publish.api import alertmanager, health, incidents
@@ -93,7 +91,7 @@ def create_app(
     feedback: Feedback,
     explain: ExplainFn | None,
     dispatcher: Dispatcher | None,
-    token: str | SecretStr | None,
+    token: str | None,
     ready: health.Readiness,
     max_body_bytes: int = 8 * 1_048_576,
     node_label: str = "service",
@@ -121,10 +119,10 @@ def create_app(
     dispatcher
         The :class:`~causalwatch.publish.webhooks.WebhookDispatcher` that forwards enriched
         alerts and reports delivery status; None: alerts are explained but not forwarded.
-    token
-        The bearer token (``api.token``); None disables authentication.
     max_body_bytes
         ``api.max_body_bytes``: larger request bodies are refused (413) unread.
+    token
+        The bearer token (``api.token``); None disables authentication.
     ready
         Readiness probe for ``/readyz``; an exception counts as not ready.
     node_label, alert_queue_size, alert_workers
@@ -135,8 +133,6 @@ def create_app(
         What the incident pages read besides ``store`` (:mod:`~causalwatch.publish.api.pages`);
         None: no pages are served.
     """
-    if isinstance(token, SecretStr):
-        token = token.get_secret_value()
     enricher = AlertEnricher(
         explain,
         dispatcher,
@@ -167,9 +163,14 @@ def create_app(
         RequestGuard,
         token=token,
         max_body_bytes=max_body_bytes,
-        page_paths=pages_route.is_page_path if pages is not None else None,
-        session_ok=(
-            (lambda cookie: pages_route.session_in_cookies(cookie, page_token))
+        # the pages send a person without a session to their sign-in form; elsewhere a
+        # valid session cookie stands in for the bearer token (``auth`` then allows writes
+        # only with the pages' header)
+        open_paths=frozenset({"/healthz", "/readyz"})
+        | (pages_route.PAGE_PATHS if pages is not None else frozenset()),
+        open_prefixes=pages_route.PAGE_PREFIXES if pages is not None else (),
+        session=(
+            (lambda scope: pages_route.session_in_scope(scope, page_token))
             if pages is not None and page_token is not None
             else None
         ),

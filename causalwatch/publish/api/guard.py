@@ -37,10 +37,6 @@ class _Unrepresentable(ValueError):
     pass
 
 
-#: Body cap on the pages' own routes (the sign-in form), which need no bearer token.
-PAGE_BODY_BYTES = 4096
-
-
 def _reject_constant(name: str) -> float:
     raise _Unrepresentable(f"{name} is not a JSON number (RFC 8259)")
 
@@ -127,16 +123,13 @@ class RequestGuard:
         ``api.token``; None: no authentication (loopback, or ``api.allow_unauthenticated``).
     max_body_bytes
         ``api.max_body_bytes``: larger bodies get 413 (unread when the length is declared).
-    open_paths
-        Paths served without a token (liveness and readiness probes).
-    page_paths
-        Paths of the incident pages (None: no pages). They check their own session cookie
-        and send a person without one to the sign-in form, so the guard lets them through
-        without a bearer token, with the body capped at ``PAGE_BODY_BYTES`` (the sign-in
-        form); elsewhere a valid session cookie stands in for the bearer token, and the
-        app's own check then allows writes only with the pages' header.
-    session_ok
-        Whether a ``Cookie`` header carries a valid page session (see ``page_paths``).
+    open_paths, open_prefixes
+        Paths (exact, or by prefix) served without a token: the liveness and readiness
+        probes, and any route that authenticates on its own (a login page).
+    session
+        Another way in, judged on the headers alone (e.g. a signed session cookie):
+        ``session(scope)`` True lets a request without a bearer token through to the app,
+        whose own dependency then decides what it may do.
     """
 
     def __init__(
@@ -146,41 +139,41 @@ class RequestGuard:
         token: str | None,
         max_body_bytes: int,
         open_paths: frozenset[str] = frozenset({"/healthz", "/readyz"}),
-        page_paths: Callable[[str], bool] | None = None,
-        session_ok: Callable[[str], bool] | None = None,
+        open_prefixes: tuple[str, ...] = (),
+        session: Callable[[Scope], bool] | None = None,
     ) -> None:
         self.app = app
         self._token = None if token is None else token.encode()
         self.max_body_bytes = int(max_body_bytes)
         self.open_paths = open_paths
-        self.page_paths = page_paths
-        self.session_ok = session_ok
+        self.open_prefixes = open_prefixes
+        self.session = session
+
+    def _is_open(self, path: str) -> bool:
+        return path in self.open_paths or (
+            bool(self.open_prefixes) and path.startswith(self.open_prefixes)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cap = self.max_body_bytes
-        path = str(scope.get("path") or "")
-        if self._token is not None and path not in self.open_paths:
-            if self.page_paths is not None and self.page_paths(path):
-                cap = min(cap, PAGE_BODY_BYTES)  # the pages check their own session
-            else:
-                refused = self._auth_problem(scope)
-                if refused is not None:
-                    await _answer(send, *refused)
-                    return
+        if self._token is not None and not self._is_open(str(scope.get("path", ""))):
+            refused = self._auth_problem(scope)
+            if refused is not None:
+                await _answer(send, *refused)
+                return
         length = _header(scope, b"content-length")
         if length is not None:
             if not length.strip().isdigit():
                 await _answer(send, 400, "Content-Length is not a number")
                 return
-            if int(length) > cap:
-                await _answer(send, 413, self._too_large(int(length), cap))
+            if int(length) > self.max_body_bytes:
+                await _answer(send, 413, self._too_large(int(length)))
                 return
-        body, more = await self._read_body(receive, cap)
+        body, more = await self._read_body(receive)
         if body is None:
-            await _answer(send, 413, self._too_large(None, cap))
+            await _answer(send, 413, self._too_large(None))
             return
         ctype = (_header(scope, b"content-type") or b"").lower()
         if body and (not ctype or b"json" in ctype):
@@ -193,12 +186,10 @@ class RequestGuard:
     def _auth_problem(self, scope: Scope) -> tuple[int, str, dict[str, str]] | None:
         assert self._token is not None
         raw = _header(scope, b"authorization")
-        if raw is None and self.session_ok is not None:
-            cookie = _header(scope, b"cookie")
-            if cookie is not None and self.session_ok(cookie.decode("latin-1")):
-                return None
         scheme, _, credentials = (raw or b"").strip().partition(b" ")
         if raw is None or scheme.lower() != b"bearer" or not credentials.strip():
+            if raw is None and self.session is not None and self.session(scope):
+                return None
             return (
                 401,
                 "missing bearer token (Authorization: Bearer <token>)",
@@ -208,13 +199,11 @@ class RequestGuard:
             return (403, "invalid bearer token", {})
         return None
 
-    def _too_large(self, length: int | None, cap: int | None = None) -> str:
+    def _too_large(self, length: int | None) -> str:
         size = "" if length is None else f" ({length} bytes)"
-        if cap is not None and cap < self.max_body_bytes:
-            return f"request body{size} is over {cap} bytes (a page's form)"
         return f"request body{size} is over api.max_body_bytes={self.max_body_bytes}"
 
-    async def _read_body(self, receive: Receive, cap: int) -> tuple[bytes | None, bool]:
+    async def _read_body(self, receive: Receive) -> tuple[bytes | None, bool]:
         """The body, or None past the cap; and whether the client's stream went on
         (a disconnect message that the app must still see)."""
         chunks: list[bytes] = []
@@ -225,7 +214,7 @@ class RequestGuard:
                 return b"".join(chunks), True  # disconnected: let the app see it
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > cap:
+            if size > self.max_body_bytes:
                 return None, False
             chunks.append(chunk)
             if not message.get("more_body", False):

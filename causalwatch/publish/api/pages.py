@@ -23,7 +23,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qs, quote
@@ -143,18 +143,22 @@ def has_page_session(request: Request, token: str | None) -> bool:
     )
 
 
-def is_page_path(path: str) -> bool:
-    """The pages' own routes (they send a person without a session to the sign-in form)."""
-    return path in ("/", "/login", "/logout", "/events") or path.startswith("/incidents/")
+#: The pages' own routes: they send a person without a session to the sign-in form, so the
+#: API's guard lets them through without a bearer token (see ``session_in_scope``).
+PAGE_PATHS = frozenset({"/", "/login", "/logout", "/events"})
+PAGE_PREFIXES = ("/incidents/",)
 
 
-def session_in_cookies(cookie_header: str, token: str) -> bool:
-    """True when a raw ``Cookie`` header carries a valid page session for ``token``."""
+def session_in_scope(scope: MutableMapping[str, Any], token: str) -> bool:
+    """True when an ASGI request's ``Cookie`` header carries a valid page session."""
     from http.cookies import CookieError, SimpleCookie
 
+    raw = next((v for k, v in scope.get("headers") or () if k == b"cookie"), None)
+    if raw is None:
+        return False
     jar: SimpleCookie = SimpleCookie()
     try:
-        jar.load(cookie_header)
+        jar.load(bytes(raw).decode("latin-1"))
     except CookieError:
         return False
     morsel = jar.get(SESSION_COOKIE)

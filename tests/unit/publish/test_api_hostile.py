@@ -359,3 +359,45 @@ def _close_shared_client() -> Iterator[None]:
     yield
     while _CLIENT:
         _CLIENT.pop().__exit__(None, None, None)
+
+
+def test_guard_open_paths_and_session_hook() -> None:
+    """A route that authenticates on its own (a login page) can be opened by prefix, and a
+    session judged on the headers can stand in for the bearer token."""
+    from fastapi import FastAPI
+
+    from causalwatch.publish.api.guard import RequestGuard
+
+    inner = FastAPI()
+
+    class _NoEnricher:  # ApiClient stops the app's enricher on exit
+        def stop(self) -> None:
+            pass
+
+    inner.state.enricher = _NoEnricher()
+
+    @inner.post("/login/x")
+    def login() -> dict[str, bool]:
+        return {"ok": True}
+
+    @inner.post("/api/v1/thing")
+    def thing() -> dict[str, bool]:
+        return {"ok": True}
+
+    def session(scope: Any) -> bool:
+        return any(k == b"cookie" and v == b"s=good" for k, v in scope["headers"])
+
+    inner.add_middleware(
+        RequestGuard,
+        token="tok",
+        max_body_bytes=4_096,
+        open_prefixes=("/login/",),
+        session=session,
+    )
+    with ApiClient(inner) as c:
+        assert c.post("/login/x", content=b"{}").status_code == 200
+        assert c.post("/login/x", content=b"x" * 5_000).status_code == 413  # still capped
+        assert c.post("/api/v1/thing", content=b"{}").status_code == 401
+        assert c.post("/api/v1/thing", headers={"Cookie": "s=bad"}).status_code == 401
+        assert c.post("/api/v1/thing", headers={"Cookie": "s=good"}).status_code == 200
+        assert c.post("/api/v1/thing", headers={"Authorization": "Bearer tok"}).status_code == 200
