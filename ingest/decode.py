@@ -680,8 +680,8 @@ def _decode_array_fast(ctx: _Ctx, value: bytes, idx: int) -> int:
     Python loop per sample unless a series or an RFC 3339 timestamp is new."""
     limits = ctx.limits
     style = next((st for st in _ARRAY_STYLES if value.startswith(st[0])), None)
-    if style is None or value[-1:] != b"]":
-        return -1
+    if style is None or value[-1:] != b"]" or b"NaN" in value or b"Infinity" in value:
+        return -1  # (NaN / Infinity literals: the general path says which samples)
     _, pattern, fixed, sep_len = style
     found = pattern.findall(value)
     n = len(found)
