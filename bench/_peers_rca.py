@@ -10,8 +10,10 @@ nodes ranked best first (a node scores the maximum over its series). None uses a
   product of per-metric Normal-Gamma models, constant hazard) finds the anomaly onset; each
   metric is then scaled robustly on the data before the onset (median and inter-quartile
   range, as scikit-learn's ``RobustScaler``) and scored by its largest absolute scaled
-  value after the onset; metrics are ranked by that score. The onset is searched from a
-  few points before the scored window to its end (the same hint every peer gets).
+  value after the onset; metrics are ranked by that score. Metrics with no spread before
+  the onset are dropped (the constant / near-constant filter of BARO's evaluation). The
+  onset is searched from a few points before the scored window to its end (the same hint
+  every peer gets).
 - :func:`nsigma`: N-sigma: largest ``|x - mean| / sd`` in the scored window against the
   data before it.
 - :func:`zscore_change`: the z-score change baseline: ``|median(window) - median(before)|``
@@ -174,7 +176,10 @@ def baro(values: np.ndarray, nodes: Sequence[str], start: int, search_before: in
         warnings.simplefilter("ignore", RuntimeWarning)
         med = np.nanmedian(ref[:, ok], axis=0)
         iqr = np.nanpercentile(ref[:, ok], 75, axis=0) - np.nanpercentile(ref[:, ok], 25, axis=0)
-        z = (post[:, ok] - med) / _floor(iqr, med)
+        z = (post[:, ok] - med) / iqr
+    # constant and near-constant metrics (no spread before the onset) are dropped, the
+    # preprocessing BARO's evaluation applies; they would otherwise dominate with IQR ~ 0
+    z[:, ~(np.nan_to_num(iqr) > 1e-9 * (1.0 + np.abs(np.nan_to_num(med))))] = np.nan
     scores = np.full(values.shape[1], np.nan)
     scores[ok] = _max_abs(z)
     return rank_nodes(scores, nodes)

@@ -45,9 +45,13 @@ two protocols; Nezha mean AC@1 with and without the graph; simulator mean automa
 ``--save-results F`` writes every explanation and peer ranking to JSON;
 ``--from-results F`` rescores such a file without replaying anything.
 
+Simulator grid (``FULL_SIM``, one seed per cell, to stay under 25 minutes on the loaded
+2-core machine): 10 nodes x 4 samplings x 3 graph modes x 5 faults; 50 nodes x 4 samplings
+x given/none x 5 faults; 200 nodes x 60 s x given/none x latency_shift/error_burst.
 ``--quick``: the simulator at 10 and 50 nodes, ``1s-short`` and ``60s``, graph ``given``
 and ``none``, one seed; each Nezha day ends 1 h after its last injection (so its quiet
-hours are few); PetShop and DoWhy whole.
+hours are few); PetShop and DoWhy whole. ``--loso`` multiplies the time by the number of
+values: use it with ``--quick``.
 
 Run: ``python bench/rca_suite.py --quick`` (a subset), ``python bench/rca_suite.py``
 (everything); ``--systems petshop,nezha-ob`` for some systems only; ``--detail`` for the
@@ -117,28 +121,25 @@ WINDOW_S = 600.0  # Nezha: an injection is scored up to the next one, at most 10
 
 # sampling condition -> (step_s, n_points, fault_start, fault_len)
 CONDITIONS: dict[str, tuple[float, int, int, int]] = {
-    "1s": (1.0, 1200, 900, 180),
+    "1s": (1.0, 900, 700, 180),
     "1s-short": (1.0, 420, 300, 120),  # 5 minutes of normal 1 s data before the fault
-    "60s": (60.0, 900, 720, 45),
+    "60s": (60.0, 800, 640, 45),
     "300s": (300.0, 600, 480, 24),
 }
 SIM_MODES = ("given", "learned", "none")
 MAX_INVISIBLE = 5  # simulator: seeds drawn past an invisible fault, at most
 QUICK_NEZHA_TAIL_S = 3600.0  # --quick: each Nezha day ends 1 h after its last injection
-FULL_SIM = {
-    "sizes": (10, 50, 200),
-    "conditions": tuple(CONDITIONS),
-    "modes": SIM_MODES,
-    "seeds": 2,
-    "big_size": 200,  # at this size: one seed, modes given/none, the 60s and 1s-short runs
-}
-QUICK_SIM = {
-    "sizes": (10, 50),
-    "conditions": ("1s-short", "60s"),
-    "modes": ("given", "none"),
-    "seeds": 1,
-    "big_size": 0,
-}
+# simulator grid: (nodes, sampling conditions, graph modes, fault kinds (None: all), seeds)
+SimBlock = tuple[int, tuple[str, ...], tuple[str, ...], tuple[str, ...] | None, int]
+FULL_SIM: tuple[SimBlock, ...] = (
+    (10, tuple(CONDITIONS), SIM_MODES, None, 1),
+    (50, tuple(CONDITIONS), ("given", "none"), None, 1),
+    (200, ("60s",), ("given", "none"), ("latency_shift", "error_burst"), 1),
+)
+QUICK_SIM: tuple[SimBlock, ...] = (
+    (10, ("1s-short", "60s"), ("given", "none"), None, 1),
+    (50, ("1s-short", "60s"), ("given", "none"), None, 1),
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -309,92 +310,92 @@ def _window_end(inj: list[Any], at: float) -> float:
     return min([at + WINDOW_S, *later])
 
 
-def sim_jobs(cfg: dict[str, Any], kinds: tuple[str, ...]) -> list[Job]:
+def sim_jobs(grid: tuple[SimBlock, ...], kinds: tuple[str, ...]) -> list[Job]:
     """Simulated cases; a scenario whose fault is not visible at any descendant (robust
     z < 4) is recorded as skipped and the next seed is drawn, up to ``MAX_INVISIBLE`` more."""
     jobs: list[Job] = []
     skipped: dict[str, Any] = {}
-    for n in cfg["sizes"]:
-        big = n == cfg["big_size"]
-        for cond in cfg["conditions"]:
-            if big and cond not in ("60s", "1s-short"):
+    cells = [
+        (n, cond, modes, kind, seeds)
+        for n, conds, modes, block_kinds, seeds in grid
+        for cond in conds
+        for kind in (block_kinds or kinds)
+        if kind in kinds
+    ]
+    for n, cond, modes, kind, want in cells:
+        step, n_points, f_start, f_len = CONDITIONS[cond]
+        found = 0
+        for seed in range(want + MAX_INVISIBLE):
+            if found == want:
+                break
+            sc = simulate(
+                n,
+                n_points=n_points,
+                step_s=step,
+                fault_kind=kind,
+                seed=seed,
+                fault_start=f_start,
+                fault_len=f_len,
+            )
+            base = f"sim/n={n}/{kind}/{cond}/seed={seed}"
+            values = sc.values.T.copy()
+            keys = list(sc.series_keys)
+            nodes = list(sc.series_nodes)
+            win = min(f_len, max(10, round(WINDOW_S / step)))
+            t0 = sc.fault_start_ts
+            at_ts = float(sc.ts[sc.fault_start + min(9, f_len - 1)])
+            info = {
+                "roots": list(sc.roots),
+                "kind": kind,
+                "cond": cond,
+                "n": n,
+                "start": t0,
+                "end": t0 + win * step,
+                "visible": bool(sc.visibility[sc.target_node] >= 4.0),
+            }
+            if not info["visible"]:  # the next seed instead (the bench never
+                # sees results here, only whether the fault shows downstream)
+                skipped[f"sim/n={n}/{kind}/{cond}/seed={seed}/skipped"] = info
                 continue
-            step, n_points, f_start, f_len = CONDITIONS[cond]
-            for kind in kinds:
-                want = 1 if big else cfg["seeds"]
-                found = 0
-                for seed in range(want + MAX_INVISIBLE):
-                    if found == want:
-                        break
-                    sc = simulate(
-                        n,
-                        n_points=n_points,
-                        step_s=step,
-                        fault_kind=kind,
-                        seed=seed,
-                        fault_start=f_start,
-                        fault_len=f_len,
+            found += 1
+            for mode in modes:
+                cid = f"{base}/{mode}"
+                edges = list(sc.edges) if mode == "given" else None
+                target = Target(sc.target_node, sc.target_series, at_ts)
+
+                def run(
+                    settings: Settings,
+                    cid=cid,
+                    edges=edges,
+                    keys=keys,
+                    ts=sc.ts,
+                    values=values,
+                    target=target,
+                ) -> dict[str, Run]:
+                    s = Stream("sim", settings, edges)
+                    return {cid: s.feed(keys, ts, values, [target])}
+
+                def peers(
+                    base=base,
+                    values=values,
+                    nodes=nodes,
+                    start=sc.fault_start,
+                    stop=sc.fault_start + win,
+                ) -> dict[str, Any]:
+                    return {f"{base}/peers": _peer_rankings(values[:stop], nodes, start)}
+
+                over = {"explainer.learn_graph": False} if mode == "none" else {}
+                jobs.append(
+                    Job(
+                        "sim",
+                        cid,
+                        run,
+                        peers if mode == modes[0] else dict,
+                        {cid: {**info, "mode": mode}},
+                        over,
+                        cost=0.2 + values.size / 2e5,
                     )
-                    base = f"sim/n={n}/{kind}/{cond}/seed={seed}"
-                    values = sc.values.T.copy()
-                    keys = list(sc.series_keys)
-                    nodes = list(sc.series_nodes)
-                    win = min(f_len, max(10, round(WINDOW_S / step)))
-                    t0 = sc.fault_start_ts
-                    at_ts = float(sc.ts[sc.fault_start + min(9, f_len - 1)])
-                    info = {
-                        "roots": list(sc.roots),
-                        "kind": kind,
-                        "cond": cond,
-                        "n": n,
-                        "start": t0,
-                        "end": t0 + win * step,
-                        "visible": bool(sc.visibility[sc.target_node] >= 4.0),
-                    }
-                    if not info["visible"]:  # the next seed instead (the bench never
-                        # sees results here, only whether the fault shows downstream)
-                        skipped[f"sim/n={n}/{kind}/{cond}/seed={seed}/skipped"] = info
-                        continue
-                    found += 1
-                    modes = ("given", "none") if big else cfg["modes"]
-                    for mode in modes:
-                        cid = f"{base}/{mode}"
-                        edges = list(sc.edges) if mode == "given" else None
-                        target = Target(sc.target_node, sc.target_series, at_ts)
-
-                        def run(
-                            settings: Settings,
-                            cid=cid,
-                            edges=edges,
-                            keys=keys,
-                            ts=sc.ts,
-                            values=values,
-                            target=target,
-                        ) -> dict[str, Run]:
-                            s = Stream("sim", settings, edges)
-                            return {cid: s.feed(keys, ts, values, [target])}
-
-                        def peers(
-                            base=base,
-                            values=values,
-                            nodes=nodes,
-                            start=sc.fault_start,
-                            stop=sc.fault_start + win,
-                        ) -> dict[str, Any]:
-                            return {f"{base}/peers": _peer_rankings(values[:stop], nodes, start)}
-
-                        over = {"explainer.learn_graph": False} if mode == "none" else {}
-                        jobs.append(
-                            Job(
-                                "sim",
-                                cid,
-                                run,
-                                peers if mode == modes[0] else dict,
-                                {cid: {**info, "mode": mode}},
-                                over,
-                                cost=0.2 + values.size / 2e5,
-                            )
-                        )
+                )
     if skipped:
         jobs.append(Job("sim", "skipped", lambda _s: {}, dict, skipped, cost=0.0))
     return jobs
@@ -480,11 +481,12 @@ def build_jobs(args: argparse.Namespace) -> list[Job]:
                 s, args.nezha, nezha_modes, QUICK_NEZHA_TAIL_S if args.quick else None
             )
         elif s == "sim":
-            cfg = dict(QUICK_SIM if args.quick else FULL_SIM)
+            grid = QUICK_SIM if args.quick else FULL_SIM
             if args.sim_sizes:
-                cfg["sizes"] = tuple(int(x) for x in args.sim_sizes.split(","))
+                sizes = {int(x) for x in args.sim_sizes.split(",")}
+                grid = tuple(b for b in grid if b[0] in sizes)
             kinds = tuple(args.sim_kinds.split(",")) if args.sim_kinds else FAULT_KINDS
-            jobs += sim_jobs(cfg, kinds)
+            jobs += sim_jobs(grid, kinds)
         elif s == "dowhy":
             jobs += dowhy_jobs(args.dowhy)
         else:
@@ -903,6 +905,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--save-results", type=Path, default=None)
     ap.add_argument("--from-results", type=Path, default=None)
     ap.add_argument("--detail", action="store_true", help="per scenario, fault type, cell")
+    ap.add_argument(
+        "--recompute-peers",
+        action="store_true",
+        help="with --from-results (and the same --quick/--systems): rank the peers again",
+    )
     ap.add_argument("--petshop", type=Path, default=PETSHOP_DATA)
     ap.add_argument("--nezha", type=Path, default=NEZHA_DATA)
     ap.add_argument("--dowhy", type=Path, default=DOWHY_DATA)
@@ -910,6 +917,12 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     if args.from_results:
         res = json.loads(args.from_results.read_text())
+        if args.recompute_peers:  # peers changed: rank again, keep the replays
+            res["peers"] = {}
+            for job in tqdm(build_jobs(args), desc="peers", file=sys.stderr):
+                res["peers"].update(job.peers())
+        if args.save_results:
+            args.save_results.write_text(json.dumps(res))
     else:
         base = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
         variants = {"default" if not base else _label(base): base}
