@@ -915,6 +915,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dowhy", type=Path, default=DOWHY_DATA)
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
+    commit = _commit()  # the tree the replays run on, read before they start
     if args.from_results:
         res = json.loads(args.from_results.read_text())
         if args.recompute_peers:  # peers changed: rank again, keep the replays
@@ -933,7 +934,7 @@ def main(argv: list[str] | None = None) -> int:
         res = run_all(jobs, variants, peers=not args.no_peers)
         res["meta"] = {
             "argv": sys.argv[1:] if argv is None else argv,
-            "commit": _commit(),
+            "commit": commit,
             "seconds": round(time.perf_counter() - t0, 1),
             "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         }
