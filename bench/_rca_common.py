@@ -1,16 +1,164 @@
-"""Shared helpers of the root-cause benchmarks: scoring, progress, tables, DoWhy calls."""
+"""Shared helpers of the root-cause benchmarks: data loaders, scoring, progress, tables,
+DoWhy calls."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from causalwatch.models import Explanation
+from causalwatch.series import series_key
+from explainer.dag import DependencyGraph, Edge
 from explainer.results import ExplanationResult
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+# --------------------------------------------------------------------------------------
+# PetShop (../shared/data/petshop-train, read its README)
+# --------------------------------------------------------------------------------------
+PETSHOP_DATA = SHARED_DATA / "petshop-train"
+PETSHOP_STEP_S = 300.0
+PETSHOP_TARGET = "PetSite"
+PETSHOP_SCENARIOS = ("low_traffic", "high_traffic")
+
+
+def petshop_graph(path: Path) -> DependencyGraph:
+    """The call graph reversed: 1.0 at (row A, column B) means A calls B, so a slow or
+    failing callee B degrades its caller A (causal edge B -> A)."""
+    adj = pd.read_csv(path, index_col=0)
+    edges = []
+    for caller in adj.index:
+        for callee in adj.columns:
+            if adj.loc[caller, callee] == 1:
+                edges.append(Edge(str(callee), str(caller)))
+    return DependencyGraph(edges, [str(n) for n in adj.index])
+
+
+def load_metrics(path: Path) -> pd.DataFrame:
+    """A PetShop metrics file: three header rows (node, metric, statistic), unix s index."""
+    return pd.read_csv(path, header=[0, 1, 2], index_col=0)
+
+
+def column_keys(df: pd.DataFrame) -> list[str]:
+    """One series per column: ``<metric>{service="<node>",stat="<statistic>"}``."""
+    return [series_key(str(m), {"service": str(n), "stat": str(s)}) for n, m, s in df.columns]
+
+
+def issue_times(normal: pd.DataFrame, n_rows: int, step_s: float = PETSHOP_STEP_S) -> np.ndarray:
+    """Issue rows re-stamped to follow the normal rows, one step apart."""
+    last = float(normal.index.to_numpy(dtype=float)[-1])
+    return last + step_s * np.arange(1, n_rows + 1)
+
+
+def petshop_issues(data: Path = PETSHOP_DATA) -> list[tuple[str, Path]]:
+    """(scenario, issue folder) of the training split, in a fixed order."""
+    return [
+        (sc, d) for sc in PETSHOP_SCENARIOS for d in sorted((data / sc / "train").glob("issue_*"))
+    ]
+
+
+# --------------------------------------------------------------------------------------
+# Nezha development days (../shared/data/nezha-dev, read its README)
+# --------------------------------------------------------------------------------------
+NEZHA_DATA = SHARED_DATA / "nezha-dev"
+NEZHA_DAYS = {"nezha-ob": "online-boutique-2022-08-22", "nezha-tt": "train-ticket-2023-01-29"}
+
+
+@dataclass(frozen=True)
+class Injection:
+    at: float  # unix seconds (from ``inject_time``, UTC wall clock)
+    service: str
+    kind: str
+
+
+def nezha_service(pod: str) -> str:
+    """``frontend-579b9bff58-t2dbm`` -> ``frontend`` (the pod name without its last two parts)."""
+    return pod.rsplit("-", 2)[0]
+
+
+def _utc(text: str) -> float:
+    return datetime.strptime(text[:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp()
+
+
+def nezha_metric_name(column: str) -> str:
+    """A Prometheus-valid metric name from a Nezha column: ``CpuUsage(m)`` -> ``CpuUsage_m``."""
+    out = "".join(c if c.isalnum() else "_" for c in column).strip("_")
+    while "__" in out:
+        out = out.replace("__", "_")
+    return out
+
+
+def nezha_day(folder: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """A whole day as (series keys, minute timestamps, values[time, series]).
+
+    Times come from the ``Time`` column (the ``TimeStamp`` of one Online Boutique file is
+    off by years); each pod's rows are put on the minute they were scraped in (the pods are
+    scraped within a second of each other), one series ``<metric>{service="<svc>"}`` per
+    metric column."""
+    frames = []
+    for f in sorted((folder / "metric").glob("*_metric.csv")):
+        df = pd.read_csv(f)
+        svc = nezha_service(str(df["PodName"].iloc[0]))
+        t = np.array([_utc(s) for s in df["Time"].astype(str)])
+        cols = [c for c in df.columns if c not in ("Time", "TimeStamp", "PodName")]
+        block = df[cols].apply(pd.to_numeric, errors="coerce")
+        block.columns = [series_key(nezha_metric_name(c), {"service": svc}) for c in cols]
+        block.index = (np.floor(t / 60.0) * 60.0).astype(np.int64)
+        frames.append(block[~block.index.duplicated(keep="last")])
+    wide = pd.concat(frames, axis=1).sort_index()
+    return list(wide.columns), wide.index.to_numpy(dtype=float), wide.to_numpy(dtype=float)
+
+
+def nezha_injections(folder: Path) -> list[Injection]:
+    """Injections in time order, timed by ``inject_time`` (some ``inject_timestamp`` values
+    of the Train Ticket day are 8 hours early)."""
+    raw = json.loads((folder / "fault_list.json").read_text())
+    out = [
+        Injection(_utc(str(x["inject_time"])), nezha_service(str(x["inject_pod"])),
+                  str(x["inject_type"]))
+        for hour in raw.values()
+        for x in hour
+    ]  # fmt: skip
+    return sorted(out, key=lambda i: i.at)
+
+
+def nezha_edges(folder: Path) -> list[tuple[str, str]]:
+    """Causal edges (callee -> caller) of ``dependency.csv`` (``Source`` calls ``Target``),
+    without hosts outside the application (IP addresses) and self-calls."""
+    dep = pd.read_csv(folder / "metric" / "dependency.csv")
+    out = set()
+    for src, dst in zip(dep["Source"].astype(str), dep["Target"].astype(str)):
+        if src == dst or dst.replace(".", "").isdigit() or src.replace(".", "").isdigit():
+            continue
+        out.add((dst, src))
+    return sorted(out)
+
+
+# --------------------------------------------------------------------------------------
+# DoWhy microservice example (../shared/data/dowhy-microservice)
+# --------------------------------------------------------------------------------------
+DOWHY_DATA = SHARED_DATA / "dowhy-microservice"
+DOWHY_TARGET = "Website"
+DOWHY_TRUTH = "Caching Service"
+DOWHY_METRIC = "latency_s"
+
+
+def dowhy_frames(data: Path = DOWHY_DATA) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(10,000 normal requests, the one outlier request, the 1,000 shifted requests)."""
+    return (
+        pd.read_csv(data / "rca_microservice_architecture_latencies.csv"),
+        pd.read_csv(data / "rca_microservice_architecture_anomaly.csv"),
+        pd.read_csv(data / "rca_microservice_architecture_anomaly_1000.csv"),
+    )
 
 
 def ranked_nodes(expl: Explanation | ExplanationResult | None) -> list[str]:

@@ -39,16 +39,21 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _rca_common import dowhy_attribute, dowhy_distribution_change, print_table, ranked_nodes
+from _rca_common import DOWHY_DATA as DATA
+from _rca_common import DOWHY_METRIC as METRIC
+from _rca_common import DOWHY_TARGET as TARGET
+from _rca_common import DOWHY_TRUTH as TRUTH
+from _rca_common import (
+    dowhy_attribute,
+    dowhy_distribution_change,
+    dowhy_frames,
+    print_table,
+    ranked_nodes,
+)
 
 from causalwatch.series import SeriesIndex, series_key
 from explainer.core import Explainer, ExplainerConfig
 from explainer.dag import DependencyGraph, load_graph
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dowhy-microservice"
-TARGET = "Website"
-TRUTH = "Caching Service"
-METRIC = "latency_s"
 
 
 def ours(
@@ -110,9 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="DoWhy fits on 2,000 normal rows")
     args = ap.parse_args(argv)
     graph = load_graph(args.data / "graph.csv")
-    normal = pd.read_csv(args.data / "rca_microservice_architecture_latencies.csv")
-    outlier = pd.read_csv(args.data / "rca_microservice_architecture_anomaly.csv")
-    shifted = pd.read_csv(args.data / "rca_microservice_architecture_anomaly_1000.csv")
+    normal, outlier, shifted = dowhy_frames(args.data)
     edges = [(e.cause, e.effect) for e in graph.edges]
     print(
         f"# rca_dowhy: reference_points={args.reference_points} "

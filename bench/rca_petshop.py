@@ -59,36 +59,26 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _rca_common import Progress, hit_at, print_table, ranked_nodes
+from _rca_common import PETSHOP_DATA as DATA
+from _rca_common import PETSHOP_STEP_S as STEP_S
+from _rca_common import PETSHOP_TARGET as TARGET_NODE
+from _rca_common import (
+    Progress,
+    column_keys,
+    hit_at,
+    issue_times,
+    load_metrics,
+    print_table,
+    ranked_nodes,
+)
+from _rca_common import petshop_graph as load_graph
 
 from causalwatch.app.pipeline import Cores, Pipeline, build_pipeline
 from causalwatch.models import Explanation, SampleBatch
 from causalwatch.series import SeriesIndex, series_key
 from causalwatch.settings import load_settings
 from explainer.core import Explainer, ExplainerConfig
-from explainer.dag import DependencyGraph, Edge
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "petshop-train"
-STEP_S = 300.0
-TARGET_NODE = "PetSite"
-
-
-def load_graph(path: Path) -> DependencyGraph:
-    adj = pd.read_csv(path, index_col=0)
-    edges = []
-    for caller in adj.index:
-        for callee in adj.columns:
-            if adj.loc[caller, callee] == 1:
-                edges.append(Edge(str(callee), str(caller)))  # a slow callee slows its caller
-    return DependencyGraph(edges, [str(n) for n in adj.index])
-
-
-def load_metrics(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, header=[0, 1, 2], index_col=0)
-
-
-def column_keys(df: pd.DataFrame) -> list[str]:
-    return [series_key(str(m), {"service": str(n), "stat": str(s)}) for n, m, s in df.columns]
+from explainer.dag import DependencyGraph
 
 
 def trigger_row(normal: pd.DataFrame, issue: pd.DataFrame, metric: str, z_thr: float) -> int:
@@ -108,12 +98,6 @@ def trigger_row(normal: pd.DataFrame, issue: pd.DataFrame, metric: str, z_thr: f
 def frame(df: pd.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(series keys per column, row timestamps, values [rows, cols])."""
     return column_keys(df), df.index.to_numpy(dtype=float), df.to_numpy(dtype=float)
-
-
-def issue_times(normal: pd.DataFrame, n_rows: int) -> np.ndarray:
-    """Issue rows re-stamped to follow the normal rows, one step apart."""
-    last = float(normal.index.to_numpy(dtype=float)[-1])
-    return last + STEP_S * np.arange(1, n_rows + 1)
 
 
 def z_change_peer(
