@@ -202,7 +202,7 @@ class Explainer:
         target = TargetRef(node, key)
         version = self._given.version
         return ExplanationResult.build(
-            inc, 1, target, at_ts, r.window, r.severity, r.root_causes, version
+            inc, 1, target, at_ts, r.window, r.severity, r.root_causes, version, opposing=r.opposing
         )
 
     def on_anomalies(

@@ -171,6 +171,7 @@ class Stage:
         if self.sinks.outbox is not None:
             self.sinks.outbox.enqueue(explanations)
         self.stats.explanations_total += len(explanations)
+        self.stats.explanations_by_verdict.update(e.verdict for e in explanations)
 
     def _produce_columns(
         self, topic: str, batch: SampleBatch, cols: Mapping[str, npt.NDArray[Any]]
