@@ -12,6 +12,30 @@ import numpy as np
 from causalwatch.models import Explanation
 from explainer.results import ExplanationResult
 
+#: the ranking rules judged by leaving one system out (``ExplainerConfig`` fields)
+RULES = ("delay_discount", "same_unit_rule", "coverage")
+
+
+def add_rule_args(ap: Any) -> None:
+    """``--rules-off a,b``: run with those ranking rules off (see :data:`RULES`)."""
+    ap.add_argument("--rules-off", default="", help="comma list of " + ",".join(RULES))
+
+
+def rule_overrides(args: Any) -> dict[str, Any]:
+    """``ExplainerConfig`` keyword arguments that turn off the rules in ``--rules-off``."""
+    off = {r for r in str(getattr(args, "rules_off", "")).split(",") if r}
+    unknown = off - set(RULES)
+    if unknown:
+        raise SystemExit(f"--rules-off: unknown {sorted(unknown)} (known: {RULES})")
+    out: dict[str, Any] = {}
+    if "delay_discount" in off:
+        out["delay_discount"] = False
+    if "same_unit_rule" in off:
+        out["same_unit_rule"] = False
+    if "coverage" in off:
+        out["coverage_weight"] = 0.0
+    return out
+
 
 def ranked_nodes(expl: Explanation | ExplanationResult | None) -> list[str]:
     """Root-cause nodes of an explanation, best first (empty when there is none)."""

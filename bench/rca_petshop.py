@@ -59,7 +59,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _rca_common import Progress, hit_at, print_table, ranked_nodes
+from _rca_common import Progress, add_rule_args, hit_at, print_table, ranked_nodes, rule_overrides
 
 from causalwatch.app.pipeline import Cores, Pipeline, build_pipeline
 from causalwatch.models import Explanation, SampleBatch
@@ -146,6 +146,7 @@ def make_config(args: argparse.Namespace, learn: bool) -> ExplainerConfig:
         anomaly_points=args.anomaly_points,
         learn_graph=learn,
         incident_window_s=args.incident_window_s,
+        **rule_overrides(args),
     )
 
 
@@ -247,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trigger-z", type=float, default=3.0)
     ap.add_argument("--modes", default="given,auto")
     ap.add_argument("--verbose", action="store_true", help="print each issue's ranking")
+    add_rule_args(ap)
     args = ap.parse_args(argv)
     modes = args.modes.split(",")
     print(

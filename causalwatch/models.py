@@ -180,8 +180,9 @@ class Explanation:
     ``verdict`` is ``root_cause`` when the top candidate clearly changed on its own, else
     ``inconclusive`` (``verdict_reason`` says why); ``unexplained`` in [0, 1] is the part
     of the deviation the listed causes do not explain; ``opposing`` lists the nodes that
-    pulled the other way; ``method`` names the ranking method that answered (``scm``, or
-    the ``robust_z`` fallback; ``none`` without candidates).
+    pulled the other way; ``method`` names the ranking method that answered (``scm``
+    over the graph, ``star`` without one, or the ``robust_z`` fallback; ``none`` without
+    candidates).
     """
 
     id: str

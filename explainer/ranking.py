@@ -75,26 +75,28 @@ from explainer.results import (
     Span,
 )
 from explainer.scoring import (
-    GRAPH_WEIGHTS,
     STAR_WEIGHTS,
     combine,
     coverage,
     early_change_discount,
+    graph_weights,
     onset,
 )
 from explainer.view import View
 from explainer.windows import AlignedWindow, aligned_window, anomaly_bins, zscores
 
-__all__ = ["METHODS", "ROBUST_Z", "SCM", "GrangerLookup", "rank"]
+__all__ = ["METHODS", "ROBUST_Z", "SCM", "STAR", "GrangerLookup", "rank"]
 
 log = logging.getLogger(__name__)
 
-#: the linear SCM's attribution (preferred)
+#: the linear SCM's attribution over the given graph's ancestors (preferred)
 SCM = "scm"
+#: the same with no given edge to the target: the moved nodes as direct parents (a star)
+STAR = "star"
 #: the fallback: candidates ranked by the robust z of their most deviated series
 ROBUST_Z = "robust_z"
-#: the ranking methods, preferred first: the first that can answer does
-METHODS = (SCM, ROBUST_Z)
+#: the ranking methods: ``scm`` or ``star`` when the model can answer, else ``robust_z``
+METHODS = (SCM, STAR, ROBUST_Z)
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -198,10 +200,11 @@ def _rank_scm(
         else chosen[n].reason
         for i, n in enumerate(st.nodes)
     ]
-    rcs = _root_causes(view, cfg, node, st.nodes, rows, reasons, res, score, gev)
+    method = STAR if cands.star else SCM
+    rcs = _root_causes(view, cfg, node, st.nodes, rows, reasons, res, score, gev, method)
     start = float(win.bin_ts[win.values.shape[1] - win.n_anom] - step)
     opposing = _opposing(view, cfg, st.nodes, rows, res)
-    return Ranking(rcs, Span(start, float(at_ts)), _severity(z_all[0]), opposing, SCM)
+    return Ranking(rcs, Span(start, float(at_ts)), _severity(z_all[0]), opposing, method)
 
 
 def _severity(z: float) -> float:
@@ -307,7 +310,7 @@ def _score(
     bonus = np.array([_bonus(ev) for ev in gev], dtype=np.float64)
     score = combine(res.score, bonus)
     # Without a graph the delay is unknown and an early onset is the evidence (onset).
-    if not star:
+    if not star and cfg.delay_discount:
         score = early_change_discount(
             score,
             Vn,
@@ -331,6 +334,7 @@ def _root_causes(
     res: Attribution,
     score: FloatArray,
     gev: list[GrangerEvidence | None],
+    method: str,
 ) -> tuple[RootCauseResult, ...]:
     """The ``max_root_causes`` best nodes, best first (stable on ties), with evidence."""
     out: list[RootCauseResult] = []
@@ -343,7 +347,7 @@ def _root_causes(
                 series=view.index.key_of(rows[i]),
                 score=float(score[i]),
                 share=_finite_or_zero(float(res.dev_share[i])),
-                evidence=_evidence(res, i, tuple(path), gev[i], reasons[i]),
+                evidence=_evidence(res, i, tuple(path), gev[i], reasons[i], method),
             )
         )
     return tuple(out)
@@ -397,9 +401,12 @@ def _attribute(
             if star
             else None
         ),
-        weights=STAR_WEIGHTS if star else GRAPH_WEIGHTS,
+        weights=STAR_WEIGHTS if star else graph_weights(cfg.coverage_weight),
         # one-to-one propagation room only between series of the target's metric
-        unit_slope=np.array([n == node or chosen[n].match < 2 for n in st.nodes], dtype=bool),
+        unit_slope=np.array(
+            [cfg.same_unit_rule and (n == node or chosen[n].match < 2) for n in st.nodes],
+            dtype=bool,
+        ),
         saturate=not star,
     )
 
@@ -422,6 +429,7 @@ def _evidence(
     path: tuple[str, ...],
     granger: GrangerEvidence | None,
     reason: str,
+    method: str,
 ) -> Evidence:
     return Evidence(
         share=float(res.share[i]),
@@ -440,5 +448,5 @@ def _evidence(
         ci=(float(res.ci_low[i]), float(res.ci_high[i])),
         series_choice=reason,
         points=PointCounts(reference=int(res.n_reference[i]), anomaly=int(res.n_anomaly[i])),
-        method=SCM,
+        method=method,
     )

@@ -103,7 +103,7 @@ class Evidence:
     ci: tuple[float, float]  # 95% interval of the root cause's (non-negative) share
     series_choice: str  # why this series of the node was analysed
     points: PointCounts
-    method: str = "scm"  # which ranking method answered (see explainer.ranking METHODS)
+    method: str = "scm"  # which ranking method answered (explainer.ranking.METHODS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,9 +136,12 @@ def verdict_of(root_causes: tuple[RootCauseResult, ...]) -> tuple[str, str]:
     """``(verdict, reason)`` of a ranking, best first.
 
     ``root_cause`` when the top candidate's own mechanism changed and the second cannot
-    claim the same: either the second did not change on its own, or the 95 % intervals of
-    their shares do not overlap. Otherwise ``inconclusive``: no candidate changed, or the
-    top two changed and their intervals overlap (the data cannot tell them apart).
+    claim the same: either the second did not change on its own, or (with a given graph,
+    method ``scm``) the 95 % intervals of their shares do not overlap. Otherwise
+    ``inconclusive``: no candidate changed, or the top two changed and cannot be told
+    apart. Without a graph (methods ``star`` and ``robust_z``) every moved node is a root
+    of the star and the shares say which node *predicts* the target, not which caused it,
+    so two changed candidates are never separable there.
 
     >>> verdict_of(())
     ('inconclusive', 'no candidate')
@@ -152,6 +155,8 @@ def verdict_of(root_causes: tuple[RootCauseResult, ...]) -> tuple[str, str]:
         return INCONCLUSIVE, why
     if len(root_causes) < 2 or not root_causes[1].evidence.mechanism_change.changed:
         return ROOT_CAUSE, "only the top candidate changed on its own"
+    if top.evidence.method != "scm":
+        return INCONCLUSIVE, "several candidates changed and no graph orders them"
     lo1 = top.evidence.ci[0]
     hi2 = root_causes[1].evidence.ci[1]
     if not (lo1 > hi2):  # NaN intervals count as overlapping

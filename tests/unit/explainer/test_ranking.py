@@ -160,6 +160,7 @@ def test_no_given_edge_to_the_target_ranks_the_anomalous_nodes_as_a_star() -> No
     r = rank(view, CFG, _no_granger, "web", row, 299 * STEP)
     assert "db" in [rc.node for rc in r.root_causes[:3]]
     assert all(rc.evidence.path in ((rc.node, "web"), ("web",)) for rc in r.root_causes)
+    assert r.method == "star" and _build(r).method == "star"
 
 
 # -- score terms on plain arrays ---------------------------------------------------------

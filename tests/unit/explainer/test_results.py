@@ -140,9 +140,11 @@ def test_explainer_cores_build_no_pydantic_model() -> None:
                 assert not any(a.name.startswith("pydantic") for a in node.names), path.name
 
 
-def _cause(node: str, changed: bool, ci: tuple[float, float], share: float) -> RootCauseResult:
+def _cause(
+    node: str, changed: bool, ci: tuple[float, float], share: float, method: str = "scm"
+) -> RootCauseResult:
     mech = MechanismEvidence(score=0.99, p_value=0.01, z=8.0, shift=1.0, changed=changed)
-    ev = dataclasses.replace(_evidence(None), mechanism_change=mech, ci=ci)
+    ev = dataclasses.replace(_evidence(None), mechanism_change=mech, ci=ci, method=method)
     return RootCauseResult(node, f'lat{{service="{node}"}}', 0.5, share, ev)
 
 
@@ -167,6 +169,15 @@ def _cause(node: str, changed: bool, ci: tuple[float, float], share: float) -> R
             (_cause("db", True, (0.3, 0.7), 0.5), _cause("api", True, (0.2, 0.6), 0.4)),
             "inconclusive",
         ),
+        # no graph: the star's shares predict, they do not order causes
+        (
+            (
+                _cause("db", True, (0.6, 0.9), 0.7, "star"),
+                _cause("api", True, (0.0, 0.3), 0.1, "star"),
+            ),
+            "inconclusive",
+        ),
+        ((_cause("db", True, (0.6, 0.9), 0.7, "star"),), "root_cause"),
         # both changed, no interval (robust-z fallback)
         (
             (_cause("db", True, (NAN, NAN), 0.0), _cause("api", True, (NAN, NAN), 0.0)),
