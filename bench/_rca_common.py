@@ -19,6 +19,7 @@ RULES = ("delay_discount", "same_unit_rule", "coverage")
 def add_rule_args(ap: Any) -> None:
     """``--rules-off a,b``: run with those ranking rules off (see :data:`RULES`)."""
     ap.add_argument("--rules-off", default="", help="comma list of " + ",".join(RULES))
+    ap.add_argument("--no-graph-ranking", choices=["star", "robust_z"], default=None)
 
 
 def rule_overrides(args: Any) -> dict[str, Any]:
@@ -34,6 +35,8 @@ def rule_overrides(args: Any) -> dict[str, Any]:
         out["same_unit_rule"] = False
     if "coverage" in off:
         out["coverage_weight"] = 0.0
+    if getattr(args, "no_graph_ranking", None):
+        out["no_graph_ranking"] = args.no_graph_ranking
     return out
 
 

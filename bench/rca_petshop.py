@@ -83,6 +83,11 @@ def load_graph(path: Path) -> DependencyGraph:
     return DependencyGraph(edges, [str(n) for n in adj.index])
 
 
+def used(graph: DependencyGraph, args: argparse.Namespace) -> DependencyGraph:
+    """The graph the explainer gets: the call graph, or none with ``--no-graph``."""
+    return DependencyGraph([], graph.nodes) if args.no_graph else graph
+
+
 def load_metrics(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, header=[0, 1, 2], index_col=0)
 
@@ -248,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trigger-z", type=float, default=3.0)
     ap.add_argument("--modes", default="given,auto")
     ap.add_argument("--verbose", action="store_true", help="print each issue's ranking")
+    ap.add_argument("--no-graph", action="store_true", help="give the explainer no graph")
     add_rule_args(ap)
     args = ap.parse_args(argv)
     modes = args.modes.split(",")
@@ -280,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         trig = trigger_row(normal, issue, metric, args.trigger_z)
         answers: dict[str, list[str]] = {}
         if "given" in modes:
-            ranked, dt = run_given(normal, issue, trig, graph, target_key, args)
+            ranked, dt = run_given(normal, issue, trig, used(graph, args), target_key, args)
             answers["ours (given target/time)"] = ranked
             times["given"].append(dt)
             answers["z-score change (given target/time)"] = z_change_peer(
@@ -289,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         if "auto" in modes:
             if sc not in prefixes:
                 t0 = time.perf_counter()
-                prefixes[sc] = auto_prefix(normal, graph, args)
+                prefixes[sc] = auto_prefix(normal, used(graph, args), args)
                 times["auto prefix (s)"].append(time.perf_counter() - t0)
                 false_alarms[sc].append(prefixes[sc][1])
             ranked, n_fired, chosen = run_auto(prefixes[sc], normal, issue, target_key)

@@ -306,6 +306,11 @@ class ExplainerSettings(_Section):
     incident_window_s: float = Field(default=900.0, gt=0)
     learn_graph: bool = True
     max_root_causes: int = Field(default=5, ge=1)
+    # Ranking rules, each kept only where leaving one system out shows it helps (BENCHMARKS.md)
+    delay_discount: bool = True
+    same_unit_rule: bool = True
+    coverage_weight: float = Field(default=0.2, ge=0, lt=1)
+    no_graph_ranking: Literal["star", "robust_z"] = "star"
     # Replicas of `run explainer` share one lease: the holder works, the others stand by
     # and take over within this many seconds when it stops renewing.
     lease_ttl_s: float = Field(default=15.0, ge=1.0)

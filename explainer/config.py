@@ -50,6 +50,9 @@ class ExplainerConfig:
     #: attribution score with a given graph; the rest is split evenly between the own
     #: share and the mechanism change
     coverage_weight: float = 0.2
+    #: with no given edge to the target: ``star`` (the SCM over the moved nodes as direct
+    #: parents) or ``robust_z`` (each node's most deviated series by robust z, as BARO)
+    no_graph_ranking: str = "star"
 
     def __post_init__(self) -> None:
         checks: list[tuple[str, bool, object]] = [
@@ -64,6 +67,11 @@ class ExplainerConfig:
             ("granger_alpha", 0 < self.granger_alpha < 1, self.granger_alpha),
             ("model_lags", 0 <= self.model_lags <= 5, self.model_lags),
             ("coverage_weight", 0 <= self.coverage_weight < 1, self.coverage_weight),
+            (
+                "no_graph_ranking",
+                self.no_graph_ranking in ("star", "robust_z"),
+                self.no_graph_ranking,
+            ),
         ]
         for name, ok, value in checks:
             if not ok:

@@ -134,6 +134,10 @@ def rank(
         target_row = analysis_row(view, cfg, target_row, at_ts, step, node_rows.get(node, []))
     cands = candidate_nodes(view, node, node_rows)
     rows_all, owner = _candidate_rows(node, target_row, cands, node_rows)
+    if cands.star and cfg.no_graph_ranking == ROBUST_Z:
+        return _rank_robust_z(
+            view, cfg, node, target_row, at_ts, window_start, step, rows_all, owner
+        )
     try:
         out = _rank_scm(
             view,
