@@ -176,7 +176,9 @@ class Explainer:
 
     # -- explaining ----------------------------------------------------------------------
     def _view(self) -> View:
-        return View(self._history, self.index, self.graph, self._given, self._step_s)
+        # learned edges are structure only where the suite shows they help (config)
+        graph = self.graph if self.config.learned_edges_in_graph else self._given
+        return View(self._history, self.index, graph, self._given, self._step_s)
 
     def explain(
         self,

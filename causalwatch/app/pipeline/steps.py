@@ -61,6 +61,7 @@ def explainer_config(settings: Settings) -> ExplainerConfig:
         same_unit_rule=e.same_unit_rule,
         coverage_weight=e.coverage_weight,
         no_graph_ranking=e.no_graph_ranking,
+        learned_edges_in_graph=e.learned_edges_in_graph,
     )
 
 
