@@ -52,7 +52,7 @@ import numpy.typing as npt
 from scipy import special
 
 from causalwatch.errors import StateError
-from explainer.attribution import Attribution, attribute
+from explainer.attribution import Attribution, _nanmedian, attribute, robust_scale
 from explainer.candidates import (
     CandidateSet,
     SeriesChoice,
@@ -211,6 +211,28 @@ def _rank_scm(
     return Ranking(rcs, Span(start, float(at_ts)), _severity(z_all[0]), opposing, method)
 
 
+def _robust_z(V: FloatArray, n_anom: int) -> FloatArray:
+    """Per row: the anomaly window's median against the bins before it in robust units,
+    the scale floored at 1 % of the reference level and at the series' smallest step, so
+    a near-flat series (availability at 100 %) does not outrank a real change by a tiny
+    move. A series that never moved before the window has no scale at all: its z is
+    undefined, and 0 like every undefined z (its node's other series can still rank it)."""
+    T = V.shape[1]
+    ref, an = V[:, : T - n_anom], V[:, T - n_anom :]
+    with np.errstate(all="ignore"):
+        med = np.nan_to_num(_nanmedian(ref, axis=1))
+        a_med = _nanmedian(an, axis=1)
+        sc = robust_scale(ref, axis=1)
+        steps = np.abs(np.diff(ref, axis=1))
+        steps = np.where(np.isfinite(steps) & (steps > 0), steps, np.inf)
+        quantum = steps.min(axis=1) if steps.shape[1] else np.full(V.shape[0], np.inf)
+        quantum = np.where(np.isfinite(quantum), quantum, 0.0)
+        floor = np.maximum(np.maximum(1e-2 * np.abs(med), quantum), 1e-9)
+        sc = np.where(np.isfinite(sc) & (sc > floor), sc, floor)
+        z = np.where(quantum > 0, (a_med - med) / sc, 0.0)
+    return np.where(np.isfinite(z), z, 0.0)
+
+
 def _severity(z: float) -> float:
     """Severity in [0, 100] from the target's robust z."""
     return float(min(100.0, 100.0 * (1.0 - math.exp(-abs(z) / 6.0))))
@@ -245,7 +267,7 @@ def _rank_robust_z(
         n_anom = anomaly_bins(V[0], min(cfg.anomaly_points, T - 2), cfg.anomaly_z)
     else:
         n_anom = int(min(max((t_bins > window_start - 1e-9).sum(), 1), T - 2))
-    z = zscores(V, n_anom)
+    z = _robust_z(V, n_anom)
     best: dict[str, int] = {node: 0}  # node -> column of its most deviated series
     for col in range(1, len(rows_all)):
         n = owner[col]

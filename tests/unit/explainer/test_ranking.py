@@ -210,3 +210,18 @@ def test_window_statistics() -> None:
     v = np.array([1.0, 2.0, 1.0, 2.0, 1.0, 9.0, 9.0])
     assert anomaly_bins(v, 5, 3.0) == 2
     assert zscores(v[None, :], 2)[0] > 3.0
+
+
+def test_robust_z_floors_near_flat_series() -> None:
+    """Availability at 100 % dipping to 99.9 and a noisy count moving by one must not
+    outrank a latency series that doubled."""
+    from explainer.ranking import _robust_z
+
+    rng = np.random.default_rng(0)
+    lat = np.concatenate([50 + rng.normal(size=60), 100 + rng.normal(size=5)])
+    avail = np.concatenate([np.full(60, 100.0), np.full(5, 99.9)])
+    count = np.concatenate([rng.integers(40, 44, size=60), np.full(5, 43.0)]).astype(float)
+    flat = np.concatenate([np.zeros(60), np.full(5, 3.0)])
+    z = _robust_z(np.vstack([lat, avail, count, flat]), 5)
+    assert abs(z[0]) > 10 * max(abs(z[1]), abs(z[2]))
+    assert z[3] == 0.0  # never moved before: no scale, no z
