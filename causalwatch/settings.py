@@ -307,7 +307,7 @@ class ExplainerSettings(_Section):
     learn_graph: bool = True
     max_root_causes: int = Field(default=5, ge=1)
     # Ranking rules, each kept only where leaving one system out shows it helps (BENCHMARKS.md)
-    delay_discount: bool = True
+    delay_discount: bool = False
     same_unit_rule: bool = True
     coverage_weight: float = Field(default=0.2, ge=0, lt=1)
     no_graph_ranking: Literal["star", "robust_z"] = "star"

@@ -24,7 +24,8 @@ How one ranking is made (:func:`rank`):
    identified, own share of the deviation + 0.4 confidence of an own mechanism change +
    0.2 coverage: the share of the anomalous nodes that the node and its descendants make
    up, for nodes that changed themselves) + 0.1 x (1 - Granger q-value) of the
-   candidate's series -> target series pair when it is tested. With a given graph, a
+   candidate's series -> target series pair when it is tested. With a given graph and
+   ``delay_discount`` (off by default: it helped PetShop alone in the suite), a
    candidate that was already deviated as in the window for longer than the propagation
    delay (``model_lags`` per hop) while the target showed under a quarter of the implied
    effect is discounted by ``(delay + 1) / (run + 1)`` (cause present, effect absent).

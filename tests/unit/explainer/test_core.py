@@ -287,7 +287,7 @@ def test_a_change_long_in_place_while_the_target_stayed_normal_is_not_the_cause(
     # and web follows. Both look alike in the window (flat references, same-size drops).
     g = DependencyGraph([Edge("db", "web"), Edge("cdn", "web")])
     idx = SeriesIndex()
-    ex = Explainer(ExplainerConfig(step_s=STEP, learn_graph=False), g, idx)
+    ex = Explainer(ExplainerConfig(step_s=STEP, learn_graph=False, delay_discount=True), g, idx)
     rows = idx.rows_for([f'avail{{service="{n}"}}' for n in ("db", "cdn", "web")])
     rng = np.random.default_rng(2)
     for t in range(300):
