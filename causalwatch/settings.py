@@ -310,8 +310,8 @@ class ExplainerSettings(_Section):
     delay_discount: bool = False
     same_unit_rule: bool = True
     coverage_weight: float = Field(default=0.2, ge=0, lt=1)
-    no_graph_ranking: Literal["star", "robust_z"] = "star"
-    learned_edges_in_graph: bool = True
+    no_graph_ranking: Literal["star", "robust_z"] = "robust_z"
+    learned_edges_in_graph: bool = False
     # Replicas of `run explainer` share one lease: the holder works, the others stand by
     # and take over within this many seconds when it stops renewing.
     lease_ttl_s: float = Field(default=15.0, ge=1.0)

@@ -52,10 +52,10 @@ class ExplainerConfig:
     coverage_weight: float = 0.2
     #: with no given edge to the target: ``star`` (the SCM over the moved nodes as direct
     #: parents) or ``robust_z`` (each node's most deviated series by robust z, as BARO)
-    no_graph_ranking: str = "star"
+    no_graph_ranking: str = "robust_z"
     #: learned Granger edges join a given graph's structure (candidates, paths) only when
     #: True; otherwise they are evidence (the Granger bonus), and structure is the user's
-    learned_edges_in_graph: bool = True
+    learned_edges_in_graph: bool = False
 
     def __post_init__(self) -> None:
         checks: list[tuple[str, bool, object]] = [

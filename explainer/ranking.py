@@ -3,11 +3,12 @@
 How one ranking is made (:func:`rank`):
 
 1. **Candidates** (:mod:`explainer.candidates`) are the target's node and its ancestors in
-   the merged graph (given edges plus learned Granger edges, a DAG) when the given graph
-   reaches the target. Otherwise (no graph, or learned edges only) the other nodes whose
-   series are anomalous in the same window become the candidates, as direct parents of
-   the target, ranked by their own change and how long they have been anomalous (a fault
-   shows first at its root).
+   the given graph (plus learned Granger edges only with ``learned_edges_in_graph``: off by
+   default, the suite showed them hurting) when the given graph reaches the target. With
+   no graph to the target the default is :func:`_rank_robust_z` (``no_graph_ranking``);
+   with ``no_graph_ranking="star"`` the other nodes whose series are anomalous in the
+   same window become the candidates, as direct parents of the target, ranked by their
+   own change and how long they have been anomalous (a fault shows first at its root).
 2. **One series per candidate node** (a node may have latency, errors, requests ...): the
    series with the target's metric name and the same other labels; else, among the
    node's series with the target's metric name, the most anomalous; else the node's most

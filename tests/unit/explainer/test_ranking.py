@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -157,10 +159,25 @@ def test_no_given_edge_to_the_target_ranks_the_anomalous_nodes_as_a_star() -> No
     view, idx = _view("db", graph=DependencyGraph([], NODES))
     row = idx.get('lat{service="web"}')
     assert row is not None
-    r = rank(view, CFG, _no_granger, "web", row, 299 * STEP)
+    cfg = dataclasses.replace(CFG, no_graph_ranking="star")
+    r = rank(view, cfg, _no_granger, "web", row, 299 * STEP)
     assert "db" in [rc.node for rc in r.root_causes[:3]]
     assert all(rc.evidence.path in ((rc.node, "web"), ("web",)) for rc in r.root_causes)
     assert r.method == "star" and _build(r).method == "star"
+
+
+@pytest.mark.parametrize("fault", ["cache", "api"])
+def test_no_graph_ranks_by_robust_z_by_default(fault: str) -> None:
+    """What changed most, in robust units: the fault's own node (its callers move by the
+    same amount over more noise). A db fault moves web by about as many of web's SDs as
+    db's own: without a graph that is a tie, which is why a graph is worth giving."""
+    view, idx = _view(fault, graph=DependencyGraph([], NODES))
+    row = idx.get('lat{service="web"}')
+    assert row is not None
+    r = rank(view, CFG, _no_granger, "web", row, 299 * STEP)
+    assert r.method == "robust_z" and r.root_causes[0].node == fault
+    e = _build(r)
+    assert e.unexplained == 1.0 and e.verdict in ("root_cause", "inconclusive")
 
 
 # -- score terms on plain arrays ---------------------------------------------------------
