@@ -64,12 +64,14 @@ from _rca_common import PETSHOP_STEP_S as STEP_S
 from _rca_common import PETSHOP_TARGET as TARGET_NODE
 from _rca_common import (
     Progress,
+    add_rule_args,
     column_keys,
     hit_at,
     issue_times,
     load_metrics,
     print_table,
     ranked_nodes,
+    rule_overrides,
 )
 from _rca_common import petshop_graph as load_graph
 
@@ -81,8 +83,14 @@ from explainer.core import Explainer, ExplainerConfig
 from explainer.dag import DependencyGraph
 
 
+def used(graph: DependencyGraph, args: argparse.Namespace) -> DependencyGraph:
+    """The graph the explainer gets: the call graph, or none with ``--no-graph``."""
+    return DependencyGraph([], graph.nodes) if args.no_graph else graph
+
+
 def trigger_row(normal: pd.DataFrame, issue: pd.DataFrame, metric: str, z_thr: float) -> int:
     col = (TARGET_NODE, metric, "Average")
+
     ref = normal[col].to_numpy(dtype=float)
     ref = ref[np.isfinite(ref)]
     med = float(np.median(ref))
@@ -130,6 +138,7 @@ def make_config(args: argparse.Namespace, learn: bool) -> ExplainerConfig:
         anomaly_points=args.anomaly_points,
         learn_graph=learn,
         incident_window_s=args.incident_window_s,
+        **rule_overrides(args),
     )
 
 
@@ -231,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trigger-z", type=float, default=3.0)
     ap.add_argument("--modes", default="given,auto")
     ap.add_argument("--verbose", action="store_true", help="print each issue's ranking")
+    ap.add_argument("--no-graph", action="store_true", help="give the explainer no graph")
+    add_rule_args(ap)
     args = ap.parse_args(argv)
     modes = args.modes.split(",")
     print(
@@ -262,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         trig = trigger_row(normal, issue, metric, args.trigger_z)
         answers: dict[str, list[str]] = {}
         if "given" in modes:
-            ranked, dt = run_given(normal, issue, trig, graph, target_key, args)
+            ranked, dt = run_given(normal, issue, trig, used(graph, args), target_key, args)
             answers["ours (given target/time)"] = ranked
             times["given"].append(dt)
             answers["z-score change (given target/time)"] = z_change_peer(
@@ -271,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         if "auto" in modes:
             if sc not in prefixes:
                 t0 = time.perf_counter()
-                prefixes[sc] = auto_prefix(normal, graph, args)
+                prefixes[sc] = auto_prefix(normal, used(graph, args), args)
                 times["auto prefix (s)"].append(time.perf_counter() - t0)
                 false_alarms[sc].append(prefixes[sc][1])
             ranked, n_fired, chosen = run_auto(prefixes[sc], normal, issue, target_key)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the explainer imports this module: no import cycle at run t
 __all__ = [
     "AnomalyEvent",
     "Explanation",
+    "Opposing",
     "RawRecord",
     "RootCause",
     "SampleBatch",
@@ -144,8 +145,9 @@ class TimeWindow:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RootCause:
-    """One ranked candidate: ``score`` in [0, 1] (higher is more likely), ``share`` of the
-    target's deviation attributed to this node, and the evidence behind both."""
+    """One ranked candidate: ``score`` in [0, 1] (higher is more likely), ``share`` in
+    [0, 1]: how much of the target's deviation this node explains (the listed causes'
+    shares and the explanation's ``unexplained`` sum to 1), and the evidence behind both."""
 
     node: str
     series: str | None = None
@@ -155,12 +157,32 @@ class RootCause:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Opposing:
+    """A node whose contribution pulled the target against its deviation, with its size
+    on the root causes' share scale (it explains none of the deviation)."""
+
+    node: str
+    series: str | None = None
+    share: float
+
+
+#: the verdicts an explanation can carry (see :func:`explainer.results.verdict_of`)
+VERDICTS = ("root_cause", "inconclusive")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Explanation:
     """One explanation of one anomalous target series (an incident has one per target).
 
     ``id`` is deterministic (incident, target, version) so a replay after a restart
     overwrites instead of duplicating. ``detected_at`` is unix seconds, ``severity`` 0-100.
     JSON in and out goes through :mod:`causalwatch.schemas` (validated, one format).
+    ``verdict`` is ``root_cause`` when the top candidate clearly changed on its own, else
+    ``inconclusive`` (``verdict_reason`` says why); ``unexplained`` in [0, 1] is the part
+    of the deviation the listed causes do not explain; ``opposing`` lists the nodes that
+    pulled the other way; ``method`` names the ranking method that answered (``scm``
+    over the graph, ``star`` without one, or the ``robust_z`` fallback; ``none`` without
+    candidates).
     """
 
     id: str
@@ -172,6 +194,11 @@ class Explanation:
     severity: float
     root_causes: list[RootCause]
     graph_version: int
+    verdict: str = "inconclusive"
+    verdict_reason: str = ""
+    unexplained: float = 1.0
+    opposing: list[Opposing] = field(default_factory=list)
+    method: str = "none"
 
     @classmethod
     def from_result(cls, result: ExplanationResult) -> Explanation:
@@ -197,7 +224,20 @@ class Explanation:
                 for rc in result.root_causes
             ],
             graph_version=result.graph_version,
+            verdict=result.verdict,
+            verdict_reason=result.verdict_reason,
+            unexplained=_unit(result.unexplained),
+            opposing=[
+                Opposing(node=o.node, series=o.series, share=_unit(o.share))
+                for o in result.opposing
+            ],
+            method=result.method,
         )
+
+
+def _unit(x: float) -> float:
+    """``x`` clipped to [0, 1] (0 when not finite)."""
+    return min(max(x, 0.0), 1.0) if math.isfinite(x) else 0.0
 
 
 def _num(x: float | int | None) -> float | int | None:
@@ -218,6 +258,7 @@ def _evidence_json(ev: Evidence) -> dict[str, Any]:
             "p_value": _num(m.p_value),
             "z": _num(m.z),
             "shift": _num(m.shift),
+            "changed": m.changed,
         },
         "total_effect": _num(ev.total_effect),
         "path": list(ev.path),
@@ -225,6 +266,7 @@ def _evidence_json(ev: Evidence) -> dict[str, Any]:
         "ci": [_num(ev.ci[0]), _num(ev.ci[1])],
         "series_choice": ev.series_choice,
         "points": {"reference": ev.points.reference, "anomaly": ev.points.anomaly},
+        "method": ev.method,
     }
 
 

@@ -22,7 +22,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,6 +33,7 @@ __all__ = [
     "Explanation",
     "FalsePositive",
     "Mute",
+    "Opposing",
     "RootCause",
     "Target",
     "TimeWindow",
@@ -61,8 +62,19 @@ class RootCause(_Model):
     node: str
     series: str | None = None
     score: float = Field(description="ranking score in [0, 1], higher is more likely")
-    share: float = Field(description="share of the target's deviation attributed to this node")
+    share: float = Field(
+        description="how much of the target's deviation this node explains, in [0, 1]; the"
+        " listed causes' shares and `unexplained` sum to 1",
+    )
     evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class Opposing(_Model):
+    node: str
+    series: str | None = None
+    share: float = Field(
+        ge=0, le=1, description="size of a contribution that pulled the other way, same scale"
+    )
 
 
 class Explanation(_Model):
@@ -81,6 +93,19 @@ class Explanation(_Model):
     severity: float = Field(ge=0, le=100)
     root_causes: list[RootCause]
     graph_version: int
+    verdict: Literal["root_cause", "inconclusive"] = Field(
+        default="inconclusive",
+        description="root_cause: the top candidate clearly changed on its own; inconclusive:"
+        " no candidate's own mechanism changed, or the top two are not separable",
+    )
+    verdict_reason: str = ""
+    unexplained: float = Field(
+        default=1.0, ge=0, le=1, description="part of the deviation the listed causes leave"
+    )
+    opposing: list[Opposing] = Field(
+        default_factory=list, description="nodes whose contribution pulled the other way"
+    )
+    method: str = Field(default="none", description="ranking method that answered")
 
     @classmethod
     def from_result(cls, exp: models.Explanation) -> Explanation:
@@ -108,6 +133,13 @@ class Explanation(_Model):
                 for rc in self.root_causes
             ],
             graph_version=self.graph_version,
+            verdict=self.verdict,
+            verdict_reason=self.verdict_reason,
+            unexplained=self.unexplained,
+            opposing=[
+                models.Opposing(node=o.node, series=o.series, share=o.share) for o in self.opposing
+            ],
+            method=self.method,
         )
 
 

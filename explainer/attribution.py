@@ -64,6 +64,7 @@ from causalwatch.errors import StateError
 __all__ = [
     "Attribution",
     "attribute",
+    "deviation_shares",
     "fit_linear_scm",
     "predict_linear_scm",
     "robust_scale",
@@ -339,6 +340,34 @@ def _propagation_room(
     return room
 
 
+def deviation_shares(
+    push: FloatArray, deviation: float, half_width: FloatArray | None = None
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Shares that read as "how much of the deviation this node explains".
+
+    ``push`` holds each node's contribution to the target's ``deviation`` in target units
+    (Shapley values: they sum to the modelled deviation, with signs). The contributions in
+    the deviation's direction are the explanation; over the scale ``max(their sum,
+    |deviation|)`` each becomes a share in [0, 1] and the shares sum to at most 1 (what is
+    left is unexplained: the model explains less than was observed, or causes not listed).
+    Contributions that pulled the other way get a share of 0 and their size on the same
+    scale (at most 1) apart (``against``). ``half_width`` (target units) is scaled the same way.
+
+    Returns ``(share, against, half_width)``.
+
+    >>> s, a, _ = deviation_shares(np.array([3.0, -1.0, 0.5]), 2.0)
+    >>> s.round(3).tolist(), a.round(3).tolist()
+    ([0.857, 0.0, 0.143], [0.0, 0.286, 0.0])
+    """
+    p = np.nan_to_num(np.asarray(push, dtype=np.float64))
+    sign = 1.0 if deviation >= 0 else -1.0
+    toward = np.clip(sign * p, 0.0, None)
+    away = np.clip(-sign * p, 0.0, None)
+    scale = max(float(toward.sum()), abs(float(deviation)), 1e-300)
+    hw = np.zeros_like(p) if half_width is None else np.asarray(half_width, np.float64)
+    return toward / scale, np.minimum(away / scale, 1.0), np.nan_to_num(hw) / scale
+
+
 @dataclass(frozen=True, slots=True)
 class Attribution:
     """Per-node results (arrays indexed like the input nodes).
@@ -346,8 +375,13 @@ class Attribution:
     ``deviation`` is the target's observed deviation (anomaly-window median minus reference
     median, target units). ``contribution`` sums to it; ``share`` sums to 1.
     ``shift_z`` / ``p_value`` are the mechanism-change z-score and two-sided p-value;
-    ``effect`` is ``c_j``; ``ci_low``/``ci_high`` a 95% interval of ``share``;
-    ``score`` the ranking score in [0, 1].
+    ``effect`` is ``c_j``; ``score`` the ranking score in [0, 1].
+
+    ``dev_share`` is what a person reads (see :func:`deviation_shares`): the part of the
+    deviation each node explains, >= 0, summing to at most 1; ``against_share`` the size of
+    a contribution that pulled the other way on the same scale; ``ci_low``/``ci_high`` a
+    95% interval of ``dev_share``. ``changed``: the node's own mechanism changed in the
+    target's direction (5 %, Bonferroni over the judged nodes).
     """
 
     deviation: float
@@ -363,6 +397,9 @@ class Attribution:
     score: FloatArray
     n_reference: IntArray
     n_anomaly: IntArray
+    dev_share: FloatArray
+    against_share: FloatArray
+    changed: BoolArray
 
     def ranking(self) -> IntArray:
         """Node indices by descending score (stable on ties)."""
@@ -538,7 +575,6 @@ def attribute(
         pool = res_ref[j][np.isfinite(res_ref[j])] - center[j]
         if pool.size:
             back += c[j] * pool[rng.integers(0, pool.size, (n_samples, m))].mean(axis=1)
-    direction = 1.0 if deviation >= 0 else -1.0
 
     def value(masks: BoolArray) -> FloatArray:
         # noise.T is (players, S): where(mask, 0, 1) @ noise.T sums the random noises not in S
@@ -564,10 +600,10 @@ def attribute(
     else:
         share = np.zeros(n)
     contribution = share * deviation
-    # analytic 95% interval of the share from the noise-shift standard error
-    denom = abs(lin_total) if abs(lin_total) > 1e-12 else 1.0
-    half = 1.96 * np.abs(c) * se / denom
-    ci_low, ci_high = share - half, share + half
+    direction = 1.0 if deviation >= 0 else -1.0
+    pushes = phi if abs(total) > 1e-12 else lin
+    dev_share, against_share, dev_half = deviation_shares(pushes, deviation, 1.96 * np.abs(c) * se)
+    ci_low, ci_high = dev_share - dev_half, dev_share + dev_half
 
     # Ranking: the node's share of the deviation and its own mechanism change in the
     # direction the target moved (every candidate is an ancestor, so a slope the fit set to
@@ -584,11 +620,12 @@ def attribute(
     # Confidence that the node's own mechanism changed, corrected for testing every
     # candidate (Bonferroni): beyond a clear change, |z| = 90 vs 20 says more about the noise
     # level of the series than about which node is the cause, so the evidence saturates.
+    p_dir = special.ndtr(-mech_push)
+    confidence = np.where(
+        mech_push > 0, np.clip(1.0 - 2.0 * p_dir * max(int(judged.sum()), 1), 0, 1), 0.0
+    )
     if saturate:
-        p_dir = special.ndtr(-mech_push)
-        part_mech = np.where(
-            mech_push > 0, np.clip(1.0 - 2.0 * p_dir * max(int(judged.sum()), 1), 0, 1), 0.0
-        )
+        part_mech = confidence
     else:
         log_push = np.log1p(mech_push)
         part_mech = log_push / log_push.max() if log_push.max() > 0 else log_push
@@ -601,6 +638,9 @@ def attribute(
     against = same_units & (raw_dev * direction < 0)
     against[target] = False
     part_mech = np.where(against, 0.0, part_mech)
+    # the verdict's "own mechanism changed": significant at 5 % after Bonferroni over the
+    # judged nodes, in the target's direction, not against it
+    changed = judged & (confidence >= 0.95) & ~against
     if support is None:
         score = np.clip(0.5 * part_share + 0.5 * part_mech, 0.0, 1.0)
     else:
@@ -623,4 +663,7 @@ def attribute(
         score=score,
         n_reference=n_ref,
         n_anomaly=n_anom,
+        dev_share=dev_share,
+        against_share=against_share,
+        changed=changed,
     )

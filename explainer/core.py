@@ -179,7 +179,9 @@ class Explainer:
 
     # -- explaining ----------------------------------------------------------------------
     def _view(self) -> View:
-        return View(self._history, self.index, self.graph, self._given, self._step_s)
+        # learned edges are structure only where the suite shows they help (config)
+        graph = self.graph if self.config.learned_edges_in_graph else self._given
+        return View(self._history, self.index, graph, self._given, self._step_s)
 
     def explain(
         self,
@@ -218,7 +220,7 @@ class Explainer:
         target = TargetRef(node, key)
         version = self._given.version
         return ExplanationResult.build(
-            inc, 1, target, at_ts, r.window, r.severity, r.root_causes, version
+            inc, 1, target, at_ts, r.window, r.severity, r.root_causes, version, opposing=r.opposing
         )
 
     def _held(

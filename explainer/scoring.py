@@ -30,6 +30,7 @@ __all__ = [
     "coverage",
     "early_change_discount",
     "early_run",
+    "graph_weights",
     "hops_to",
     "onset",
 ]
@@ -41,6 +42,17 @@ GRAPH_WEIGHTS = (0.4, 0.4, 0.2)
 #: with no graph the star regression's shares say which node *predicts* the target, not
 #: which caused it: rank by own change and onset instead
 STAR_WEIGHTS = (0.1, 0.5, 0.4)
+
+
+def graph_weights(coverage_weight: float) -> tuple[float, float, float]:
+    """(share, mechanism change, coverage) weights with a given graph: ``coverage_weight``
+    for coverage and the rest split evenly (0.2 gives :data:`GRAPH_WEIGHTS`).
+
+    >>> graph_weights(0.2)
+    (0.4, 0.4, 0.2)
+    """
+    rest = round((1.0 - coverage_weight) / 2.0, 12)
+    return (rest, rest, coverage_weight)
 
 
 def coverage(

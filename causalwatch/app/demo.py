@@ -179,13 +179,17 @@ def format_explanation(exp: Explanation) -> str:
         f"{exp.severity:.0f}/100",
         f"  window      {time.strftime('%H:%M:%S', time.gmtime(exp.window.start))} - "
         f"{time.strftime('%H:%M:%S', time.gmtime(exp.window.end))} UTC",
-        "  root causes (best first):",
+        f"  verdict     {exp.verdict} ({exp.verdict_reason}; method {exp.method})",
+        "  root causes (best first; share = how much of the deviation it explains):",
     ]
     for i, rc in enumerate(exp.root_causes, start=1):
         ev = rc.evidence
         path = " -> ".join(ev.get("path", [])) if isinstance(ev.get("path"), list) else ""
         extra = f"  path {path}" if path else ""
-        lines.append(f"   {i}. {rc.node:<18} score {rc.score:.2f}  share {rc.share:+.2f}{extra}")
+        lines.append(f"   {i}. {rc.node:<18} score {rc.score:.2f}  share {rc.share:4.0%}{extra}")
+    lines.append(f"      {'unexplained':<18}             {exp.unexplained:4.0%}")
+    for o in exp.opposing:
+        lines.append(f"  pulled the other way: {o.node} ({o.share:.0%})")
     return "\n".join(lines)
 
 

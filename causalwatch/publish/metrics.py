@@ -93,6 +93,7 @@ class PipelineStats:
     lag_last_success_ts: float = 0.0
     alerts_total: int = 0
     explanations_total: int = 0
+    explanations_by_verdict: Counter[str] = field(default_factory=Counter)
     explainer_errors_total: int = 0
     last_batch_ts: float = 0.0
     checkpoint_last_success_ts: float = 0.0
@@ -160,6 +161,7 @@ METRIC_NAMES = (
     "causalwatch_explainer_root_cause_share",
     "causalwatch_explainer_incidents_open",
     "causalwatch_explainer_explanations_total",
+    "causalwatch_explainer_verdicts_total",
     "causalwatch_explainer_errors_total",
     "causalwatch_explainer_explain_seconds",
     "causalwatch_explainer_queue_depth",
@@ -262,6 +264,14 @@ class _StageCollector(Collector):
             "Explanations published.",
             value=s.explanations_total,
         )
+        verdicts = CounterMetricFamily(
+            "causalwatch_explainer_verdicts",
+            "Explanations published, by verdict (root_cause or inconclusive).",
+            labels=["verdict"],
+        )
+        for verdict in ("root_cause", "inconclusive"):
+            verdicts.add_metric([verdict], s.explanations_by_verdict[verdict])
+        yield verdicts
         yield CounterMetricFamily(
             "causalwatch_explainer_errors",
             "Explanations that failed with an error.",

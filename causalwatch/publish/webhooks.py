@@ -135,16 +135,24 @@ def _severity_label(severity: float) -> str:
 
 
 def _ranking(expl: Explanation, limit: int = 5) -> list[str]:
-    return [
+    lines = [
         f"{i + 1}. {rc.node}{' ' + rc.series if rc.series else ''}: score {rc.score:.2f},"
-        f" share {rc.share:.0%}"
+        f" explains {rc.share:.0%} of the deviation"
         for i, rc in enumerate(expl.root_causes[:limit])
     ]
+    lines.append(f"unexplained: {expl.unexplained:.0%}")
+    lines.extend(f"pulled the other way: {o.node} ({o.share:.0%})" for o in expl.opposing)
+    return lines
 
 
 def _summary(expl: Explanation) -> str:
     top = expl.root_causes[0] if expl.root_causes else None
-    cause = f"likely root cause {top.node} (score {top.score:.2f})" if top else "no root cause"
+    if top is None:
+        cause = "no root cause"
+    elif expl.verdict == "root_cause":
+        cause = f"root cause {top.node} (score {top.score:.2f})"
+    else:
+        cause = f"inconclusive, best candidate {top.node} (score {top.score:.2f})"
     return f"Anomaly on {expl.target.node} ({expl.target.series}), severity " + (
         f"{expl.severity:.0f}: {cause}"
     )
@@ -179,6 +187,7 @@ def _am_annotations(expl: Explanation, prefix: str = "", url: str | None = None)
         f"{prefix}description": "\n".join(_ranking(expl)),
         f"{prefix}explanation_id": expl.id,
         f"{prefix}incident_id": expl.incident_id,
+        f"{prefix}verdict": expl.verdict,
     }
     if url is not None:
         out[f"{prefix}incident_url"] = url

@@ -221,3 +221,31 @@ def test_explanations_do_not_depend_on_the_string_hash_seed(
         outs.append(done.stdout)
     assert outs[0].count("\n") == 11
     assert outs[0] == outs[1] == outs[2]
+
+
+def _check_answer(e: Explanation) -> None:
+    """The answer contract every explainer result keeps."""
+    assert e.verdict in ("root_cause", "inconclusive") and e.verdict_reason
+    assert e.method in ("scm", "star", "robust_z", "none")
+    shares = [rc.share for rc in e.root_causes]
+    assert all(0.0 <= s <= 1.0 for s in shares)
+    assert 0.0 <= e.unexplained <= 1.0
+    assert sum(shares) + e.unexplained == pytest.approx(1.0, abs=1e-9)
+    assert all(0.0 <= o.share <= 1.0 for o in e.opposing)
+    if e.verdict == "root_cause":
+        assert e.root_causes and e.root_causes[0].evidence["mechanism_change"]["changed"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("with_graph", [True, False])
+def test_every_explanation_keeps_the_answer_contract(seed: int, with_graph: bool) -> None:
+    rows, ts, xs = _stream(seed)
+    ex, _ = _new(learn=False)
+    if not with_graph:
+        ex.set_graph(DependencyGraph([], list("abcd")))
+    _feed(ex, rows, ts, xs, batch=rows.size)
+    end = float(ts.max())
+    for key in KEYS:
+        node = key.split('"')[1]
+        for at in (end, end - 10 * STEP, end - 60 * STEP):
+            _check_answer(Explanation.from_result(ex.explain(node, key, at_ts=at)))

@@ -220,6 +220,7 @@ class Stage:
             with self.cores.lock:
                 queue.published(e.id for e in explanations)
         self.stats.explanations_total += len(explanations)
+        self.stats.explanations_by_verdict.update(e.verdict for e in explanations)
 
     def _produce_columns(
         self, topic: str, batch: SampleBatch, cols: Mapping[str, npt.NDArray[Any]]

@@ -290,7 +290,7 @@ def test_a_change_long_in_place_while_the_target_stayed_normal_is_not_the_cause(
     # and web follows. Both look alike in the window (flat references, same-size drops).
     g = DependencyGraph([Edge("db", "web"), Edge("cdn", "web")])
     idx = SeriesIndex()
-    ex = Explainer(ExplainerConfig(step_s=STEP, learn_graph=False), g, idx)
+    ex = Explainer(ExplainerConfig(step_s=STEP, learn_graph=False, delay_discount=True), g, idx)
     rows = idx.rows_for([f'avail{{service="{n}"}}' for n in ("db", "cdn", "web")])
     rng = np.random.default_rng(2)
     for t in range(300):
@@ -302,3 +302,23 @@ def test_a_change_long_in_place_while_the_target_stayed_normal_is_not_the_cause(
     score = {rc.node: rc.score for rc in e.root_causes}
     assert e.root_causes[0].node == "db"
     assert score["cdn"] < 0.5 * score["db"]
+
+
+@pytest.mark.parametrize("in_graph", [True, False])
+def test_learned_edges_are_structure_only_when_configured(in_graph: bool) -> None:
+    """A learned edge queue -> web makes queue (and broker) candidates only with
+    ``learned_edges_in_graph``; otherwise the given graph alone is the structure."""
+    idx = SeriesIndex()
+    cfg = ExplainerConfig(step_s=STEP, learn_graph=True, learned_edges_in_graph=in_graph)
+    ex = Explainer(cfg, GRAPH, idx)
+    rows = idx.rows_for(_keys())
+    X = _simulate("broker")
+    for t in range(X.shape[0]):
+        ex.observe(rows, np.full(len(NODES), t * STEP), X[t])
+    ex._learner.learned = [Edge("queue", "web", "learned", 0.5, 0.001, 1)]
+    e = ex.explain("web", 'latency{service="web"}', at_ts=299 * STEP)
+    nodes = {rc.node for rc in e.root_causes}
+    if in_graph:
+        assert "broker" in nodes or "queue" in nodes
+    else:
+        assert nodes <= {"db", "cache", "api", "web"}

@@ -65,7 +65,14 @@ def test_the_converter_writes_the_documented_json_with_null_for_non_finite() -> 
         "severity",
         "root_causes",
         "graph_version",
+        "verdict",
+        "verdict_reason",
+        "unexplained",
+        "opposing",
+        "method",
     ]
+    assert doc["verdict"] == "inconclusive" and doc["method"] == "scm"
+    assert doc["unexplained"] == pytest.approx(0.2)
     assert doc["target"] == {"node": "api", "series": 'lat{service="api"}'}
     assert doc["window"] == {"start": 60.0, "end": 120.0}
     db, cache, api = doc["root_causes"]
@@ -81,12 +88,14 @@ def test_the_converter_writes_the_documented_json_with_null_for_non_finite() -> 
         "ci",
         "series_choice",
         "points",
+        "method",
     ]
     assert db["evidence"]["mechanism_change"] == {
         "score": 0.99,
         "p_value": 0.01,
         "z": None,
         "shift": 1.5,
+        "changed": False,
     }
     assert db["evidence"]["ci"] == [0.5, None] and db["evidence"]["path"] == ["db", "api"]
     assert db["evidence"]["points"] == {"reference": 120, "anomaly": 3}
@@ -129,3 +138,63 @@ def test_explainer_cores_build_no_pydantic_model() -> None:
                     assert names <= {"AnomalyEvent"}, (path.name, names)
             elif isinstance(node, ast.Import):
                 assert not any(a.name.startswith("pydantic") for a in node.names), path.name
+
+
+def _cause(
+    node: str, changed: bool, ci: tuple[float, float], share: float, method: str = "scm"
+) -> RootCauseResult:
+    mech = MechanismEvidence(score=0.99, p_value=0.01, z=8.0, shift=1.0, changed=changed)
+    ev = dataclasses.replace(_evidence(None), mechanism_change=mech, ci=ci, method=method)
+    return RootCauseResult(node, f'lat{{service="{node}"}}', 0.5, share, ev)
+
+
+@pytest.mark.parametrize(
+    ("causes", "verdict"),
+    [
+        ((), "inconclusive"),
+        # nothing changed on its own
+        (
+            (_cause("db", False, (0.5, 0.9), 0.7), _cause("api", False, (0.0, 0.2), 0.1)),
+            "inconclusive",
+        ),
+        # only the top changed
+        (
+            (_cause("db", True, (0.1, 0.9), 0.5), _cause("api", False, (0.0, 0.8), 0.4)),
+            "root_cause",
+        ),
+        # both changed, separable
+        ((_cause("db", True, (0.6, 0.9), 0.7), _cause("api", True, (0.0, 0.3), 0.1)), "root_cause"),
+        # both changed, intervals overlap
+        (
+            (_cause("db", True, (0.3, 0.7), 0.5), _cause("api", True, (0.2, 0.6), 0.4)),
+            "inconclusive",
+        ),
+        # no graph: the star's shares predict, they do not order causes
+        (
+            (
+                _cause("db", True, (0.6, 0.9), 0.7, "star"),
+                _cause("api", True, (0.0, 0.3), 0.1, "star"),
+            ),
+            "inconclusive",
+        ),
+        ((_cause("db", True, (0.6, 0.9), 0.7, "star"),), "root_cause"),
+        # both changed, no interval (robust-z fallback)
+        (
+            (_cause("db", True, (NAN, NAN), 0.0), _cause("api", True, (NAN, NAN), 0.0)),
+            "inconclusive",
+        ),
+        # the top did not change, the second did: the ranking is not to be trusted
+        (
+            (_cause("db", False, (0.6, 0.9), 0.7), _cause("api", True, (0.0, 0.3), 0.1)),
+            "inconclusive",
+        ),
+    ],
+)
+def test_verdict_reads_own_change_and_separability(
+    causes: tuple[RootCauseResult, ...], verdict: str
+) -> None:
+    r = ExplanationResult.build("i", 1, TargetRef("api", "x"), 1.0, Span(0, 1), 50.0, causes, 1)
+    assert r.verdict == verdict and r.verdict_reason
+    doc = json.loads(explanation_json(Explanation.from_result(r)))
+    assert doc["verdict"] == verdict
+    assert sum(rc["share"] for rc in doc["root_causes"]) + doc["unexplained"] == pytest.approx(1.0)

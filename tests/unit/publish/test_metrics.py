@@ -48,6 +48,7 @@ def test_exposition_over_http_with_capped_series() -> None:
     stats.lag[("metrics", 0)] = 5
     stats.webhook_deliveries[("slack", "delivered")] += 1
     stats.api_requests[("GET", "200")] += 1
+    stats.explanations_by_verdict.update(["root_cause", "root_cause", "inconclusive"])
     incidents = [IncidentScore("inc1", "frontend", "db", 0.9, 0.7)]
     reg = build_registry(
         stats, series=lambda: _view(10, alert_at=0), incidents=lambda: incidents, max_series=3
@@ -76,6 +77,10 @@ def test_exposition_over_http_with_capped_series() -> None:
         ({"incident_id": "inc1", "target_node": "frontend", "node": "db"}, 0.9)
     ]
     assert got["causalwatch_explainer_incidents_open"] == [({}, 1.0)]
+    assert sorted(got["causalwatch_explainer_verdicts_total"], key=str) == [
+        ({"verdict": "inconclusive"}, 1.0),
+        ({"verdict": "root_cause"}, 2.0),
+    ]
     assert ({"stage": "detect"}, 1.0) in got["causalwatch_pipeline_batch_seconds_count"]
     # Every documented family is exported (histograms by their _count sample).
     exported = set(got) | {n[: -len("_count")] for n in got if n.endswith("_count")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import json
 import random
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 import redis
 
-from causalwatch.models import Explanation, RootCause, Target, TimeWindow
+from causalwatch.models import Explanation, Opposing, RootCause, Target, TimeWindow
 from causalwatch.publish.webhooks import (
     AlertEvent,
     WebhookDispatcher,
@@ -343,3 +344,26 @@ def test_dead_entries_are_bounded_oldest_dropped(client, uid):
             assert client.zcard(d.outbox.k_dead_ts) == 1 and d.outbox_size() == 1
         finally:
             d.close()
+
+
+def test_bodies_state_the_verdict_shares_unexplained_and_opposing() -> None:
+    expl = dataclasses.replace(
+        make_explanation(),
+        root_causes=[
+            RootCause(node="db", series='latency{service="db"}', score=0.9, share=0.6),
+            RootCause(node="api", series='latency{service="api"}', score=0.3, share=0.3),
+        ],
+        verdict="root_cause",
+        unexplained=0.1,
+        opposing=[Opposing(node="cache", series='latency{service="cache"}', share=0.2)],
+    )
+    slack = json.loads(render_body("slack", expl))
+    lines = slack["blocks"][1]["text"]["text"]
+    assert "root cause db" in slack["text"] and "inconclusive" not in slack["text"]
+    assert "explains 60% of the deviation" in lines and "unexplained: 10%" in lines
+    assert "pulled the other way: cache (20%)" in lines
+    (am,) = json.loads(render_body("alertmanager", expl))
+    assert am["annotations"]["verdict"] == "root_cause"
+    vague = dataclasses.replace(expl, verdict="inconclusive")
+    assert "inconclusive, best candidate db" in json.loads(render_body("slack", vague))["text"]
+    assert explanation_from_json(render_body("generic", expl)) == expl
