@@ -334,6 +334,7 @@ class Incidents:
                         t.severity,
                         ranking.root_causes,
                         graph_version,
+                        opposing=ranking.opposing,
                     )
                 )
         return out
