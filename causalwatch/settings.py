@@ -259,6 +259,8 @@ def _check_tls_files(k: KafkaSettings) -> None:
 class IngestSettings(_Section):
     max_message_bytes: int = Field(default=1_048_576, ge=16)
     max_samples_per_message: int = Field(default=10_000, ge=1)
+    # Labels per sample besides the metric name, in every format: a `__name__` in a JSON
+    # `labels` object (prometheus-kafka-adapter, the name fallback) is not counted.
     max_labels: int = Field(default=32, ge=0)
     max_label_value_bytes: int = Field(default=1_024, ge=1)
     # Names longer than these (UTF-8 bytes) are dead-lettered (`name_too_long`,

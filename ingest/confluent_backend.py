@@ -16,7 +16,8 @@ codec natively. The semantics are the same:
   which it would otherwise fetch again forever, is stepped over (a seek to the next
   offset) and comes back as a :class:`~causalwatch.models.RawRecord` with ``error`` set,
   to be dead-lettered; one per offset, like the kafka-python source;
-- dead-letter headers, ``acks=all`` with a wait for every delivery, ``compression_type``,
+- dead-letter headers, ``acks=all`` with a wait for every delivery, the DLQ tail read back
+  for de-duplication after a restart (:meth:`ConfluentSink.read_tail`), ``compression_type``,
   the security settings and the reconnect backoff come from the same settings, and every
   error goes through :func:`ingest.kafka_errors.map_kafka_errors`.
 
@@ -418,6 +419,26 @@ class ConfluentSink:
                 backend="kafka",
             )
 
+    def read_tail(self, topic: str, max_records: int = 50_000) -> list[list[Header]]:
+        """Headers of the last ``max_records`` records of each partition of ``topic`` (an
+        empty list for a topic that does not exist), as
+        :meth:`ingest.kafka_sink.KafkaSink.read_tail`: reads to the true end, past the end
+        offsets the broker reports (tansu's can be short), until a poll brings nothing."""
+        conf = {
+            **librdkafka_config(self.settings),
+            "group.id": f"{self.settings.client_id}-read-tail",  # required; nothing commits
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": False,
+            "allow.auto.create.topics": False,
+        }
+        with map_kafka_errors(f"read back {topic!r}", self._secrets):
+            consumer = Consumer(conf, logger=_lib_log)
+            try:
+                return _read_tail(consumer, topic, max_records, self.flush_timeout_s)
+            finally:
+                consumer.close()
+
     def ensure_topics(self, partitions: Mapping[str, int]) -> None:
         ensure_topics_confluent(self.settings, partitions)
 
@@ -430,6 +451,38 @@ class ConfluentSink:
             return
         if left:
             log.warning("producer closed with unsent records", extra={"n": left})
+
+
+def _read_tail(consumer: Any, topic: str, max_records: int, timeout_s: float) -> list[list[Header]]:
+    meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+    if meta is None or meta.error is not None or not meta.partitions:
+        return []  # UNKNOWN_TOPIC_OR_PART: nothing was ever dead-lettered there
+    nxt: dict[int, int] = {}
+    end: dict[int, int] = {}
+    tps = []
+    for p in sorted(meta.partitions):
+        lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+        nxt[p], end[p] = max(int(lo), int(hi) - max_records), int(hi)
+        tps.append(TopicPartition(topic, p, nxt[p]))
+    consumer.assign(tps)
+    out: list[list[Header]] = []
+    deadline = time.monotonic() + timeout_s
+    while True:
+        msgs = consumer.consume(num_messages=10_000, timeout=0.3)
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.code() in _QUIET:
+                    continue
+                raise KafkaException(err)
+            nxt[m.partition()] = max(nxt[m.partition()], int(m.offset()) + 1)
+            out.append([(k, bytes(v) if v is not None else b"") for k, v in m.headers() or []])
+        if not msgs and all(nxt[p] >= end[p] for p in end):
+            return out
+        if time.monotonic() > deadline:
+            raise KafkaException(
+                KafkaError(KafkaError._TIMED_OUT, f"reading {topic} back took over {timeout_s} s")
+            )
 
 
 def ensure_topics_confluent(settings: KafkaSettings, partitions: Mapping[str, int]) -> None:

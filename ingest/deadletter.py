@@ -128,7 +128,8 @@ class DeadLetterSink:
         For errors that carry no source topic.
     read_back
         ``read_back(topic)``: the headers of the last records of a DLQ topic
-        (:meth:`ingest.kafka_sink.KafkaSink.read_tail`); None turns de-duplication off.
+        (``read_tail`` of :class:`ingest.kafka_sink.KafkaSink` and
+        :class:`ingest.confluent_backend.ConfluentSink`); None turns de-duplication off.
     remember
         Source positions remembered for de-duplication (the oldest are forgotten first;
         only the records since the last checkpoint can come back).

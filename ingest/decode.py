@@ -73,6 +73,7 @@ from ingest.validate import (
     is_utf8_text,
     is_valid_label_name,
     is_valid_metric_name,
+    label_count,
     parse_rfc3339,
 )
 
@@ -361,7 +362,7 @@ def _key_of(
         problem = check_labels(labels, limits)
         if problem is not None:
             return problem
-    elif len(labels) > limits.max_labels:
+    elif label_count(labels) > limits.max_labels:  # __name__ is the name, not a label
         return check_labels(labels, limits) or _never()
     name = obj.get("name")
     if "__name__" in labels or "" in labels.values():
@@ -780,7 +781,7 @@ def _decode_influx(ctx: _Ctx, rec: RawRecord, idx: int) -> int:
                 )
                 continue
         labels = {_sanitize(k, _NOT_LABEL): v for k, v in tags} if tags else {}
-        problem = check_labels(labels, limits)
+        problem = check_labels(labels, limits, name_label=False)  # every tag is a label
         if problem is not None:
             reason, field, message = problem
             ctx.fail(rec, (reason, field, f"line {line_no}: {message}"), line_no)

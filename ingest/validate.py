@@ -46,7 +46,8 @@ reason                 error class     meaning
 ``inf_value``          SchemaError     value is +/-Inf
 ``ts_future``          SchemaError     timestamp more than ``max_future_s`` ahead of now
 ``ts_too_old``         SchemaError     timestamp more than ``max_age_s`` behind now
-``too_many_labels``    SchemaError     more than ``max_labels`` labels
+``too_many_labels``    SchemaError     more than ``max_labels`` labels besides the metric
+                                       name (a ``__name__`` label in JSON is not counted)
 ``label_too_long``     SchemaError     a label value longer than ``max_label_value_bytes``
 ``non_numeric_field``  SchemaError     an Influx string or boolean field (not a metric)
 ``series_limit``       SchemaError     a new series beyond ``ingest.max_series``
@@ -81,6 +82,7 @@ __all__ = [
     "is_utf8_text",
     "is_valid_label_name",
     "is_valid_metric_name",
+    "label_count",
     "parse_rfc3339",
 ]
 
@@ -154,6 +156,9 @@ class IngestLimits:
         More samples in one record dead-letters the whole record (``too_many_samples``).
     max_labels, max_label_value_bytes
         Per-sample cardinality guards (``too_many_labels``, ``label_too_long``, UTF-8 bytes).
+        ``max_labels`` counts the labels other than the metric name in every format: a
+        ``labels.__name__`` (prometheus-kafka-adapter, or the JSON name fallback) is the
+        name, not a label, so ``{"__name__": "up", "job": "x"}`` is one label.
     max_name_bytes, max_label_name_bytes
         Longest metric name and label name, UTF-8 bytes (``name_too_long``,
         ``label_name_too_long``): names are kept in the series index and exported.
@@ -312,21 +317,37 @@ def check_name(name: Any, limits: IngestLimits | None = None) -> Problem | None:
     return None
 
 
-def check_labels(labels: Any, limits: IngestLimits) -> Problem | None:
+def label_count(labels: dict[Any, Any], name_label: bool = True) -> int:
+    """How many labels count toward ``max_labels``: all but ``__name__`` where that key
+    holds the metric name (``name_label``, the JSON formats).
+
+    >>> label_count({"__name__": "up", "job": "node"})
+    1
+    """
+    return len(labels) - (name_label and "__name__" in labels)
+
+
+def check_labels(labels: Any, limits: IngestLimits, *, name_label: bool = True) -> Problem | None:
     """Labels are a string->string mapping within the count and length limits.
+
+    ``name_label``: a ``__name__`` key is the metric name and does not count toward
+    ``max_labels`` (see :func:`label_count`).
 
     >>> check_labels({"a-b": "x"}, IngestLimits())[0]
     'bad_label_name'
     >>> check_labels({"a": "x" * 9}, IngestLimits(max_label_value_bytes=8))[0]
     'label_too_long'
+    >>> check_labels({"__name__": "up", "job": "x"}, IngestLimits(max_labels=1)) is None
+    True
     """
     if not isinstance(labels, dict):
         return ("bad_type", "labels", f"field 'labels' must be an object, got {_short(labels)}")
-    if len(labels) > limits.max_labels:
+    n = label_count(labels, name_label)
+    if n > limits.max_labels:
         return (
             "too_many_labels",
             "labels",
-            f"{len(labels)} labels, over ingest.max_labels={limits.max_labels}",
+            f"{n} labels besides the metric name, over ingest.max_labels={limits.max_labels}",
         )
     max_bytes = limits.max_label_value_bytes
     max_name = limits.max_label_name_bytes

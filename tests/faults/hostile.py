@@ -77,8 +77,8 @@ class _Gen:
             labels = {"service": f"svc{j % 5}", "pod": f"p{j}"}
             if j == 0:  # the longest name allowed (Influx appends "_value"/"_count")
                 name = f"h{i}_" + "n" * (512 - 3 - len(str(i)) - (6 if fmt == "influx" else 0))
-            elif j == 1:  # max_labels (prometheus-kafka-adapter's __name__ counts as one)
-                labels = {f"l{k}": f"v{k}" for k in range(31 if fmt == "prometheus" else 32)}
+            elif j == 1:  # exactly max_labels (a prometheus __name__ label does not count)
+                labels = {f"l{k}": f"v{k}" for k in range(32)}
             elif j == 2:
                 labels["note"] = "é" * 512  # 1,024 UTF-8 bytes
             elif j == 3:

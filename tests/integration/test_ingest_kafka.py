@@ -404,3 +404,42 @@ def test_rebalance_hands_partitions_over_through_on_revoke_and_resume_offsets(
         if b is not None:
             b.close()
         sink.close()
+
+
+def test_dead_letters_are_not_written_again_after_a_restart(
+    broker: EmbeddedBroker, uid: str, backend: str
+) -> None:
+    """The DLQ tail read back through the sink's ``read_tail`` (both backends) keeps a batch
+    dead-lettered again after a crash from landing twice."""
+    settings = kafka_settings(broker, uid, [TopicSettings(name=f"t-{uid}")], backend)
+    records = [RawRecord(f"t-{uid}", p, off, b"{nope") for p in (0, 1) for off in range(3)]
+    _, errors = decode_batch(records, {}, IngestLimits(), time.time())
+    dlq_topic = f"t-{uid}.dlq"
+    ensure_topics(settings, {dlq_topic: 2})
+    sink = make_sink(settings)
+    try:
+        assert sink.read_tail(f"none-{uid}") == []  # a topic that does not exist
+        assert sink.read_tail(dlq_topic) == []  # an empty one
+        DeadLetterSink(sink, read_back=sink.read_tail).write_batch(errors[:4])
+    finally:
+        sink.close()
+    again = make_sink(settings)  # the restarted process: a new producer, the same batch again
+    try:
+        tail = again.read_tail(dlq_topic)
+        assert len(tail) == 4
+        assert {dict(h)["x-causalwatch-reason"] for h in tail} == {b"not_json"}
+        dlq = DeadLetterSink(again, read_back=again.read_tail)
+        dlq.write_batch(errors)
+        assert dlq.duplicates_skipped == 4 and dlq.total == len(errors) == 6
+        assert len(again.read_tail(dlq_topic)) == 6
+    finally:
+        again.close()
+    got = read_topic(broker.bootstrap, dlq_topic, 6)
+    positions = [
+        (
+            dict(r.headers)["x-causalwatch-source-partition"],
+            dict(r.headers)["x-causalwatch-source-offset"],
+        )  # type: ignore[attr-defined]
+        for r in got
+    ]
+    assert len(positions) == 6 and len(set(positions)) == 6

@@ -158,6 +158,8 @@ def test_overview_covers_nodes_incidents_and_pipeline() -> None:
         "causalwatch_ingest_deadletter_total",
         "causalwatch_explainer_errors_total",
         "causalwatch_checkpoint_last_success_timestamp_seconds",
+        "causalwatch_backend_down_seconds",
+        "causalwatch_checkpoint_lost_total",
         "up",
     ):
         assert metric in exprs, metric

@@ -157,6 +157,55 @@ def test_prometheus_name_from_labels_when_top_level_missing() -> None:
     assert errors == [] and batch.series_keys == ['up{a="b"}']
 
 
+def _labelled(n: int, name_label: bool, top_name: bool = True) -> dict[str, object]:
+    labels: dict[str, str] = {f"l{i}": "v" for i in range(n)}
+    if name_label:
+        labels["__name__"] = "up"
+    sample: dict[str, object] = {"timestamp": NOW, "value": 1.0, "labels": labels}
+    if top_name:
+        sample["name"] = "up"
+    return sample
+
+
+@pytest.mark.parametrize("fmt", ["json", "prometheus", "auto"])
+@pytest.mark.parametrize("name_label", [True, False], ids=["__name__", "no-__name__"])
+@pytest.mark.parametrize("top_name", [True, False], ids=["name", "no-name"])
+@pytest.mark.parametrize("array", [False, True], ids=["object", "array"])
+def test_max_labels_counts_the_labels_besides_the_metric_name(
+    fmt: str, name_label: bool, top_name: bool, array: bool
+) -> None:
+    """Exactly ``max_labels`` real labels pass and one more is dead-lettered, whether or not
+    the metric name also sits in ``labels.__name__`` (prometheus-kafka-adapter), on the
+    object path and the array fast path alike."""
+    if not (top_name or name_label):
+        pytest.skip("no name at all is a missing_field case")
+    limits = IngestLimits(max_labels=3)
+    for n, ok in ((3, True), (4, False)):
+        sample = _labelled(n, name_label, top_name)
+        text = json.dumps([sample, sample] if array else sample)
+        if fmt == "prometheus":
+            text = text.replace('"value": 1.0', '"value": "1"')
+        batch, errors = one(text, fmt, limits)
+        if ok:
+            assert errors == [], errors
+            assert set(batch.series_keys) == {'up{l0="v",l1="v",l2="v"}'}
+        else:
+            assert len(batch) == 0
+            assert {e.reason for e in errors} == {"too_many_labels"}
+            assert "4 labels besides the metric name" in str(errors[0])
+
+
+def test_max_labels_counts_every_influx_tag() -> None:
+    """Line protocol has no name label: a ``__name__`` tag is a tag like any other."""
+    limits = IngestLimits(max_labels=2)
+    batch, errors = one("m,a=1,b=2 v=1 1700000000", "influx", limits)
+    assert errors == [] and len(batch) == 1
+    _, errors = one("m,a=1,__name__=2 v=1 1700000000", "influx", limits)
+    assert errors == []
+    _, errors = one("m,a=1,b=2,__name__=x v=1 1700000000", "influx", limits)
+    assert [e.reason for e in errors] == ["too_many_labels"]
+
+
 def test_prometheus_bad_value_string() -> None:
     msg = '{"timestamp":"2023-11-14T22:13:20Z","value":"lots","name":"up"}'
     _, errors = one(msg, "prometheus")
