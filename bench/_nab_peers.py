@@ -6,9 +6,13 @@ monotonically into [0, 1]; a corpus-wide threshold sweep is unaffected by that.
 
 from __future__ import annotations
 
+import csv
+import gzip
+import json
 import math
 import pickle
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -96,3 +100,22 @@ def state_bytes_river(kind: str) -> int:
         )
     _river_loop(model, xs, squash=False, target=kind == "sad")
     return len(pickle.dumps(model))
+
+
+def published_scores(root: Path, detector: str, names: list[str]) -> list[np.ndarray]:
+    """NAB's own per-row result file of a published detector, one array per corpus file
+    (row order as in the data; ``published/<detector>.csv.gz``)."""
+    per: dict[str, list[float]] = {n: [] for n in names}
+    with gzip.open(root / "published" / f"{detector}.csv.gz", "rt") as fh:
+        rd = csv.reader(fh)
+        next(rd)
+        for name, _ts, score in rd:
+            if name in per:
+                per[name].append(float(score))
+    return [np.asarray(per[n], dtype=np.float64) for n in names]
+
+
+def published_thresholds(root: Path) -> dict[str, float]:
+    """NAB's published standard-profile threshold per detector (chosen on all 58 files)."""
+    data = json.loads((root / "published" / "thresholds.json").read_text())
+    return {k: float(v["standard"]["threshold"]) for k, v in data.items()}

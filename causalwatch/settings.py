@@ -285,7 +285,9 @@ class SensitivityRule(_Section):
 
 class DetectorSettings(_Section):
     season_s: float = Field(default=86_400.0, gt=0)
-    alert_threshold: float = Field(default=0.993, gt=0, lt=1)
+    # per-point tail probability 1e-4 at 60 s sampling, scaled to the series' interval
+    # (the same false-alarm rate per day at any interval); see README "Detection defaults"
+    alert_threshold: float = Field(default=0.9999, gt=0, lt=1)
     clear_threshold: float = Field(default=0.9, gt=0, lt=1)
     # 0: the de-duplication gap is 30 typical sampling intervals of each series (so 1 s
     # data and 5 min data work alike); a value in seconds sets a floor

@@ -36,17 +36,29 @@ def _gauss_two_sided(z: float) -> float:
     return math.erfc(z / math.sqrt(2.0))
 
 
-def prior_table() -> FloatArray:
-    """Gaussian two-sided exceedance probabilities at :data:`LEVELS` (the starting table).
+def prior_table(kind: str = "laplace") -> FloatArray:
+    """Exceedance probabilities at :data:`LEVELS` a fresh series starts from.
 
-    >>> t = prior_table()
+    ``"laplace"`` (the default): the two-sided tail of a Laplace variable whose z is scaled
+    as the detector scales it (``sigma = sqrt(pi / 2) * mean absolute error``), i.e.
+    ``P(|Z| >= z) = exp(-z * sqrt(pi / 2))``. Ops metrics are heavier-tailed than Gaussian
+    (latency percentiles, request bursts), so a young series starts out cautious and earns
+    sensitivity as its own history shows light tails; ``"gauss"``: the Gaussian tail (a
+    young series starts out eager and learns caution from its false alarms).
+
+    >>> t = prior_table("gauss")
     >>> bool(t[0] > t[-1]), round(float(t[1]), 4)
     (True, 0.0455)
+    >>> round(float(prior_table()[3]), 4)
+    0.0066
     """
-    return np.array([_gauss_two_sided(float(z)) for z in LEVELS], dtype=np.float64)
+    if kind == "gauss":
+        return np.array([_gauss_two_sided(float(z)) for z in LEVELS], dtype=np.float64)
+    out: FloatArray = np.exp(-LEVELS * math.sqrt(math.pi / 2.0))
+    return out
 
 
-def tail_probability(a: FloatArray, table: FloatArray, floor: float) -> FloatArray:
+def tail_probability(a: FloatArray, table: FloatArray, floor: float | FloatArray) -> FloatArray:
     """``P(|Z| >= a)`` from each row's exceedance table, log-linear between levels.
 
     Parameters
@@ -56,18 +68,20 @@ def tail_probability(a: FloatArray, table: FloatArray, floor: float) -> FloatArr
     table
         Exceedance frequencies, shape ``(n, len(LEVELS))``, non-increasing along axis 1.
     floor
-        Frequency a never-exceeded first level is trusted to (about the update rate); higher
-        levels get a floor that thins out exponentially.
+        Frequency a never-exceeded first level is trusted to (about the update rate), one
+        value or one per row; higher levels get a floor that thins out exponentially.
 
     Beyond the last level the tail is extrapolated as a power law in ``a`` (the steeper of
     the last segment's slope and ``a**-3``), so larger deviations always rank higher but
     probabilities stay within what a float score ``1 - p`` can resolve.
 
-    >>> p = tail_probability(np.array([0.0, 2.0, 20.0]), np.tile(prior_table(), (3, 1)), 1e-4)
+    >>> t = np.tile(prior_table("gauss"), (3, 1))
+    >>> p = tail_probability(np.array([0.0, 2.0, 20.0]), t, 1e-4)
     >>> [round(float(v), 4) for v in p[:2]], bool(p[2] < 1e-4)
     ([1.0, 0.0455], True)
     """
-    logt = np.log(table + floor * _FLOOR_SHAPE)
+    fl = np.asarray(floor, dtype=np.float64)
+    logt = np.log(table + (fl[:, None] if fl.ndim else fl) * _FLOOR_SHAPE)
     # log P at 0 is 0 (probability 1); segments between consecutive levels.
     zs = np.concatenate(([0.0], LEVELS))
     n_lv = len(LEVELS)
@@ -94,13 +108,16 @@ def tail_probability(a: FloatArray, table: FloatArray, floor: float) -> FloatArr
     return out
 
 
-def update_table(table: FloatArray, a: FloatArray, rate: float) -> FloatArray:
+def update_table(table: FloatArray, a: FloatArray, rate: float | FloatArray) -> FloatArray:
     """Exponentially weighted exceedance frequencies after seeing ``a`` (returns a new array).
+    ``rate`` is one value or one per row.
 
     >>> t = update_table(np.tile(prior_table(), (1, 1)), np.array([10.0]), 0.5)
     >>> bool(t[0, -1] > 0.4)
     True
     """
     hit = (a[:, None] > LEVELS[None, :]).astype(np.float64)
-    out: FloatArray = (1.0 - rate) * table + rate * hit
+    r = np.asarray(rate, dtype=np.float64)
+    r = r[:, None] if r.ndim else r
+    out: FloatArray = (1.0 - r) * table + r * hit
     return out

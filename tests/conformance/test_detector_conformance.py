@@ -174,3 +174,18 @@ def test_restore_upgrades_a_schema_1_snapshot() -> None:
     del snap["season"]
     with pytest.raises(StateError, match="season"):
         Detector.restore(snap, DetectorConfig())
+
+
+def test_restore_upgrades_a_schema_2_snapshot() -> None:
+    """Schema 2 had no extreme-value records and no persistence run; they start at zero."""
+    det = Detector()
+    rng = np.random.default_rng(6)
+    det.step(np.zeros(300, dtype=np.int64), np.arange(300) * 60.0, rng.normal(5.0, 1.0, 300))
+    snap = {
+        k: v.copy() for k, v in det.snapshot().items() if k not in ("zmax_up", "zmax_dn", "hot_run")
+    }
+    snap["schema_version"] = np.array(2)
+    got = Detector.restore(snap, DetectorConfig()).snapshot()
+    np.testing.assert_array_equal(got["tails"], snap["tails"])
+    assert float(got["zmax_up"][0]) == 0.0 and int(got["hot_run"][0]) == 0
+    assert int(got["schema_version"]) == SCHEMA_VERSION

@@ -276,3 +276,44 @@ def test_a_noisy_series_that_goes_flat_is_flagged() -> None:
     res = run(x)
     fired = np.flatnonzero(res.fired)
     assert fired.size and 2500 <= fired[fired >= 2500][0] <= 2520, fired[-5:]
+
+
+def test_silent_during_warm_up_by_points_and_by_time() -> None:
+    """A 1 s series has 30 points after 30 s, but no calibration worth paging on: nothing
+    scores before warmup_s, however wild the start."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_t(1.5, 4000)  # very heavy tails from the first point
+    ts = np.arange(len(x)) * 1.0
+    res = run(x, ts)
+    cfg = DetectorConfig()
+    assert not res.fired[: int(cfg.warmup_s)].any()
+    assert (res.score[: int(cfg.warmup_s)] == 0.0).all()
+    # and a 5 min series is silent for its first warmup_points points
+    res5 = run(rng.standard_t(1.5, 200))
+    assert not res5.fired[: cfg.warmup_points].any()
+
+
+def test_threshold_means_the_same_rate_per_day_at_any_interval() -> None:
+    det = Detector()
+    p = det._p_alert(np.array([1.0, 60.0, 300.0]))
+    assert p[1] == pytest.approx(1.0 - det.config.alert_threshold)
+    assert p[0] == pytest.approx(p[1] / 60.0) and p[2] == pytest.approx(5.0 * p[1])
+
+
+def test_an_outlier_within_the_series_record_is_not_rarer_than_the_record() -> None:
+    """The extreme-value view: once a series produced a 30-sigma outlier, one of the same
+    size within the record's memory scores at most 1 - interval / record_s (about once in
+    three days), whatever the calibration table extrapolates; without the view it
+    score higher."""
+    rng = np.random.default_rng(12)
+    n = DAY * 3
+    x = 10.0 + rng.normal(0.0, 1.0, n)
+    x[DAY * 2] += 30.0
+    scores = []
+    for record_s in (DetectorConfig().record_s, 0.0):
+        det = Detector(DetectorConfig(record_s=record_s))
+        det.step(np.zeros(n, dtype=np.int64), np.arange(n) * STEP_S, x)
+        again = det.score_many([0], [n * STEP_S], [10.0 + 29.0])
+        scores.append(float(again.score[0]))
+    assert scores[0] <= 1.0 - STEP_S / DetectorConfig().record_s + 1e-12
+    assert scores[1] > scores[0]
