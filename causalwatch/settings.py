@@ -293,6 +293,8 @@ class DetectorSettings(_Section):
     # data and 5 min data work alike); a value in seconds sets a floor
     min_alert_gap_s: float = Field(default=0.0, ge=0)
     warmup_points: int = Field(default=30, ge=1)
+    # ... and this much history (seconds) before a series is scored at all
+    warmup_s: float = Field(default=240.0, ge=0)
     series_ttl_s: float = Field(default=3 * 86_400.0, gt=0)
     #: per label set sensitivity; the first rule whose matchers all match a series applies
     sensitivity: tuple[SensitivityRule, ...] = ()

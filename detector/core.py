@@ -52,7 +52,7 @@ Gaps in sampling widen the scale (by ``1 + log(gap / typical interval) / 2``) in
 
 Warm-up: nothing is scored (score 0, no alert) before a series has ``warmup_points``
 points *and* ``warmup_s`` seconds of history, however it starts (a 1 s series is not
-calibrated after 30 s, a 5 min series not after one hour).
+calibrated after 30 s, a 5 min series not after two hours).
 
 Alerting is part of the detector: an alert fires when the (sensitivity-adjusted) tail
 probability falls to the alert level, stays open until the score has been below
@@ -135,8 +135,10 @@ class DetectorConfig:
     clear_points: int = 3
     #: no score (and no alert) before a series has this many points *and* ...
     warmup_points: int = 30
-    #: ... this much history in seconds (a 1 s series is not calibrated after 30 s)
-    warmup_s: float = 1800.0
+    #: ... this much history in seconds (a 1 s series is not calibrated after 30 s). Kept
+    #: under 5 minutes: a user who just started (5 minutes of 1 s data before a fault) must
+    #: still be told (issue 9); at 8 s and slower sampling ``warmup_points`` decides.
+    warmup_s: float = 240.0
     #: sampling interval at which ``alert_threshold`` holds as is: the per-point tail
     #: probability an alert needs scales with the series' typical interval over this, so
     #: a threshold means the same false-alarm rate per day at any sampling interval

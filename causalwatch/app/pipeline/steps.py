@@ -47,6 +47,7 @@ def detector_config(settings: Settings) -> DetectorConfig:
         clear_threshold=d.clear_threshold,
         min_alert_gap_s=d.min_alert_gap_s,
         warmup_points=d.warmup_points,
+        warmup_s=d.warmup_s,
     )
 
 
