@@ -10,14 +10,16 @@ Layout in Redis (Redis refuses one value over ``proto-max-bulk-len``, 512 MB by 
 and a detector with 1M series holds about 1 GB): the checkpoint is streamed
 (:func:`iter_stream`: a JSON header, then the arrays' bytes) into chunks of
 :data:`CHUNK_BYTES`, each lz4-compressed when that saves a tenth, under
-``{key}:chunk:{version}:{i}``; then one MULTI/EXEC switches the small pointer value at
-``{key}`` to the new version. State and offsets therefore never disagree: a reader sees
-the whole new version or the whole previous one, and a write interrupted before the switch
-leaves the previous version restorable. Versions no longer pointed at (the one replaced,
-or one whose write was interrupted) are listed under ``{key}:garbage`` in the same
-transaction and their chunks deleted after the switch and before the next write. The
-presence of ``{key}`` is what the lost-checkpoint detection reads. No array is serialised
-into one bytes object, so a checkpoint costs one chunk of memory beyond the state itself.
+``{key}:chunk:{version}:{i}``; then one Lua script (atomic in Redis) switches the small
+pointer value at ``{key}`` to the new version. State and offsets therefore never
+disagree: a reader sees the whole new version or the whole previous one, and a write
+interrupted before the switch leaves the previous version restorable. Chunks carry a TTL
+(:data:`PENDING_TTL_S`) until the switch makes them persistent, so those of an
+interrupted write expire by themselves and no writer deletes another's; the switch lists
+the replaced version under ``{key}:garbage``, and its chunks are deleted after the switch
+and before the next write. The presence of ``{key}`` is what the lost-checkpoint
+detection reads. No array is serialised into one bytes object, so a checkpoint costs one
+chunk of memory beyond the state itself.
 
 The older single-value ``.npz`` layout (:func:`encode` / :func:`decode`) is still read.
 Arrays are plain NumPy (no pickle); a ``schema_version`` mismatch raises
@@ -39,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 import redis
 
-from causalwatch.errors import StateError
+from causalwatch.errors import BackendError, StateError
 from causalwatch.store.client import map_redis_errors
 
 __all__ = [
@@ -119,6 +121,22 @@ CHUNK_BYTES = 32 * 2**20
 _STREAM_MAGIC = b"CWCK2\n"
 _POINTER_MAGIC = b"CWCK-PTR1 "
 _RAW, _LZ4 = b"\x00", b"\x01"
+#: seconds a chunk of a version not yet switched to lives (an interrupted write expires)
+PENDING_TTL_S = 3600
+# KEYS: pointer, garbage list, the new version's chunks; ARGV: new pointer, pointer magic.
+# All chunks there -> persist them, switch the pointer, list the replaced pointer as garbage.
+_SWITCH = """
+for i = 3, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then return 0 end
+end
+for i = 3, #KEYS do redis.call('PERSIST', KEYS[i]) end
+local old = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1])
+if old and string.sub(old, 1, string.len(ARGV[2])) == ARGV[2] then
+  redis.call('RPUSH', KEYS[2], old)
+end
+return 1
+"""
 
 
 def _flat_arrays(cp: Checkpoint) -> list[tuple[str, str, npt.NDArray[Any]]]:
@@ -288,50 +306,46 @@ class RedisCheckpointStore:
             return None
         return dict(json.loads(raw[len(_POINTER_MAGIC) :]))
 
-    def _drop_chunks(self, version: str) -> None:
-        """Delete a version's chunks (written from 0 up, so stop at the first gap)."""
-        i = 0
-        while True:
-            keys = [self._chunk_key(version, j) for j in range(i, i + 64)]
-            if self.client.unlink(*keys) < len(keys):
-                return
-            i += 64
-
     def _collect(self) -> None:
-        """Delete the chunks of every listed version that the pointer does not name."""
+        """Delete the chunks of every replaced version (listed by the switch) that the
+        pointer does not name now."""
         ptr = self._pointer()
         current = None if ptr is None else ptr["version"]
         for raw in self.client.lrange(self._garbage, 0, -1):
-            version = raw.decode() if isinstance(raw, bytes) else str(raw)
-            if version != current:
-                self._drop_chunks(version)
-            self.client.lrem(self._garbage, 0, version)
+            old = json.loads(raw[len(_POINTER_MAGIC) :])
+            if old["version"] != current:
+                keys = [self._chunk_key(old["version"], i) for i in range(int(old["chunks"]))]
+                for lo in range(0, len(keys), 256):
+                    self.client.unlink(*keys[lo : lo + 256])
+            self.client.lrem(self._garbage, 0, raw)
 
     def save(self, cp: Checkpoint) -> int:
-        """Write the checkpoint in chunks under a new version, then switch the pointer to
-        it in one transaction; returns the bytes stored (chunks after compression)."""
+        """Write the checkpoint in chunks under a new version (each with a TTL while it is
+        pending, so an interrupted write expires by itself and no writer deletes another's
+        chunks), then one Lua script checks they are all there, makes them persistent and
+        switches the pointer; returns the bytes stored (chunks after compression)."""
         with map_redis_errors(f"checkpoint save ({self.key})"):
             self._collect()
-            old = self._pointer()
             version = uuid.uuid4().hex[:16]
-            # listed as garbage until the switch: an interrupted write is collected later
-            self.client.rpush(self._garbage, version)
             n = stored = raw_total = 0
             for chunk in _chunks_of(iter_stream(cp, self.chunk_bytes), self.chunk_bytes):
                 value = _pack_chunk(chunk)
                 raw_total += len(chunk)
                 del chunk
-                self.client.set(self._chunk_key(version, n), value)
+                self.client.set(self._chunk_key(version, n), value, ex=PENDING_TTL_S)
                 stored += len(value)
                 n += 1
                 del value
             pointer = {"version": version, "chunks": n, "bytes": raw_total, "stored": stored}
-            pipe = self.client.pipeline(transaction=True)
-            pipe.set(self.key, _POINTER_MAGIC + json.dumps(pointer).encode())
-            pipe.lrem(self._garbage, 0, version)
-            if old is not None:
-                pipe.rpush(self._garbage, old["version"])
-            pipe.execute()
+            keys = [self.key, self._garbage] + [self._chunk_key(version, i) for i in range(n)]
+            new = _POINTER_MAGIC + json.dumps(pointer).encode()
+            done = self.client.eval(_SWITCH, len(keys), *keys, new, _POINTER_MAGIC)
+            if int(done) != 1:
+                raise BackendError(
+                    f"redis checkpoint save ({self.key}) failed: a pending chunk of version "
+                    f"{version} expired before the switch",
+                    backend="redis",
+                )
             self._collect()
         return stored
 
@@ -366,9 +380,9 @@ class RedisCheckpointStore:
 
     def delete(self) -> None:
         with map_redis_errors(f"checkpoint delete ({self.key})"):
-            ptr = self._pointer()
-            if ptr is not None:
-                self.client.rpush(self._garbage, ptr["version"])
+            raw = self.client.get(self.key)
+            if raw is not None and raw.startswith(_POINTER_MAGIC):
+                self.client.rpush(self._garbage, raw)
             self.client.delete(self.key)
             self._collect()
             self.client.delete(self._garbage)

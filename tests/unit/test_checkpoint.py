@@ -12,6 +12,7 @@ import redis
 from causalwatch.errors import BackendError, StateError
 from causalwatch.store.checkpoint import (
     CHUNK_BYTES,
+    PENDING_TTL_S,
     SCHEMA_VERSION,
     Checkpoint,
     RedisCheckpointStore,
@@ -145,24 +146,53 @@ def test_interrupted_write_leaves_the_previous_version(redis_server: Any) -> Non
     good = redis.Redis.from_url(redis_server.url)
     RedisCheckpointStore(good, key, chunk_bytes=4096).save(_big_checkpoint(5_000, seed=1))
     before = _keys(good, key)
+    assert all(good.ttl(k) == -1 for k in before)  # switched to: persistent
     flaky = _DropsAfter.from_url(redis_server.url)
     store = RedisCheckpointStore(flaky, key, chunk_bytes=4096)
     with pytest.raises(BackendError, match="connection lost mid-checkpoint"):
         store.save(_big_checkpoint(5_000, seed=2))
-    assert _keys(good, key) - before  # the half-written version's chunks are there
+    half = _keys(good, key) - before
+    assert len(half) == 3  # the half-written version's chunks, pending: they expire
+    assert all(0 < good.ttl(k) <= PENDING_TTL_S for k in half)
     assert store.exists()
     back = RedisCheckpointStore(good, key, chunk_bytes=4096).load()
     _assert_same(_big_checkpoint(5_000, seed=1), back)  # type: ignore[arg-type]
-    # the next write succeeds and deletes the interrupted version's chunks and the old one
+    # the next write succeeds; the version it replaced is deleted, the interrupted one
+    # is left to its TTL
     flaky.left = 10**6
     store.save(_big_checkpoint(5_000, seed=3))
     _assert_same(_big_checkpoint(5_000, seed=3), store.load())  # type: ignore[arg-type]
     ptr = json.loads(good.get(key)[len(b"CWCK-PTR1 ") :])  # type: ignore[index]
     chunks = {f"{key}:chunk:{ptr['version']}:{i}" for i in range(ptr["chunks"])}
-    assert _keys(good, key) == {key} | chunks
+    assert _keys(good, key) == {key} | chunks | half
+    assert all(good.ttl(k) == -1 for k in chunks)
     store.delete()
+    assert _keys(good, key) == half
+    good.delete(*half)
     good.close()
     flaky.close()
+
+
+class _ExpiresBeforeSwitch(redis.Redis):
+    """A real client; a pending chunk expires just before the switch runs."""
+
+    def eval(self, script: Any, numkeys: int, *keys_and_args: Any) -> Any:
+        self.delete(keys_and_args[2])  # the new version's first chunk
+        return super().eval(script, numkeys, *keys_and_args)
+
+
+def test_a_chunk_expired_before_the_switch_keeps_the_previous_version(
+    redis_server: Any, client: redis.Redis
+) -> None:
+    key = f"t{uuid.uuid4().hex[:6]}:checkpoint:g:all"
+    RedisCheckpointStore(client, key, chunk_bytes=4096).save(_big_checkpoint(2_000, seed=1))
+    pointer = client.get(key)
+    store = RedisCheckpointStore(_ExpiresBeforeSwitch.from_url(redis_server.url), key, 4096)
+    with pytest.raises(BackendError, match="expired before the switch") as exc:
+        store.save(_big_checkpoint(2_000, seed=2))
+    assert exc.value.retryable
+    assert client.get(key) == pointer
+    _assert_same(_big_checkpoint(2_000, seed=1), store.load())  # type: ignore[arg-type]
 
 
 def test_a_missing_chunk_is_a_state_error_and_a_lost_pointer_is_no_checkpoint(
