@@ -4,12 +4,15 @@
    detector; ``all``: + explainer) are fed ``--points`` points of every series through the
    same steps as the live path (``ingest_records``: decode of native JSON arrays of 1,000
    samples, validation, series index; ``process_samples``: order check + detector (+
-   explainer history)). Then the stage's checkpoint is built, encoded and written to a real
-   redis-server (``RedisCheckpointStore``, one ``SET``), read back, decoded and restored
-   into a fresh stage. Printed: RSS (``/proc/self/status`` VmRSS, and the peak VmHWM),
-   checkpoint size, the time of each step. Each role runs in a child process of its own so
-   the RSS is that role's alone. Step times are wall seconds (CPU seconds printed below
-each row: on a loaded machine the wall time is several times the CPU time).
+   explainer history)). Then the stage's checkpoint is built and saved to a real
+   redis-server as the service saves it (``RedisCheckpointStore.save``: streamed into lz4
+   chunks, pointer switched); the stage is dropped (a restart), and a fresh stage loads
+   and restores it. Printed: RSS (``/proc/self/status`` VmRSS, and the peak VmHWM of
+   feeding, of checkpointing and of restoring, reset between them through
+   ``clear_refs``), checkpoint size stored and raw, the time of each step. Each role runs
+   in a child process of its own so the RSS is that role's alone. Step times are wall
+   seconds (CPU seconds printed below each row: on a loaded machine the wall time is
+   several times the CPU time).
 2. **Two detector processes against one** through the consumer group: the samples topic
    (``kafka.samples_topic``, 4 partitions, the columnar messages ``run ingest`` writes,
    keyed by series group) is filled once; then ``causalwatch run detector`` reads it all
@@ -25,6 +28,7 @@ Run: ``python bench/scale.py`` (about 10 minutes) or ``--quick`` (100k series, a
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import subprocess
 import sys
@@ -44,6 +48,12 @@ from causalwatch.tooling.embedded import EmbeddedBroker, EmbeddedRedis, free_por
 from causalwatch.wire import encode_columns
 from ingest import ensure_topics
 from ingest.kafka_sink import KafkaSink
+
+
+def reset_hwm() -> None:
+    """Reset VmHWM to the current RSS (Linux: ``clear_refs`` 5), so a later peak is that of
+    the steps after this call."""
+    Path("/proc/self/clear_refs").write_text("5")
 
 
 def rss_mb() -> tuple[float, float]:
@@ -72,9 +82,7 @@ def one_million(role: str, n_series: int, n_points: int, redis_url: str) -> dict
     from causalwatch.models import RawRecord
     from causalwatch.publish.metrics import PipelineStats
     from causalwatch.settings import load_settings
-    from causalwatch.store.checkpoint import RedisCheckpointStore, decode, encode
-
-    # the service writes with RedisCheckpointStore.save: encode(cp) then one SET of it
+    from causalwatch.store.checkpoint import RedisCheckpointStore
 
     settings = load_settings(
         ingest={"max_series": n_series + 1},
@@ -115,62 +123,67 @@ def one_million(role: str, n_series: int, n_points: int, redis_url: str) -> dict
             feed_s += time.process_time() - c
             fed += len(batch)
             assert not errors, errors[:1]
-    rss_fed, _ = rss_mb()
+    rss_fed, hwm_feed = rss_mb()
+    n_indexed = len(cores.index)
     client = redis.Redis.from_url(redis_url)
     store = RedisCheckpointStore(client, f"scale-{uuid.uuid4().hex[:6]}:checkpoint:{role}")
     cpu: dict[str, float] = {}
+    reset_hwm()  # the peak below is that of checkpointing alone
     c, p = time.perf_counter(), time.process_time()
     cp = stage.snapshot()
     snap_s, cpu["snapshot"] = time.perf_counter() - c, time.process_time() - p
+    save_error = ""
     c, p = time.perf_counter(), time.process_time()
-    blob = encode(cp)
-    encode_s, cpu["encode"] = time.perf_counter() - c, time.process_time() - p
+    size = raw_size = 0
+    try:  # as the service writes it: streamed into lz4 chunks, pointer switched
+        size = store.save(cp)
+        ptr = json.loads(client.get(store.key)[len(b"CWCK-PTR1 ") :])
+        raw_size = ptr["bytes"]
+    except Exception as exc:  # e.g. Redis refusing a value
+        save_error = f"{type(exc).__name__}: {exc}"
+    save_s, cpu["save"] = time.perf_counter() - c, time.process_time() - p
     del cp
-    set_error = ""
-    c = time.perf_counter()
-    try:  # one SET, as the service writes it
-        client.set(store.key, blob)
-    except redis.RedisError as exc:  # e.g. over proto-max-bulk-len (512 MB by default)
-        set_error = f"{type(exc).__name__}: {exc}"
-    save_s = time.perf_counter() - c
-    get_s = float("nan")
-    if not set_error:
-        c = time.perf_counter()
-        got = client.get(store.key)
-        get_s = time.perf_counter() - c
-        assert got == blob
-        del got
-    size = len(blob)
-    c, p = time.perf_counter(), time.process_time()
-    cp2 = decode(blob)
-    decode_s, cpu["decode"] = time.perf_counter() - c, time.process_time() - p
-    del blob
+    _, hwm_save = rss_mb()
+    # a restart: the process that wrote the checkpoint is gone
+    del stage, cores
+    gc.collect()
+    rss_gone, _ = rss_mb()
+    reset_hwm()
     fresh = STAGES["all" if role == "all" else "detector"](
         settings, build_cores(settings, explainer=role == "all"), Sinks(), PipelineStats()
     )
-    c, p = time.perf_counter(), time.process_time()
-    fresh.restore(cp2)
-    restore_s, cpu["restore"] = time.perf_counter() - c, time.process_time() - p
-    assert len(fresh.cores.index) == n_series
+    load_s = restore_s = float("nan")
+    if not save_error:
+        c, p = time.perf_counter(), time.process_time()
+        cp2 = store.load()
+        load_s, cpu["load"] = time.perf_counter() - c, time.process_time() - p
+        assert cp2 is not None
+        c, p = time.perf_counter(), time.process_time()
+        fresh.restore(cp2)
+        restore_s, cpu["restore"] = time.perf_counter() - c, time.process_time() - p
+        del cp2
+        assert len(fresh.cores.index) == n_series
     store.delete()
-    rss_end, hwm = rss_mb()
+    rss_end, hwm_restore = rss_mb()
     return {
         "role": role,
-        "series": len(cores.index),
+        "series": n_indexed,
         "samples": fed,
         "feed_samples_per_cpu_s": fed / feed_s,
         "rss_base_mb": rss0,
         "rss_fed_mb": rss_fed,
-        "rss_peak_mb": hwm,
+        "rss_peak_feed_mb": hwm_feed,
+        "rss_peak_save_mb": hwm_save,
+        "rss_after_exit_mb": rss_gone,
+        "rss_peak_restore_mb": hwm_restore,
         "rss_end_mb": rss_end,
         "checkpoint_mb": size / 2**20,
+        "checkpoint_raw_mb": raw_size / 2**20,
         "snapshot_s": snap_s,
-        "encode_s": encode_s,
         "save_s": save_s,
-        "get_s": get_s,
-        "decode_s": decode_s,
+        "load_s": load_s,
         "restore_s": restore_s,
-        "set_error": set_error,
+        "set_error": save_error,
         "cpu_s": cpu,
         "load": load1(),
     }
@@ -332,11 +345,11 @@ def main() -> None:
     with EmbeddedRedis() as redis_srv, EmbeddedBroker() as broker:
         if "million" not in args.skip:
             print(
-                "\n| role | series | RSS after feed MiB | peak MiB | checkpoint MiB | "
-                "snapshot s | encode s | SET s | GET s | decode s | restore s | "
-                "feed samples/CPU-s | load |"
+                "\n| role | series | RSS after feed MiB | peak feed / checkpoint / "
+                "restore MiB | checkpoint MiB stored (raw) | snapshot s | save s | "
+                "load s | restore s | feed samples/CPU-s | load |"
             )
-            print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+            print("|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|")
             for role in args.roles.split(","):
                 out = subprocess.run(
                     [
@@ -361,16 +374,17 @@ def main() -> None:
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 print(
                     f"| {role} | {r['series']:,} | {r['rss_fed_mb']:,.0f} | "
-                    f"{r['rss_peak_mb']:,.0f} | {r['checkpoint_mb']:,.1f} | "
-                    f"{r['snapshot_s']:.2f} | {r['encode_s']:.2f} | {r['save_s']:.2f} | "
-                    f"{r['get_s']:.2f} | {r['decode_s']:.2f} | {r['restore_s']:.2f} | "
+                    f"{r['rss_peak_feed_mb']:,.0f} / {r['rss_peak_save_mb']:,.0f} / "
+                    f"{r['rss_peak_restore_mb']:,.0f} | {r['checkpoint_mb']:,.1f} "
+                    f"({r['checkpoint_raw_mb']:,.1f}) | {r['snapshot_s']:.2f} | "
+                    f"{r['save_s']:.2f} | {r['load_s']:.2f} | {r['restore_s']:.2f} | "
                     f"{r['feed_samples_per_cpu_s']:,.0f} | {r['load']:.1f} |",
                     flush=True,
                 )
                 steps = ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_s"].items())
                 print(f"|  | CPU seconds of the steps: {steps} |", flush=True)
                 if r["set_error"]:
-                    print(f"|  | SET failed: {r['set_error'][:160]} |", flush=True)
+                    print(f"|  | save failed: {r['set_error'][:160]} |", flush=True)
         if "detectors" not in args.skip:
             assert broker.proc is not None and redis_srv.proc is not None
             procs = Procs(broker.proc.pid, redis_srv.proc.pid)

@@ -6,8 +6,9 @@ detector state, so a failed publish cannot be redone by handling the batch again
 sample would be counted twice). Instead the failing call is repeated until the backend
 answers; meanwhile the loop does not poll, so consumption pauses and nothing is committed
 that is not durable. Every adapter call this wraps is idempotent on retry (results and the
-webhook outbox are guarded by ids, checkpoints are one ``SET``, dead letters are
-de-duplicated on their source position).
+webhook outbox are guarded by ids, a checkpoint becomes visible only when one MULTI/EXEC
+switches its pointer (a retried save writes a new version; the interrupted one's chunks
+are collected), dead letters are de-duplicated on their source position).
 
 Delays are ``uniform(0, min(cap_s, base_s * 2**attempt))`` (full jitter, as AWS's
 "Exponential Backoff and Jitter" recommends), so many processes hitting the same Redis do
