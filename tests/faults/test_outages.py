@@ -168,7 +168,8 @@ def test_redis_restarted_without_persistence_rebuilds_loudly(
     svc.start()
     workload.produce(300)
     harness.wait_caught_up(svc, redis_volatile, workload, receiver)
-    delivered = len(receiver.counts())
+    before = set(receiver.counts())
+    delivered = len(before)
     redis_volatile.kill()
     time.sleep(OUTAGE_S)
     assert svc.alive, svc.tail()
@@ -180,9 +181,14 @@ def test_redis_restarted_without_persistence_rebuilds_loudly(
     wait_until(lambda: (svc.metric("causalwatch_checkpoint_lost_total") or 0) >= 1, 60, "loud")
     assert "checkpoint lost" in svc.tail(20_000)
     out = _finish(svc, redis_volatile, workload, receiver)
-    # history re-learned without publishing: nothing delivered twice, the state complete
+    # history re-learned without publishing: the state complete, and nothing the rebuild
+    # re-learned delivered again. Without persistence the delivery guards went with Redis,
+    # so an explanation published after the last commit before the loss may go out once
+    # more (at least once), with the same X-Causalwatch-Delivery key for receivers to drop.
     assert out.samples_in_state == out.samples_expected, out
-    assert out.deliveries_repeated == 0 and out.deliveries >= delivered, out
+    repeated = {k for k, n in receiver.counts().items() if n > 1}
+    assert repeated <= before, (repeated, out)
+    assert out.deliveries >= delivered, out
     assert out.dlq_repeated == 0 and out.dlq == out.dlq_expected, out
     assert out.committed == out.ends == out.checkpoint, out
 

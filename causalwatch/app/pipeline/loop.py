@@ -249,11 +249,11 @@ def _check_lost(
 def _muted(stage: Stage) -> Iterator[None]:
     """Every sink off: records are learned, nothing is published or dead-lettered."""
     sinks = stage.sinks
-    stage.sinks = Sinks()
+    stage.sinks, stage.muted = Sinks(), True
     try:
         yield
     finally:
-        stage.sinks = sinks
+        stage.sinks, stage.muted = sinks, False
 
 
 def _handle(

@@ -154,6 +154,10 @@ class Stage:
         self.sinks = sinks
         self.stats = stats
         self.timers = timers or Timers()
+        #: re-learning history with every sink off (a lost checkpoint's rebuild): alerts are
+        #: explained inline into the muted sinks, never queued for the worker, which would
+        #: publish them after the sinks are back
+        self.muted = False
         self.formats = (
             dict(formats)
             if formats is not None
@@ -447,10 +451,9 @@ class ExplainerStage(Stage):
                 )
                 now = float(batch.ts.max())
                 now_max = max(now_max, now)
-                explanations.extend(
-                    explain_events(exp, rows, batch, events, now, self.cores.queue, now_s)
-                )
-            if self.cores.queue is not None and np.isfinite(now_max):
+                queue = None if self.muted else self.cores.queue
+                explanations.extend(explain_events(exp, rows, batch, events, now, queue, now_s))
+            if self.cores.queue is not None and not self.muted and np.isfinite(now_max):
                 explanations.extend(self.worker.kick(float(now_max)))
         self._deadletter(errors)
         self._publish(explanations)

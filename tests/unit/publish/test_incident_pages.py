@@ -188,9 +188,9 @@ def test_incident_page_renders_snapshot_and_escapes_what_it_shows(pages: Pages) 
     assert plot.count('<polyline class="value"') == 2
     assert 'class="win-reference"' in plot and 'class="win-anomaly"' in plot
     assert 'class="band"' in plot
-    # no verdict, signed fractional shares: rendered, with the rest unexplained
-    assert "No verdict in this explanation." in html
-    assert 'data-node="unexplained" data-pct="0.0"' in html
+    # the verdict and the shares with the rest unexplained, as the explanation says
+    assert f'data-verdict="{exp.verdict}"' in html
+    assert f'data-node="unexplained" data-pct="{100 * exp.unexplained:.1f}"' in html
 
 
 def test_incident_page_without_snapshot_and_with_new_fields(pages: Pages) -> None:
