@@ -36,9 +36,9 @@ def settings_for(bootstrap: str, uid: str, topic: str, backend: str) -> KafkaSet
         group_id=f"g-{backend}-{uid}",
         client_id=f"c-{backend}-{uid}",
         topics=[TopicSettings(name=topic, format="json")],
-        session_timeout_ms=6_000,
+        session_timeout_ms=3_000,
         heartbeat_interval_ms=1_000,
-        max_poll_interval_ms=8_000,
+        max_poll_interval_ms=3_000,
     )
 
 
