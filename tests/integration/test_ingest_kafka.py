@@ -43,16 +43,17 @@ TS_RFC = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(NOW)))
 def kafka_settings(
     broker: EmbeddedBroker, uid: str, topics: list[TopicSettings], backend: str = "kafka-python"
 ) -> KafkaSettings:
-    # Short group timings keep the join at a few seconds against tansu (see NOTES.md).
+    # Short group timings keep the join at a few seconds against tansu (see NOTES.md); with
+    # an 8 s rebalance timeout kafka-python's rejoin sometimes waited past a minute.
     return KafkaSettings(
         backend=backend,  # type: ignore[arg-type]
         bootstrap_servers=broker.bootstrap,
         group_id=f"g-{uid}",
         client_id=f"c-{uid}",
         topics=topics,
-        session_timeout_ms=6_000,
+        session_timeout_ms=3_000,
         heartbeat_interval_ms=1_000,
-        max_poll_interval_ms=8_000,
+        max_poll_interval_ms=3_000,
         poll_timeout_ms=200,
     )
 
