@@ -150,9 +150,10 @@ def _write_targets(targets: Sequence[Target], path: Path) -> None:
 
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["node", "series", "at"])
+        w.writerow(["node", "series", "at", "start"])
         for t in targets:
-            w.writerow([t.node, t.series or "", repr(float(t.at))])
+            start = "" if t.start is None else repr(float(t.start))
+            w.writerow([t.node, t.series or "", repr(float(t.at)), start])
 
 
 class Stream:

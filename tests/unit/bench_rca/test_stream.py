@@ -92,3 +92,15 @@ def test_fork_equals_one_replay(scenario) -> None:  # type: ignore[no-untyped-de
 
     assert key(first) + key(rest) == key(whole)
     assert key(again) == key(rest)
+
+
+def test_targets_file_keeps_the_window_start(tmp_path: Path) -> None:
+    """The suite writes ``--targets`` files as a user would, ``start`` column included (the
+    PetShop given protocol passes the dataset's timestamp there)."""
+    from causalwatch.app.replay import read_targets
+
+    st = _bench("_rca_stream")
+    path = tmp_path / "targets.csv"
+    want = [Target("a", 'lat{service="a"}', 600.0, 420.5), Target("b", None, 900.0)]
+    st._write_targets(want, path)
+    assert read_targets(path) == want
