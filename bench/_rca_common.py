@@ -31,7 +31,7 @@ PETSHOP_TARGET = "PetSite"
 PETSHOP_SCENARIOS = ("low_traffic", "high_traffic")
 
 #: the ranking rules judged by leaving one system out (``ExplainerConfig`` fields)
-RULES = ("delay_discount", "same_unit_rule", "coverage")
+RULES = ("same_unit_rule", "coverage")
 
 
 def add_rule_args(ap: Any) -> None:
@@ -47,8 +47,6 @@ def rule_overrides(args: Any) -> dict[str, Any]:
     if unknown:
         raise SystemExit(f"--rules-off: unknown {sorted(unknown)} (known: {RULES})")
     out: dict[str, Any] = {}
-    if "delay_discount" in off:
-        out["delay_discount"] = False
     if "same_unit_rule" in off:
         out["same_unit_rule"] = False
     if "coverage" in off:

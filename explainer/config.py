@@ -43,9 +43,6 @@ class ExplainerConfig:
     propagate_impact: bool = True
     seed: int = 0
     #: ranking rules, each judged on its own by leaving one system out (BENCHMARKS.md):
-    #: the early-change discount of a candidate whose change preceded the target's by
-    #: more than the propagation delay (given graph only)
-    delay_discount: bool = False
     #: one-to-one propagation room, and "moved against the target, so not its cause",
     #: only between series of the target's metric (off: for no node)
     same_unit_rule: bool = True

@@ -25,11 +25,7 @@ How one ranking is made (:func:`rank`):
    identified, own share of the deviation + 0.4 confidence of an own mechanism change +
    0.2 coverage: the share of the anomalous nodes that the node and its descendants make
    up, for nodes that changed themselves) + 0.1 x (1 - Granger q-value) of the
-   candidate's series -> target series pair when it is tested. With a given graph and
-   ``delay_discount`` (off by default: it helped PetShop alone in the suite), a
-   candidate that was already deviated as in the window for longer than the propagation
-   delay (``model_lags`` per hop) while the target showed under a quarter of the implied
-   effect is discounted by ``(delay + 1) / (run + 1)`` (cause present, effect absent).
+   candidate's series -> target series pair when it is tested.
 5. Incident alerts (``analyse_sibling=True``) are analysed on the target node's least
    noisy series of the alert's metric that is anomalous in the same direction (an alert on
    a p95 is explained on the node's mean: percentiles do not add up along calls); the
@@ -80,7 +76,6 @@ from explainer.scoring import (
     STAR_WEIGHTS,
     combine,
     coverage,
-    early_change_discount,
     graph_weights,
     onset,
 )
@@ -199,7 +194,7 @@ def _rank_scm(
     tgt = st.nodes.index(node)
     rows = [target_row if i == tgt else chosen[n].row for i, n in enumerate(st.nodes)]
     gev = [granger(n, rows[i], node, target_row, view.graph) for i, n in enumerate(st.nodes)]
-    score = _score(cfg, res, gev, cands.star, Vn, tgt, win.n_anom, st.parents)
+    score = _score(res, gev)
     reasons = [
         (ANALYSED_SIBLING if target_row != alert_row else "target series")
         if i == tgt
@@ -324,32 +319,10 @@ def _candidate_rows(
     return rows_all, owner
 
 
-def _score(
-    cfg: ExplainerConfig,
-    res: Attribution,
-    gev: list[GrangerEvidence | None],
-    star: bool,
-    Vn: FloatArray,
-    tgt: int,
-    n_anom: int,
-    parents: list[list[int]],
-) -> FloatArray:
+def _score(res: Attribution, gev: list[GrangerEvidence | None]) -> FloatArray:
     """The ranking score per node (see :mod:`explainer.scoring`)."""
     bonus = np.array([_bonus(ev) for ev in gev], dtype=np.float64)
-    score = combine(res.score, bonus)
-    # Without a graph the delay is unknown and an early onset is the evidence (onset).
-    if not star and cfg.delay_discount:
-        score = early_change_discount(
-            score,
-            Vn,
-            tgt,
-            n_anom,
-            parents,
-            model_lags=cfg.model_lags,
-            anomaly_points=cfg.anomaly_points,
-            anomaly_z=cfg.anomaly_z,
-        )
-    return score
+    return combine(res.score, bonus)
 
 
 def _root_causes(

@@ -285,12 +285,21 @@ def test_incident_alert_on_a_noisy_percentile_is_analysed_on_the_node_mean() -> 
     ]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "known limitation: a candidate whose change was already in place for several bins"
+        " while the target stayed normal still scores like the cause; the early-change"
+        " (delay) discount that handled it helped PetShop only when each system was left"
+        " out in turn and was removed (issue 9, BENCHMARKS.md)"
+    ),
+)
 def test_a_change_long_in_place_while_the_target_stayed_normal_is_not_the_cause() -> None:
     # cdn has been down at its new level for 5 bins while web stayed normal; then db fails
     # and web follows. Both look alike in the window (flat references, same-size drops).
     g = DependencyGraph([Edge("db", "web"), Edge("cdn", "web")])
     idx = SeriesIndex()
-    ex = Explainer(ExplainerConfig(step_s=STEP, learn_graph=False, delay_discount=True), g, idx)
+    ex = Explainer(ExplainerConfig(step_s=STEP, learn_graph=False), g, idx)
     rows = idx.rows_for([f'avail{{service="{n}"}}' for n in ("db", "cdn", "web")])
     rng = np.random.default_rng(2)
     for t in range(300):

@@ -15,7 +15,7 @@ from explainer.dag import DependencyGraph, Edge
 from explainer.history import History
 from explainer.ranking import rank
 from explainer.results import ExplanationResult, GrangerEvidence, Ranking, TargetRef
-from explainer.scoring import combine, coverage, early_change_discount, early_run, onset
+from explainer.scoring import combine, coverage, onset
 from explainer.view import View
 from explainer.windows import anomaly_bins, zscores
 
@@ -184,22 +184,6 @@ def test_no_graph_ranks_by_robust_z_by_default(fault: str) -> None:
 def test_combine_gives_the_granger_bonus_only_to_nodes_the_attribution_scored() -> None:
     out = combine(np.array([0.5, 0.0, 1.0]), np.array([1.0, 1.0, 1.0]))
     np.testing.assert_allclose(out, [0.55, 0.0, 1.0])
-
-
-def test_early_change_discount_hits_a_cause_present_while_the_effect_was_absent() -> None:
-    rng = np.random.default_rng(0)
-    T, n_anom = 40, 2
-    V = rng.normal(0, 0.1, size=(3, T))
-    V[0, -7:] += 5.0  # node 0: changed 5 bins before the window, target stayed normal
-    V[1, -n_anom:] += 5.0  # node 1: changed with the target
-    V[2, -n_anom:] += 5.0  # the target
-    parents = [[], [], [0, 1]]
-    run = early_run(V, 2, n_anom, anomaly_z=3.0, anomaly_points=10)
-    assert run.tolist() == [5.0, 0.0, 0.0]
-    score = early_change_discount(
-        np.ones(3), V, 2, n_anom, parents, model_lags=1, anomaly_points=10, anomaly_z=3.0
-    )
-    np.testing.assert_allclose(score, [2.0 / 6.0, 1.0, 1.0])  # (delay + 1) / (run + 1)
 
 
 def test_coverage_counts_the_anomalous_nodes_a_change_explains() -> None:
