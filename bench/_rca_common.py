@@ -31,7 +31,7 @@ PETSHOP_TARGET = "PetSite"
 PETSHOP_SCENARIOS = ("low_traffic", "high_traffic")
 
 #: the ranking rules judged by leaving one system out (``ExplainerConfig`` fields)
-RULES = ("same_unit_rule", "coverage")
+RULES = ("same_unit_rule",)
 
 
 def add_rule_args(ap: Any) -> None:
@@ -49,8 +49,6 @@ def rule_overrides(args: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "same_unit_rule" in off:
         out["same_unit_rule"] = False
-    if "coverage" in off:
-        out["coverage_weight"] = 0.0
     if getattr(args, "no_graph_ranking", None):
         out["no_graph_ranking"] = args.no_graph_ranking
     return out

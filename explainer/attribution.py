@@ -448,9 +448,9 @@ def attribute(
     min_reference
         Nodes with fewer reference points get no mechanism score (p = 1) and no share.
     support
-        Optional per-node evidence in [0, 1] from outside the ancestor set (the explainer
-        passes the share of each node's descendants that are anomalous); it counts only for
-        nodes whose own mechanism changed.
+        Optional per-node evidence in [0, 1] from outside the model (with no graph the
+        explainer passes each node's onset: how long it has been anomalous); it counts
+        only for nodes whose own mechanism changed.
     weights
         Weights of (share, mechanism change, support) in the score when ``support`` is given.
     player_z, max_players
@@ -644,8 +644,7 @@ def attribute(
     if support is None:
         score = np.clip(0.5 * part_share + 0.5 * part_mech, 0.0, 1.0)
     else:
-        # a node that changed itself and explains more of the anomalies around it ranks
-        # higher (one fault that explains many observed symptoms is the simpler story)
+        # outside evidence (the onset with no graph) counts for nodes that changed themselves
         sup = np.clip(np.asarray(support, dtype=np.float64), 0.0, 1.0) * (part_mech > 0)
         w_share, w_mech, w_sup = weights
         score = np.clip(w_share * part_share + w_mech * part_mech + w_sup * sup, 0.0, 1.0)

@@ -62,7 +62,6 @@ def explainer_config(settings: Settings) -> ExplainerConfig:
         learn_graph=e.learn_graph,
         max_root_causes=e.max_root_causes,
         same_unit_rule=e.same_unit_rule,
-        coverage_weight=e.coverage_weight,
         no_graph_ranking=e.no_graph_ranking,
         learned_edges_in_graph=e.learned_edges_in_graph,
     )

@@ -232,9 +232,10 @@ def test_passing_the_merged_graph_back_keeps_given_and_learned_apart() -> None:
     assert ex.graph.edge("queue", "web") is None  # a dropped learned edge does not linger
 
 
-def test_coverage_prefers_the_fault_that_explains_more_anomalous_nodes() -> None:
+def test_the_fault_ranks_above_a_client_side_view_of_it_without_an_edge() -> None:
     # lb is a client-side view of db (it moves with db's fault) but the graph has no edge
-    # db -> lb; db's other caller, reports, is anomalous too, which only db explains
+    # db -> lb; db's other caller, reports, is anomalous too (once the coverage weight
+    # ranked db first; without it db's identified share through api does)
     g = DependencyGraph(
         [Edge("db", "api"), Edge("api", "web"), Edge("lb", "web"), Edge("db", "reports")]
     )

@@ -15,7 +15,7 @@ from explainer.dag import DependencyGraph, Edge
 from explainer.history import History
 from explainer.ranking import rank
 from explainer.results import ExplanationResult, GrangerEvidence, Ranking, TargetRef
-from explainer.scoring import combine, coverage, onset
+from explainer.scoring import combine, onset
 from explainer.view import View
 from explainer.windows import anomaly_bins, zscores
 
@@ -184,18 +184,6 @@ def test_no_graph_ranks_by_robust_z_by_default(fault: str) -> None:
 def test_combine_gives_the_granger_bonus_only_to_nodes_the_attribution_scored() -> None:
     out = combine(np.array([0.5, 0.0, 1.0]), np.array([1.0, 1.0, 1.0]))
     np.testing.assert_allclose(out, [0.55, 0.0, 1.0])
-
-
-def test_coverage_counts_the_anomalous_nodes_a_change_explains() -> None:
-    chosen = {
-        "db": SeriesChoice(1, 0, 0, ""),
-        "lb": SeriesChoice(2, 1, 0, ""),
-        "reports": SeriesChoice(3, 2, 0, ""),
-    }
-    z = np.array([5.0, 5.0, 5.0, 5.0])  # target, db, lb, reports all anomalous
-    desc = {"db": {"web", "reports"}, "lb": {"web"}}
-    cov = coverage(["db", "lb", "web"], "web", desc, chosen, z, 3.0)
-    np.testing.assert_allclose(cov, [3 / 4, 2 / 4, 1 / 4])
 
 
 def test_onset_prefers_the_node_that_moved_first() -> None:
