@@ -42,10 +42,6 @@ class ExplainerConfig:
     model_lags: int = 1
     propagate_impact: bool = True
     seed: int = 0
-    #: ranking rules, each judged on its own by leaving one system out (BENCHMARKS.md):
-    #: one-to-one propagation room, and "moved against the target, so not its cause",
-    #: only between series of the target's metric (off: for no node)
-    same_unit_rule: bool = True
     #: with no given edge to the target: ``star`` (the SCM over the moved nodes as direct
     #: parents) or ``robust_z`` (each node's most deviated series by robust z, as BARO)
     no_graph_ranking: str = "robust_z"

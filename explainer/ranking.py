@@ -398,11 +398,6 @@ def _attribute(
             else None
         ),
         weights=STAR_WEIGHTS,  # used with the support term only (the star)
-        # one-to-one propagation room only between series of the target's metric
-        unit_slope=np.array(
-            [cfg.same_unit_rule and (n == node or chosen[n].match < 2) for n in st.nodes],
-            dtype=bool,
-        ),
         saturate=not star,
     )
 

@@ -61,7 +61,6 @@ def explainer_config(settings: Settings) -> ExplainerConfig:
         incident_window_points=e.incident_window_points,
         learn_graph=e.learn_graph,
         max_root_causes=e.max_root_causes,
-        same_unit_rule=e.same_unit_rule,
         no_graph_ranking=e.no_graph_ranking,
         learned_edges_in_graph=e.learned_edges_in_graph,
     )

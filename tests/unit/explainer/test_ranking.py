@@ -75,15 +75,15 @@ def test_a_granger_test_adds_its_bonus_to_the_score() -> None:
     ev = GrangerEvidence(10.0, 0.0, 0.0, 1, pair=("a", "b"))
 
     def lookup(n: str, *_: object) -> GrangerEvidence | None:
-        return ev if n in ("cache", "api") else None
+        return ev if n in ("cache", "web") else None
 
     got = rank(view, CFG, lookup, "web", row, 299 * STEP).root_causes
     by = {rc.node: rc for rc in got}
     assert by["cache"].evidence.granger is ev
     # 0.9 x attribution + 0.1 x (1 - q), only for nodes the attribution scored above 0
-    assert plain["cache"] > 0 and plain["api"] == 0
+    assert plain["cache"] > 0 and plain["web"] == 0  # web: own residual against its deviation
     assert by["cache"].score == pytest.approx(plain["cache"] + 0.1)
-    assert by["api"].score == 0
+    assert by["web"].score == 0
     assert by["db"].score == pytest.approx(plain["db"])
 
 
