@@ -210,8 +210,10 @@ def _robust_z(V: FloatArray, n_anom: int) -> FloatArray:
     """Per row: the anomaly window's median against the bins before it in robust units,
     the scale floored at 1 % of the reference level and at the series' smallest step, so
     a near-flat series (availability at 100 %) does not outrank a real change by a tiny
-    move. A series that never moved before the window has no scale at all: its z is
-    undefined, and 0 like every undefined z (its node's other series can still rank it)."""
+    move (leaving one system out, both parts chosen on every fold over the step alone, the
+    level alone and none: BENCHMARKS.md, 2026-12-01 evening). A series that never moved
+    before the window has no scale at all: its z is undefined, and 0 like every undefined z
+    (its node's other series can still rank it)."""
     T = V.shape[1]
     ref, an = V[:, : T - n_anom], V[:, T - n_anom :]
     with np.errstate(all="ignore"):
