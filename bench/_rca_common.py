@@ -30,29 +30,15 @@ PETSHOP_STEP_S = 300.0
 PETSHOP_TARGET = "PetSite"
 PETSHOP_SCENARIOS = ("low_traffic", "high_traffic")
 
-#: the ranking rules judged by leaving one system out (``ExplainerConfig`` fields)
-RULES = ("delay_discount", "same_unit_rule", "coverage")
 
-
-def add_rule_args(ap: Any) -> None:
-    """``--rules-off a,b``: run with those ranking rules off (see :data:`RULES`)."""
-    ap.add_argument("--rules-off", default="", help="comma list of " + ",".join(RULES))
+def add_ranking_args(ap: Any) -> None:
+    """``--no-graph-ranking``: the ranking with no given edge to the target."""
     ap.add_argument("--no-graph-ranking", choices=["star", "robust_z"], default=None)
 
 
-def rule_overrides(args: Any) -> dict[str, Any]:
-    """``ExplainerConfig`` keyword arguments that turn off the rules in ``--rules-off``."""
-    off = {r for r in str(getattr(args, "rules_off", "")).split(",") if r}
-    unknown = off - set(RULES)
-    if unknown:
-        raise SystemExit(f"--rules-off: unknown {sorted(unknown)} (known: {RULES})")
+def ranking_overrides(args: Any) -> dict[str, Any]:
+    """``ExplainerConfig`` keyword arguments from :func:`add_ranking_args`'s options."""
     out: dict[str, Any] = {}
-    if "delay_discount" in off:
-        out["delay_discount"] = False
-    if "same_unit_rule" in off:
-        out["same_unit_rule"] = False
-    if "coverage" in off:
-        out["coverage_weight"] = 0.0
     if getattr(args, "no_graph_ranking", None):
         out["no_graph_ranking"] = args.no_graph_ranking
     return out

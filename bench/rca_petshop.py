@@ -64,14 +64,14 @@ from _rca_common import PETSHOP_STEP_S as STEP_S
 from _rca_common import PETSHOP_TARGET as TARGET_NODE
 from _rca_common import (
     Progress,
-    add_rule_args,
+    add_ranking_args,
     column_keys,
     hit_at,
     issue_times,
     load_metrics,
     print_table,
     ranked_nodes,
-    rule_overrides,
+    ranking_overrides,
 )
 from _rca_common import petshop_graph as load_graph
 
@@ -138,7 +138,7 @@ def make_config(args: argparse.Namespace, learn: bool) -> ExplainerConfig:
         anomaly_points=args.anomaly_points,
         learn_graph=learn,
         incident_window_s=args.incident_window_s,
-        **rule_overrides(args),
+        **ranking_overrides(args),
     )
 
 
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--modes", default="given,auto")
     ap.add_argument("--verbose", action="store_true", help="print each issue's ranking")
     ap.add_argument("--no-graph", action="store_true", help="give the explainer no graph")
-    add_rule_args(ap)
+    add_ranking_args(ap)
     args = ap.parse_args(argv)
     modes = args.modes.split(",")
     print(

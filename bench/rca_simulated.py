@@ -41,12 +41,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _rca_common import (
     Progress,
-    add_rule_args,
+    add_ranking_args,
     dowhy_attribute,
     hit_at,
     print_table,
     ranked_nodes,
-    rule_overrides,
+    ranking_overrides,
 )
 
 from causalwatch.series import SeriesIndex
@@ -72,7 +72,7 @@ def make_explainer(
         reference_points=args.reference_points,
         anomaly_points=args.anomaly_points,
         seed=0,
-        **rule_overrides(args),
+        **ranking_overrides(args),
     )
     return Explainer(cfg, graph, idx), idx
 
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dowhy-reference", type=int, default=120, help="normal rows DoWhy fits on")
     ap.add_argument("--dowhy-linear", action="store_true", help="linear ANMs, not gcm.auto")
     ap.add_argument("--quick", action="store_true", help="3 seeds, DoWhy on 10 nodes only")
-    add_rule_args(ap)
+    add_ranking_args(ap)
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds = 3

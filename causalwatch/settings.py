@@ -325,9 +325,6 @@ class ExplainerSettings(_Section):
     queue_max_pending: int = Field(default=1_000, ge=1)
     update_interval_points: float = Field(default=3.0, ge=0)
     # Ranking rules, each kept only where leaving one system out shows it helps (BENCHMARKS.md)
-    delay_discount: bool = False
-    same_unit_rule: bool = True
-    coverage_weight: float = Field(default=0.2, ge=0, lt=1)
     no_graph_ranking: Literal["star", "robust_z"] = "robust_z"
     learned_edges_in_graph: bool = False
     # Replicas of `run explainer` share one lease: the holder works, the others stand by

@@ -36,9 +36,8 @@ IRLS: a 50-node ancestor set takes 10-30 ms (``O(nodes · T · F²)`` for the fi
 
 Ranking: ``score`` = 0.5 x share + 0.5 x mechanism change; with ``support`` the weights
 become ``weights`` (0.4, 0.4, 0.2 by default). The share counts only its identified part
-(total effect through slopes learned from data, not the flat-parent prior) and only the
-node's own part (its residual shift beyond what its clearly moved parents could explain at
-up to one-to-one propagation, see ``max_slope``). The mechanism change is the
+(total effect through slopes learned from data, not the flat-parent prior). The mechanism
+change is the
 Bonferroni-corrected confidence (over the judged nodes) that the node's own residual moved
 in the direction the target moved: it saturates, because |z| = 90 vs 20 reflects the noise
 level of a series more than which node is the cause.
@@ -298,48 +297,6 @@ def shapley_values(
     return np.asarray(phi / P, dtype=np.float64)
 
 
-def _level_scale(x: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Per row: median and a robust scale floored like the mechanism test's (MAD, else SD,
-    else 0.1% of the level)."""
-    med = _nanmedian(x, axis=1)
-    mad = robust_scale(x, axis=1)
-    n_ok = np.isfinite(x).sum(axis=1)
-    dev2 = np.where(np.isfinite(x), (x - med[:, None]) ** 2, 0.0)
-    sd = np.sqrt(dev2.sum(axis=1) / np.maximum(n_ok, 1))
-    floor = np.maximum(1e-3 * np.abs(np.nan_to_num(med)), 1e-9)
-    sc = np.where(np.isfinite(mad) & (mad > floor), mad, np.nan_to_num(sd))
-    return med, np.maximum(sc, floor)
-
-
-def _propagation_room(
-    parents: Sequence[Sequence[int]],
-    B: FloatArray,
-    ref: FloatArray,
-    anom: FloatArray,
-    res: FloatArray,
-    max_slope: float,
-    same: BoolArray,
-    moved_z: float,
-) -> FloatArray:
-    """Per child: how much of its residual shift its clearly moved parents could still
-    explain if its slopes on them rose to ``max_slope`` (``Σ_k (max_slope - β_jk)⁺ d_k`` over
-    parents ``k`` whose observed deviation ``d_k`` has the sign of the child's shift)."""
-    T_ref = ref.shape[1]
-    r_med, r_sc = _level_scale(ref)
-    a_med = _nanmedian(anom, axis=1)
-    dev = np.where(np.isfinite(a_med) & np.isfinite(r_med), a_med - r_med, 0.0)
-    moved = np.abs(dev) >= moved_z * r_sc
-    shift = np.nan_to_num(_nanmedian(res[:, T_ref:], axis=1) - _nanmedian(res[:, :T_ref], axis=1))
-    room = np.zeros(B.shape[0])
-    for j, ps in enumerate(parents):
-        if not ps or not same[j] or shift[j] == 0.0:
-            continue
-        ks = [int(k) for k in ps if moved[k] and same[k] and dev[k] * shift[j] > 0]
-        if ks:
-            room[j] = float(np.maximum(max_slope - B[j, ks], 0.0) @ dev[ks])
-    return room
-
-
 def deviation_shares(
     push: FloatArray, deviation: float, half_width: FloatArray | None = None
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -423,9 +380,6 @@ def attribute(
     min_reference: int = 5,
     support: FloatArray | None = None,
     weights: tuple[float, float, float] = (0.4, 0.4, 0.2),
-    max_slope: float = 1.0,
-    unit_slope: BoolArray | None = None,
-    moved_z: float = 3.0,
     saturate: bool = True,
 ) -> Attribution:
     """Attribute the ``target``'s deviation in ``anomaly`` to the nodes' mechanisms.
@@ -448,25 +402,14 @@ def attribute(
     min_reference
         Nodes with fewer reference points get no mechanism score (p = 1) and no share.
     support
-        Optional per-node evidence in [0, 1] from outside the ancestor set (the explainer
-        passes the share of each node's descendants that are anomalous); it counts only for
-        nodes whose own mechanism changed.
+        Optional per-node evidence in [0, 1] from outside the model (with no graph the
+        explainer passes each node's onset: how long it has been anomalous); it counts
+        only for nodes whose own mechanism changed.
     weights
         Weights of (share, mechanism change, support) in the score when ``support`` is given.
     player_z, max_players
         Nodes whose residual moved less than ``player_z`` robust SDs stay background noise
         in the Shapley game; at most ``max_players`` nodes play (largest push first).
-    max_slope, unit_slope, moved_z
-        Propagation room. A slope fitted on a quiet reference window is biased towards 0
-        (a parent that barely moved carries little signal: regression dilution), and a
-        parent that never moved gets only the ``flat_prior`` guess; the child's residual
-        would then absorb a parent's large excursion and blame the child. So for a parent
-        whose observed value moved by at least ``moved_z`` robust SDs in the anomaly window
-        in the same direction as the child's residual, the child's slope on it may rise up
-        to ``max_slope`` (one-to-one propagation: a synchronous call adds its latency once,
-        a failing callee fails at most the requests that reach it), as far as needed to
-        explain the child's shift and no further. Only between nodes flagged in
-        ``unit_slope`` (same units; all nodes when None); ``max_slope=0`` turns it off.
     saturate
         Mechanism evidence as a Bonferroni-corrected confidence (True) or, for a ranking
         without a graph where every candidate is a root and the size of its own change is
@@ -499,10 +442,6 @@ def attribute(
     # residual of each node given its observed parents (NaN where the node has no sample)
     res = np.where(np.isfinite(full), full - predict_linear_scm(intercept, Bl, filled), np.nan)
     B = Bl.sum(axis=0)  # long-run effect of a sustained change
-    explainable = np.zeros(n)
-    if max_slope > 0 and any(len(p) for p in parents):
-        same = np.ones(n, dtype=bool) if unit_slope is None else np.asarray(unit_slope, bool)
-        explainable = _propagation_room(parents, B, ref, anom, res, max_slope, same, moved_z)
     res_ref, res_anom = res[:, :T_ref], res[:, T_ref:]
     n_ref = np.isfinite(res_ref).sum(axis=1).astype(np.int64)
     # a node seen fewer than min_reference times before the anomaly cannot be judged
@@ -521,18 +460,8 @@ def attribute(
     )
     shift = np.where(n_anom > 0, _nanmedian(res_anom, axis=1) - center, 0.0)
     shift = np.where(np.isfinite(shift), shift, 0.0)
-    # Evidence of a node's *own* change is only the part of its residual shift that no
-    # plausible propagation from its moved parents explains; the SCM's shares below keep
-    # the fitted slopes (they stay additive), the ranking discounts them by this.
-    own_shift = np.where(
-        shift * explainable > 0,
-        np.sign(shift) * np.maximum(np.abs(shift) - np.abs(explainable), 0.0),
-        shift,
-    )
-    with np.errstate(all="ignore"):
-        own_frac = np.where(np.abs(shift) > 0, np.abs(own_shift) / np.abs(shift), 1.0)
     se = sigma * np.sqrt((math.pi / 2) * (1.0 / np.maximum(n_anom, 1) + 1.0 / np.maximum(n_ref, 1)))
-    z = np.where(n_anom > 0, own_shift / se, 0.0)
+    z = np.where(n_anom > 0, shift / se, 0.0)
     p_value = np.asarray(np.minimum(2.0 * special.ndtr(-np.abs(z)), 1.0), dtype=np.float64)
 
     c = total_effects(B, order, target)
@@ -554,8 +483,7 @@ def attribute(
     # max_players by |push on the target|; the rest stay random background noise in every
     # coalition (their Shapley value is ~0 anyway), which keeps the game small and often exact.
     push = np.abs(c * shift)
-    z_raw = np.where(n_anom > 0, shift / se, 0.0)
-    cand = np.flatnonzero((np.abs(c) > 0) & (np.abs(z_raw) >= player_z))
+    cand = np.flatnonzero((np.abs(c) > 0) & (np.abs(z) >= player_z))
     if target not in cand.tolist():
         cand = np.append(cand, target)
     players = np.sort(cand[np.argsort(-push[cand], kind="stable")][:max_players])
@@ -610,13 +538,11 @@ def attribute(
     # zero on a flat reference window does not remove its mechanism evidence), each
     # normalised by the best candidate, averaged.
     raw_share = np.clip(share, 0.0, None)
-    pos_share = raw_share * own_frac * identified
+    pos_share = raw_share * identified
     mech_push = np.where(n_anom > 0, np.clip(direction * z, 0.0, None), 0.0)
     # the share itself (a fraction of the deviation), not over the best candidate's: when
     # the shares are guesses (unidentified), a small identified one must stay small
     part_share = np.clip(pos_share, 0.0, 1.0)
-    # log scale: beyond a few SDs every change is certain, and |z| = 90 vs 20 says more about
-    # the noise level of the series than about which node is the cause
     # Confidence that the node's own mechanism changed, corrected for testing every
     # candidate (Bonferroni): beyond a clear change, |z| = 90 vs 20 says more about the noise
     # level of the series than about which node is the cause, so the evidence saturates.
@@ -629,23 +555,13 @@ def attribute(
     else:
         log_push = np.log1p(mech_push)
         part_mech = log_push / log_push.max() if log_push.max() > 0 else log_push
-    # Degradation propagates one way (slopes >= 0): a node of the target's units whose
-    # observed value moved against the target's deviation (availability up while the
-    # target's went down) did not drag the target along, whatever its residual says.
-    same_units = np.ones(n, dtype=bool) if unit_slope is None else np.asarray(unit_slope, bool)
-    with np.errstate(all="ignore"):
-        raw_dev = np.nan_to_num(_nanmedian(anom, axis=1) - _nanmedian(ref, axis=1))
-    against = same_units & (raw_dev * direction < 0)
-    against[target] = False
-    part_mech = np.where(against, 0.0, part_mech)
     # the verdict's "own mechanism changed": significant at 5 % after Bonferroni over the
-    # judged nodes, in the target's direction, not against it
-    changed = judged & (confidence >= 0.95) & ~against
+    # judged nodes, in the target's direction
+    changed = judged & (confidence >= 0.95)
     if support is None:
         score = np.clip(0.5 * part_share + 0.5 * part_mech, 0.0, 1.0)
     else:
-        # a node that changed itself and explains more of the anomalies around it ranks
-        # higher (one fault that explains many observed symptoms is the simpler story)
+        # outside evidence (the onset with no graph) counts for nodes that changed themselves
         sup = np.clip(np.asarray(support, dtype=np.float64), 0.0, 1.0) * (part_mech > 0)
         w_share, w_mech, w_sup = weights
         score = np.clip(w_share * part_share + w_mech * part_mech + w_sup * sup, 0.0, 1.0)

@@ -104,15 +104,11 @@ def analysis_row(
 class CandidateSet:
     """The candidate nodes of one target.
 
-    ``ancestors`` is empty for the star (no given edge reaches the target). ``extra`` are
-    descendants of candidates outside the ancestor set (another caller of a candidate):
-    their anomalies are evidence for the candidate that explains them (``descendants``).
+    ``ancestors`` is empty for the star (no given edge reaches the target).
     """
 
     nodes: list[str]
     ancestors: set[str]
-    descendants: dict[str, set[str]]
-    extra: list[str]
 
     @property
     def star(self) -> bool:
@@ -131,9 +127,7 @@ def candidate_nodes(view: View, node: str, node_rows: dict[str, list[int]]) -> C
     if not (node in view.given and view.given.ancestors(node)):
         anc = set()
     nodes = sorted(anc) if anc else sorted(n for n in node_rows if n != node)
-    desc: dict[str, set[str]] = {n: graph.descendants(n) for n in nodes} if anc else {}
-    extra = sorted(set().union(*desc.values()) - anc - {node}) if desc else []
-    return CandidateSet(nodes, anc, desc, extra)
+    return CandidateSet(nodes, anc)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,17 +42,6 @@ class ExplainerConfig:
     model_lags: int = 1
     propagate_impact: bool = True
     seed: int = 0
-    #: ranking rules, each judged on its own by leaving one system out (BENCHMARKS.md):
-    #: the early-change discount of a candidate whose change preceded the target's by
-    #: more than the propagation delay (given graph only)
-    delay_discount: bool = False
-    #: one-to-one propagation room, and "moved against the target, so not its cause",
-    #: only between series of the target's metric (off: for no node)
-    same_unit_rule: bool = True
-    #: weight of coverage (the share of the anomalous nodes a candidate explains) in the
-    #: attribution score with a given graph; the rest is split evenly between the own
-    #: share and the mechanism change
-    coverage_weight: float = 0.2
     #: with no given edge to the target: ``star`` (the SCM over the moved nodes as direct
     #: parents) or ``robust_z`` (each node's most deviated series by robust z, as BARO)
     no_graph_ranking: str = "robust_z"
@@ -81,7 +70,6 @@ class ExplainerConfig:
             ("granger_forgetting", 0 < self.granger_forgetting <= 1, self.granger_forgetting),
             ("granger_alpha", 0 < self.granger_alpha < 1, self.granger_alpha),
             ("model_lags", 0 <= self.model_lags <= 5, self.model_lags),
-            ("coverage_weight", 0 <= self.coverage_weight < 1, self.coverage_weight),
             (
                 "no_graph_ranking",
                 self.no_graph_ranking in ("star", "robust_z"),

@@ -21,15 +21,11 @@ How one ranking is made (:func:`rank`):
    before it.
 4. :func:`explainer.attribution.attribute` fits the linear SCM (parents at lags
    ``0..model_lags``), scores mechanism changes and computes Shapley shares. The ranking
-   score in [0, 1] (:mod:`explainer.scoring`) is 0.9 x the attribution score (0.4
-   identified, own share of the deviation + 0.4 confidence of an own mechanism change +
-   0.2 coverage: the share of the anomalous nodes that the node and its descendants make
-   up, for nodes that changed themselves) + 0.1 x (1 - Granger q-value) of the
-   candidate's series -> target series pair when it is tested. With a given graph and
-   ``delay_discount`` (off by default: it helped PetShop alone in the suite), a
-   candidate that was already deviated as in the window for longer than the propagation
-   delay (``model_lags`` per hop) while the target showed under a quarter of the implied
-   effect is discounted by ``(delay + 1) / (run + 1)`` (cause present, effect absent).
+   score in [0, 1] (:mod:`explainer.scoring`) is 0.9 x the attribution score (with a
+   given graph 0.5 identified, own share of the deviation + 0.5 confidence of an own
+   mechanism change; with the star :data:`~explainer.scoring.STAR_WEIGHTS` and the onset)
+   + 0.1 x (1 - Granger q-value) of the candidate's series -> target series pair when it
+   is tested.
 5. Incident alerts (``analyse_sibling=True``) are analysed on the target node's least
    noisy series of the alert's metric that is anomalous in the same direction (an alert on
    a p95 is explained on the node's mean: percentiles do not add up along calls); the
@@ -37,9 +33,9 @@ How one ranking is made (:func:`rank`):
 
 Works poorly when: the graph misses the true cause's edge to the target (it cannot be a
 candidate unless no graph is given at all), two sibling nodes show the same fault (a
-service and the client-side view of calls to it, with no edge between them: coverage of
-the other anomalous nodes decides, else the larger identified share wins, and a slope
-fitted on a very quiet reference under-states the true one), the reference window already
+service and the client-side view of calls to it, with no edge between them: the larger
+identified share wins, and a slope fitted on a very quiet reference under-states the true
+one), the reference window already
 holds the fault (use ``window_start``), or a series has too few points before the anomaly.
 """
 
@@ -79,9 +75,6 @@ from explainer.results import (
 from explainer.scoring import (
     STAR_WEIGHTS,
     combine,
-    coverage,
-    early_change_discount,
-    graph_weights,
     onset,
 )
 from explainer.view import View
@@ -199,7 +192,7 @@ def _rank_scm(
     tgt = st.nodes.index(node)
     rows = [target_row if i == tgt else chosen[n].row for i, n in enumerate(st.nodes)]
     gev = [granger(n, rows[i], node, target_row, view.graph) for i, n in enumerate(st.nodes)]
-    score = _score(cfg, res, gev, cands.star, Vn, tgt, win.n_anom, st.parents)
+    score = _score(res, gev)
     reasons = [
         (ANALYSED_SIBLING if target_row != alert_row else "target series")
         if i == tgt
@@ -217,8 +210,10 @@ def _robust_z(V: FloatArray, n_anom: int) -> FloatArray:
     """Per row: the anomaly window's median against the bins before it in robust units,
     the scale floored at 1 % of the reference level and at the series' smallest step, so
     a near-flat series (availability at 100 %) does not outrank a real change by a tiny
-    move. A series that never moved before the window has no scale at all: its z is
-    undefined, and 0 like every undefined z (its node's other series can still rank it)."""
+    move (leaving one system out, both parts chosen on every fold over the step alone, the
+    level alone and none: BENCHMARKS.md, 2026-12-01 evening). A series that never moved
+    before the window has no scale at all: its z is undefined, and 0 like every undefined z
+    (its node's other series can still rank it)."""
     T = V.shape[1]
     ref, an = V[:, : T - n_anom], V[:, T - n_anom :]
     with np.errstate(all="ignore"):
@@ -313,43 +308,21 @@ def _rank_robust_z(
 def _candidate_rows(
     node: str, target_row: int, cands: CandidateSet, node_rows: dict[str, list[int]]
 ) -> tuple[list[int], list[str]]:
-    """The target row, then every row of the candidate nodes and of their other
-    descendants (aligned once, together), with each row's node."""
+    """The target row, then every row of the candidate nodes (aligned once, together),
+    with each row's node."""
     rows_all: list[int] = [target_row]
     owner: list[str] = [node]
-    for n in [*cands.nodes, *cands.extra]:
+    for n in cands.nodes:
         for r in node_rows.get(n, []):
             rows_all.append(r)
             owner.append(n)
     return rows_all, owner
 
 
-def _score(
-    cfg: ExplainerConfig,
-    res: Attribution,
-    gev: list[GrangerEvidence | None],
-    star: bool,
-    Vn: FloatArray,
-    tgt: int,
-    n_anom: int,
-    parents: list[list[int]],
-) -> FloatArray:
+def _score(res: Attribution, gev: list[GrangerEvidence | None]) -> FloatArray:
     """The ranking score per node (see :mod:`explainer.scoring`)."""
     bonus = np.array([_bonus(ev) for ev in gev], dtype=np.float64)
-    score = combine(res.score, bonus)
-    # Without a graph the delay is unknown and an early onset is the evidence (onset).
-    if not star and cfg.delay_discount:
-        score = early_change_discount(
-            score,
-            Vn,
-            tgt,
-            n_anom,
-            parents,
-            model_lags=cfg.model_lags,
-            anomaly_points=cfg.anomaly_points,
-            anomaly_z=cfg.anomaly_z,
-        )
-    return score
+    return combine(res.score, bonus)
 
 
 def _root_causes(
@@ -410,7 +383,6 @@ def _attribute(
     ref, anom = Vn[:, : T - win.n_anom], Vn[:, T - win.n_anom :]
     ref = ref[:, -cfg.reference_points :]
     star = cands.star
-    desc = cands.descendants
     return attribute(
         st.parents,
         st.order,
@@ -423,18 +395,11 @@ def _attribute(
         exact_max=cfg.exact_max,
         lags=cfg.model_lags,
         support=(
-            coverage(st.nodes, node, desc, chosen, z_all, cfg.anomaly_z)
-            if desc
-            else onset(st.nodes, node, chosen, win.values, cfg.anomaly_points, cfg.anomaly_z)
+            onset(st.nodes, node, chosen, win.values, cfg.anomaly_points, cfg.anomaly_z)
             if star
             else None
         ),
-        weights=STAR_WEIGHTS if star else graph_weights(cfg.coverage_weight),
-        # one-to-one propagation room only between series of the target's metric
-        unit_slope=np.array(
-            [cfg.same_unit_rule and (n == node or chosen[n].match < 2) for n in st.nodes],
-            dtype=bool,
-        ),
+        weights=STAR_WEIGHTS,  # used with the support term only (the star)
         saturate=not star,
     )
 

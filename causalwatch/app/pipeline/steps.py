@@ -61,9 +61,6 @@ def explainer_config(settings: Settings) -> ExplainerConfig:
         incident_window_points=e.incident_window_points,
         learn_graph=e.learn_graph,
         max_root_causes=e.max_root_causes,
-        delay_discount=e.delay_discount,
-        same_unit_rule=e.same_unit_rule,
-        coverage_weight=e.coverage_weight,
         no_graph_ranking=e.no_graph_ranking,
         learned_edges_in_graph=e.learned_edges_in_graph,
     )

@@ -126,6 +126,15 @@ def test_attribution_is_seeded_deterministic() -> None:
     np.testing.assert_array_equal(a.score, b.score)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "known limitation: with a parent's slope unlearnable (flat reference) the target's"
+        " own residual absorbs the parent's move; the one-to-one propagation room (and the"
+        " 'moved against the target' rule) that handled it helped PetShop only when each"
+        " system was left out in turn and was removed (issue 9, BENCHMARKS.md)"
+    ),
+)
 def test_moved_parent_with_unlearnable_slope_beats_the_target_own_residual() -> None:
     # availability-like: both parents sit at 100 in the reference (slopes cannot be learned,
     # the flat prior gives 1/2 each); parent 0 drops by 4 points, the target by 3
@@ -134,11 +143,5 @@ def test_moved_parent_with_unlearnable_slope_beats_the_target_own_residual() -> 
     anom = np.array([[96.0, 95.5], [100.0, 100.0], [97.0, 96.6]])
     parents = [[], [], [0, 1]]
     res = attribute(parents, [0, 1, 2], ref, anom, target=2)
+    assert abs(res.contribution.sum() - res.deviation) < 1e-9  # shares add up either way
     assert int(res.ranking()[0]) == 0
-    # the target's own change is only what a one-to-one propagation could not explain
-    assert abs(res.shift_z[2]) < 1.0
-    # without the propagation room the target's residual shift wins
-    off = attribute(parents, [0, 1, 2], ref, anom, target=2, max_slope=0.0)
-    assert int(off.ranking()[0]) == 2
-    # shares still add up to the deviation either way
-    assert abs(res.contribution.sum() - res.deviation) < 1e-9

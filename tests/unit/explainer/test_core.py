@@ -232,9 +232,10 @@ def test_passing_the_merged_graph_back_keeps_given_and_learned_apart() -> None:
     assert ex.graph.edge("queue", "web") is None  # a dropped learned edge does not linger
 
 
-def test_coverage_prefers_the_fault_that_explains_more_anomalous_nodes() -> None:
+def test_the_fault_ranks_above_a_client_side_view_of_it_without_an_edge() -> None:
     # lb is a client-side view of db (it moves with db's fault) but the graph has no edge
-    # db -> lb; db's other caller, reports, is anomalous too, which only db explains
+    # db -> lb; db's other caller, reports, is anomalous too (once the coverage weight
+    # ranked db first; without it db's identified share through api does)
     g = DependencyGraph(
         [Edge("db", "api"), Edge("api", "web"), Edge("lb", "web"), Edge("db", "reports")]
     )
@@ -285,12 +286,21 @@ def test_incident_alert_on_a_noisy_percentile_is_analysed_on_the_node_mean() -> 
     ]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "known limitation: a candidate whose change was already in place for several bins"
+        " while the target stayed normal still scores like the cause; the early-change"
+        " (delay) discount that handled it helped PetShop only when each system was left"
+        " out in turn and was removed (issue 9, BENCHMARKS.md)"
+    ),
+)
 def test_a_change_long_in_place_while_the_target_stayed_normal_is_not_the_cause() -> None:
     # cdn has been down at its new level for 5 bins while web stayed normal; then db fails
     # and web follows. Both look alike in the window (flat references, same-size drops).
     g = DependencyGraph([Edge("db", "web"), Edge("cdn", "web")])
     idx = SeriesIndex()
-    ex = Explainer(ExplainerConfig(step_s=STEP, learn_graph=False, delay_discount=True), g, idx)
+    ex = Explainer(ExplainerConfig(step_s=STEP, learn_graph=False), g, idx)
     rows = idx.rows_for([f'avail{{service="{n}"}}' for n in ("db", "cdn", "web")])
     rng = np.random.default_rng(2)
     for t in range(300):
