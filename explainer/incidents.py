@@ -18,9 +18,9 @@ The rules, in one place:
   and p99 of one latency, MiB and % of one memory); those are one measurement, not
   agreement. A watching incident is grouped, explained and closed like any other (its
   explanations are published and visible; :meth:`Incidents.is_paging` tells the publisher
-  not to page for them); when it starts paging, its targets are ranked again and
-  published anew (``version`` + 1 even when the content is the same), so the page carries
-  the evidence gathered while watching (:attr:`Grouped.paged`). Counters:
+  not to page for them); the explanation of the alert that makes it agree is its page
+  (published even when its ranking did not change; :attr:`Grouped.paged`), and the
+  explanations published while it was watching stay where they are. Counters:
   :meth:`Incidents.counts`. ``page_agreement=1`` pages every incident at its first alert
   (the rule before).
 - **Targets.** Each alerting series is a target of its incident. With impact finding on
@@ -177,7 +177,7 @@ class Incidents:
     >>> ev2 = AnomalyEvent(1, 'err{service="api"}', "api", 120.0, 3.0, 0.0, 0.99, 80.0)
     >>> out = inc.on_anomalies([ev2], graph=DependencyGraph(), step_s=60.0, rank=fake)
     >>> [(r.target.series, r.version, inc.is_paging(r.incident_id)) for r in out]  # agreed
-    [('err{service="api"}', 1, True), ('lat{service="api"}', 2, True)]
+    [('err{service="api"}', 1, True)]
     """
 
     def __init__(
@@ -276,15 +276,15 @@ class Incidents:
         return over is not None and 1.0 - float(ev.score) <= over
 
     def _touch_paged(self, grouped: Grouped, newly: set[str]) -> None:
-        """An incident that started paging now is touched on every target it has, each to
-        be published anew (its page carries the evidence gathered while watching)."""
+        """List the incidents that started paging now; their targets touched now are
+        published even when their ranking did not change (the page needs an explanation)."""
         for iid in sorted(newly):
             inc = self.open.get(iid)
             if inc is None:
                 continue
-            for t in inc.targets.values():
-                t.signature = ""
-            grouped.touched[iid] = set(inc.targets)
+            for key in grouped.touched.get(iid, ()):
+                if key in inc.targets:
+                    inc.targets[key].signature = ""
             grouped.paged.append(iid)
         self.paged_total += len(grouped.paged)
 

@@ -101,17 +101,25 @@ def test_two_related_series_page_and_the_page_covers_the_evidence_so_far() -> No
     rank = FakeRanker({n: [_cause("db", 0.9)] for n in ROWS})
     (first,) = _run(inc, [_alert("web", 0.0)], rank)
     assert not inc.is_paging(first.incident_id)
-    # api is an ancestor of web (same incident): two points agree, it pages; every target
-    # is published anew (web with the same content: a new version), so the page has all
-    out = _run(inc, [_alert("api", 60.0)], rank)
-    assert {(r.target.node, r.version) for r in out} == {("api", 1), ("web", 2)}
-    assert {r.incident_id for r in out} == {first.incident_id}
+    # api is an ancestor of web (same incident): two points agree, it pages; the
+    # explanation of the alert that agreed is the page
+    (page,) = _run(inc, [_alert("api", 60.0)], rank)
+    assert (page.target.node, page.version, page.incident_id) == ("api", 1, first.incident_id)
     assert inc.is_paging(first.incident_id) and inc.counts() == (0, 1, 0)
     # later alerts of a paging incident are explained as before (published on change)
     assert _run(inc, [_alert("web", 600.0)], rank) == []
     rank.answer["web"] = [_cause("api", 0.7)]
     (upd,) = _run(inc, [_alert("web", 660.0)], rank)
-    assert upd.version == 3 and inc.counts() == (0, 1, 0)
+    assert upd.version == 2 and inc.counts() == (0, 1, 0)
+
+
+def test_the_alert_that_agrees_is_published_even_with_an_unchanged_ranking() -> None:
+    inc = _new(page_agreement=2)
+    rank = FakeRanker({n: [_cause("db", 0.9)] for n in ROWS})
+    (first,) = _run(inc, [_alert("web", 0.0)], rank)
+    # the same series alerts again two steps later (same ranking): one node at two times
+    (page,) = _run(inc, [_alert("web", 120.0)], rank)
+    assert page.version == 2 and inc.is_paging(first.incident_id)
 
 
 def test_one_node_at_two_times_agrees_an_unrelated_node_does_not() -> None:
@@ -123,7 +131,7 @@ def test_one_node_at_two_times_agrees_an_unrelated_node_does_not() -> None:
     assert inc.counts() == (2, 0, 0)
     # a second series of web, two steps later: the same node at a second time pages
     out = _run(inc, [_alert("web", 120.0, "err")], rank)
-    assert {r.target.series for r in out} == {'lat{service="web"}', 'err{service="web"}'}
+    assert {r.target.series for r in out} == {'err{service="web"}'}
     assert inc.is_paging(web.incident_id) and not inc.is_paging(queue.incident_id)
     assert inc.counts() == (1, 1, 0)
 
@@ -158,9 +166,10 @@ def test_merging_unions_the_points_and_watching_state_survives_a_snapshot() -> N
     # web is not related to api: its own incident; db connects both: merged, three points
     _run(back, [_alert("web", 0.0)], rank, g)
     assert back.counts() == (2, 0, 0)
-    out = _run(back, [_alert("db", 0.0)], rank, g)
-    assert {r.target.node for r in out} == {"api", "web", "db"}
-    assert len({r.incident_id for r in out}) == 1 and back.counts() == (0, 1, 0)
+    (out,) = _run(back, [_alert("db", 0.0)], rank, g)
+    assert out.target.node == "db" and back.is_paging(out.incident_id)
+    assert back.counts() == (0, 1, 0)
+    assert {s.target_node for s in back.summaries()} == {"api", "web", "db"}
 
 
 def test_an_incident_from_a_snapshot_before_the_rule_is_paging() -> None:
