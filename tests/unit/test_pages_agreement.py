@@ -13,7 +13,7 @@ import numpy as np
 
 from causalwatch.app.pipeline import Adapters, Pipeline, build_pipeline
 from causalwatch.app.replay import replay_batches
-from causalwatch.models import Explanation, RawRecord, SampleBatch
+from causalwatch.models import AnomalyEvent, Explanation, RawRecord, SampleBatch
 from causalwatch.settings import Settings
 from explainer.dag import DependencyGraph, Edge
 
@@ -117,3 +117,24 @@ def test_replay_counts_pages_and_incidents_watched_but_not_paged() -> None:
     assert summary.incidents_paged == 1 and summary.incidents_watched >= 1
     assert kinds["page"] == 1 and kinds["watch"] >= 1
     assert summary.explanations == sum(kinds.values())
+
+
+def test_the_page_kind_is_decided_when_built_not_when_published() -> None:
+    """The threaded worker publishes outside the lock; meanwhile a backlog's data time can
+    close the incident. The kind decided at build time stands (it still pages)."""
+    outbox, _results, pipe = _stream(_values(240, {}))
+    exp = pipe.cores.explainer
+    idx = pipe.cores.index
+    t = 239 * STEP
+    events = [
+        AnomalyEvent(idx.get(KEYS[NODES.index(n)]), KEYS[NODES.index(n)], n, t, 50.0, 10.0,
+                     1 - 1e-9, 90.0)
+        for n in ("db", "web")
+    ]  # fmt: skip
+    grouped = exp.group(events)
+    exps = pipe.stage._explain_touched({k: sorted(v) for k, v in grouped.touched.items()})
+    assert exps
+    exp.close_stale(t + 1e6)  # closed before the worker publishes
+    pipe.stage._publish(exps)
+    assert [k for _, (k, _s) in outbox.got][:1] == ["page"]
+    assert pipe.stats.pages["page"] == 1

@@ -194,7 +194,13 @@ class Stage:
         exp = self.cores.explainer
         if exp is None:
             return []
-        return [Explanation.from_result(r) for r in exp.explain_touched(touched)]
+        out = [Explanation.from_result(r) for r in exp.explain_touched(touched)]
+        if out:
+            # the page kind is decided now, while the incident is surely open: by the time
+            # the worker publishes (outside the lock), a backlog's data time may have closed
+            # or merged it
+            self.page_kinds(out)
+        return out
 
     def page_kinds(self, explanations: list[Explanation]) -> dict[str, tuple[str, float]] | None:
         """Each explanation's kind, by id: ``watch`` (its incident's alerts have not agreed
