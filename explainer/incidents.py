@@ -259,6 +259,7 @@ class Incidents:
             if not inc.is_paging and self._agrees(inc, ev):
                 inc.paged_ts = ev.ts
                 newly.add(inc.incident_id)
+                self.paged_total += 1
         self._touch_paged(grouped, newly)
         if impact is not None and touched:
             self._add_impact(impact(events, self._incident_of(touched)), touched, horizon)
@@ -278,7 +279,7 @@ class Incidents:
     def _touch_paged(self, grouped: Grouped, newly: set[str]) -> None:
         """List the incidents that started paging now; their targets touched now are
         published even when their ranking did not change (the page needs an explanation)."""
-        for iid in sorted(newly):
+        for iid in sorted({grouped.merged.get(i, i) for i in newly}):  # merged: the survivor
             inc = self.open.get(iid)
             if inc is None:
                 continue
@@ -286,7 +287,6 @@ class Incidents:
                 if key in inc.targets:
                     inc.targets[key].signature = ""
             grouped.paged.append(iid)
-        self.paged_total += len(grouped.paged)
 
     def is_paging(self, incident_id: str) -> bool:
         """Whether this open incident pages (its alerts agreed); False while watching and
@@ -335,7 +335,8 @@ class Incidents:
                 if pt not in inc.points and len(inc.points) < self.page_agreement:
                     inc.points.append(pt)
             if other.paged_ts is not None:
-                inc.paged_ts = min(other.paged_ts, inc.paged_ts or other.paged_ts)
+                mine = inc.paged_ts
+                inc.paged_ts = other.paged_ts if mine is None else min(mine, other.paged_ts)
             touched.setdefault(inc.incident_id, set()).update(touched.pop(other.incident_id, set()))
             merged[other.incident_id] = inc.incident_id
             for k, v in list(merged.items()):
