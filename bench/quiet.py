@@ -9,8 +9,14 @@ Usage::
 Every dataset is streamed through the live replay code path
 (:func:`causalwatch.app.pipeline.build_pipeline`, role ``all`` with ``replay=True``, one
 batch per time step, as ``causalwatch replay`` runs it), so alerts are the detector's own
-(``fired``: a new alert of one series) and pages are the explainer's incidents (one page
-per incident id, however many series and nodes join it).
+(``fired``: a new alert of one series) and pages are what receivers (webhooks,
+Alertmanager) would get: the ``page`` of an incident, decided by the same code as the live
+publisher (``Pipeline.process`` -> ``Stage.page_kinds`` -> ``ExplainQueue.pages_for``): one
+per incident, and only once the incident's alerts agree (``explainer.page_agreement``:
+two related nodes, or one node at two times; :mod:`explainer.incidents`). Incidents that
+were explained but never paged are *watched* and counted apart; "incidents explained" is
+the count of distinct incident ids of published explanations (the page count before the
+agreement rule).
 
 Datasets (normal data; series = series that delivered at least one sample):
 
@@ -27,11 +33,13 @@ series-days of counted (post-warm-up, quiet) time, summed over series.
 Recall on labelled faults of the same data:
 
 * Nezha: each injection is detected when a series of the injected service alerts from the
-  injection until the next one (at most 10 min); "any incident" when any explanation is
-  published (a new incident, or an update) in that time;
+  injection until the next one (at most 10 min); "paged" when receivers get a page or an
+  update of a paging incident on a target of the injected service in that time; "any
+  explanation" when any explanation is published (watched or paged, any node) then;
 * sim / demo: the same seeds with a fault of each kind (``latency_shift``, ``error_burst``,
   ``saturation``, ``variance_change``, ``slow_drift``; magnitude 1): detected when a series
-  of a root or of the target node alerts during the fault.
+  of a root or of the target node alerts during the fault; "paged" when receivers get a
+  page or an update on a target of a root or the target node during the fault.
 """
 
 from __future__ import annotations
@@ -95,6 +103,8 @@ class Outcome:
     incidents: dict[str, float]  # incident id -> first explanation time
     explained: list[tuple[float, str]]  # every new or changed explanation: (time, node)
     seconds: float
+    pages: dict[str, float] = field(default_factory=dict)  # incident id -> page time
+    sent: list[tuple[float, str]] = field(default_factory=list)  # pages + updates: (t, node)
 
 
 def run(ds: Dataset, settings: Settings) -> Outcome:
@@ -104,6 +114,8 @@ def run(ds: Dataset, settings: Settings) -> Outcome:
     alerts: list[tuple[float, str, str]] = []
     incidents: dict[str, float] = {}
     explained: list[tuple[float, str]] = []
+    pages: dict[str, float] = {}
+    sent: list[tuple[float, str]] = []
     t0 = time.perf_counter()
     for k, t in enumerate(ds.ts.tolist()):
         col = ds.values[:, k]
@@ -120,7 +132,12 @@ def run(ds: Dataset, settings: Settings) -> Outcome:
         for exp in out.explanations:
             incidents.setdefault(exp.incident_id, exp.detected_at)
             explained.append((exp.detected_at, exp.target.node))
-    return Outcome(alerts, incidents, explained, time.perf_counter() - t0)
+            kind = out.pages.get(exp.id, ("watch", 0.0))[0]
+            if kind == "page":
+                pages.setdefault(exp.incident_id, t)
+            if kind != "watch":
+                sent.append((t, exp.target.node))
+    return Outcome(alerts, incidents, explained, time.perf_counter() - t0, pages, sent)
 
 
 def summarise(ds: Dataset, out: Outcome) -> dict[str, Any]:
@@ -129,7 +146,9 @@ def summarise(ds: Dataset, out: Outcome) -> dict[str, Any]:
     A series' warm-up is its first ``max(30 points, 30 min)``; alerts before its end count as
     warm-up alerts. The counted span starts at the median end of warm-up (and at the
     dataset's ``count_from``); an incident counts when its first explanation is in the
-    span; the exposure is the sum over series of their post-warm-up time in the span.
+    span, a page when it was sent in the span, a watched incident when it was explained in
+    the span and never paged; the exposure is the sum over series of their post-warm-up
+    time in the span.
     """
     present = np.isfinite(ds.values)
     has_any = present.any(axis=1)
@@ -149,6 +168,8 @@ def summarise(ds: Dataset, out: Outcome) -> dict[str, Any]:
     in_warm = sum(1 for t, key, _ in out.alerts if t < warm_end.get(key, -np.inf))
     counted = [a for a in out.alerts if lo <= a[0] < hi and a[0] >= warm_end.get(a[1], np.inf)]
     inc_counted = [i for i, t in out.incidents.items() if lo <= t < hi]
+    pages = [i for i, t in out.pages.items() if lo <= t < hi]
+    watched = [i for i in inc_counted if i not in out.pages]
     norm = 100.0 / max(series_days, 1e-9)
     row: dict[str, Any] = {
         "dataset": ds.name,
@@ -158,21 +179,32 @@ def summarise(ds: Dataset, out: Outcome) -> dict[str, Any]:
         "warmup_alerts": in_warm,
         "alerts": len(counted),
         "incidents": len(inc_counted),
+        "pages": len(pages),
+        "watched": len(watched),
         "alerts_per_100_day": len(counted) * norm,
-        "pages_per_100_day": len(inc_counted) * norm,
+        "incidents_per_100_day": len(inc_counted) * norm,
+        "pages_per_100_day": len(pages) * norm,
         "seconds": out.seconds,
     }
     if ds.faults:
-        hit = anyhit = 0
+        hit = pagehit = anyhit = 0
         for f in ds.faults:
             if any(f.start <= t < f.end and nd in f.nodes for t, _, nd in out.alerts):
                 hit += 1
+            if _paged(f, out):
+                pagehit += 1
             if any(f.start <= t < f.end for t, _ in out.explained):
                 anyhit += 1
         row["faults"] = len(ds.faults)
         row["recall"] = hit / len(ds.faults)
+        row["recall_paged"] = pagehit / len(ds.faults)
         row["recall_any_incident"] = anyhit / len(ds.faults)
     return row
+
+
+def _paged(f: Fault, out: Outcome) -> bool:
+    """Receivers got a page or an update on a target of the fault's nodes during it."""
+    return any(f.start <= t < f.end and nd in f.nodes for t, nd in out.sent)
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -283,9 +315,9 @@ def simulated(seed: int, demo: bool, kind: str | None) -> tuple[Dataset, Fault |
     return _from_scenario(name, sc), (None if kind is None else _fault_of(sc))
 
 
-def recall_runs(seeds: int, demo: bool, settings: Settings) -> tuple[int, int]:
-    """(faults detected, faults) over seeds x fault kinds."""
-    hit = total = 0
+def recall_runs(seeds: int, demo: bool, settings: Settings) -> tuple[int, int, int]:
+    """(faults detected by an alert, faults paged, faults) over seeds x fault kinds."""
+    hit = paged = total = 0
     for seed in range(seeds):
         for kind in FAULT_KINDS:
             ds, fault = simulated(seed, demo, kind)
@@ -295,36 +327,44 @@ def recall_runs(seeds: int, demo: bool, settings: Settings) -> tuple[int, int]:
             hit += any(
                 fault.start <= t < fault.end and nd in fault.nodes for t, _, nd in out.alerts
             )
-    return hit, total
+            paged += _paged(fault, out)
+    return hit, paged, total
 
 
 def merge(rows: list[dict[str, Any]], name: str) -> dict[str, Any]:
     """Pool several runs of one dataset (seeds): sums, and rates over the pooled time."""
     out: dict[str, Any] = {"dataset": name, "series": rows[0]["series"]}
-    for k in ("warmup_alerts", "alerts", "incidents", "seconds", "days", "series_days"):
+    keys = ("warmup_alerts", "alerts", "incidents", "pages", "watched", "seconds", "days")
+    for k in (*keys, "series_days"):
         out[k] = sum(r[k] for r in rows)
     norm = 100.0 / max(out["series_days"], 1e-9)
     out["alerts_per_100_day"] = out["alerts"] * norm
-    out["pages_per_100_day"] = out["incidents"] * norm
+    out["incidents_per_100_day"] = out["incidents"] * norm
+    out["pages_per_100_day"] = out["pages"] * norm
     return out
 
 
 def fmt(rows: list[dict[str, Any]]) -> str:
     head = (
         "| dataset | series | days counted | alerts in warm-up | alerts / 100 series / day |"
-        " **pages / 100 series / day** | recall on faults (series / any incident) |"
+        " incidents explained / 100 series / day | **pages / 100 series / day** |"
+        " watched, not paged | recall on faults (series / paged / any explanation) |"
     )
-    lines = [head, "|---|---:|---:|---:|---:|---:|---|"]
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         rec = "–"
         if "recall" in r:
-            rec = f"{r['recall']:.2f} / {r['recall_any_incident']:.2f} ({r['faults']} faults)"
+            rec = (
+                f"{r['recall']:.2f} / {r['recall_paged']:.2f} / {r['recall_any_incident']:.2f}"
+                f" ({r['faults']} faults)"
+            )
         elif "recall_sim" in r:
-            rec = f"{r['recall_sim']:.2f} ({r['faults']} faults)"
+            rec = f"{r['recall_sim']:.2f} / {r['recall_sim_paged']:.2f} / – ({r['faults']} faults)"
         lines.append(
             f"| {r['dataset']} | {r['series']} | {r['days']:.2f} | {r['warmup_alerts']} |"
             f" {r['alerts_per_100_day']:.1f} ({r['alerts']}) |"
-            f" **{r['pages_per_100_day']:.1f}** ({r['incidents']}) | {rec} |"
+            f" {r['incidents_per_100_day']:.1f} ({r['incidents']}) |"
+            f" **{r['pages_per_100_day']:.1f}** ({r['pages']}) | {r['watched']} | {rec} |"
         )
     return "\n".join(lines)
 
@@ -373,8 +413,9 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(summarise(ds, run(ds, settings)))
         row = merge(runs, f"{gen} ({args.seeds} normal days)")
         if not args.no_recall:
-            hit, total = recall_runs(args.seeds, gen == "demo", settings)
+            hit, paged, total = recall_runs(args.seeds, gen == "demo", settings)
             row["recall_sim"], row["faults"] = hit / max(total, 1), total
+            row["recall_sim_paged"] = paged / max(total, 1)
         rows.append(row)
         print(fmt(rows[-1:]).splitlines()[-1], flush=True)
     table = fmt(rows)

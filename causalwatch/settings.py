@@ -317,6 +317,15 @@ class ExplainerSettings(_Section):
     # None: incident_window_points steps of the inferred sampling step
     incident_window_s: float | None = Field(default=None, gt=0)
     incident_window_points: int = Field(default=15, ge=1)
+    # Pages on agreement (explainer.incidents): an incident pages (webhooks, Alertmanager)
+    # and is explained only once its alerts come from page_agreement distinct (node, time)
+    # points, i.e. two related nodes, or one node at two times within the incident window
+    # (a single outlier, however many series of its node show it, is one point); 1: every
+    # incident pages at its first alert. Or once one alert's tail probability (1 - score)
+    # is at most page_overwhelming_p (None: off; the single outliers of normal days reach
+    # the detector's float limit, so no level separated them from faults: BENCHMARKS.md).
+    page_agreement: int = Field(default=2, ge=1)
+    page_overwhelming_p: float | None = Field(default=None, ge=0, lt=1)
     learn_graph: bool = True
     max_root_causes: int = Field(default=5, ge=1)
     # The explainer worker (causalwatch.app.pipeline.worker): incidents waiting to be

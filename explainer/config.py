@@ -24,6 +24,11 @@ class ExplainerConfig:
     #: set, else ``incident_window_points`` steps of the data (works at any sampling step)
     incident_window_s: float | None = None
     incident_window_points: int = 15
+    #: an incident pages once its alerts come from this many distinct (node, time) points
+    #: (two related nodes, or one node at two times); 1: every incident pages at once
+    page_agreement: int = 2
+    #: ... or once one alert's tail probability (``1 - score``) is at most this (None: off)
+    page_overwhelming_p: float | None = None
     learn_graph: bool = True
     max_root_causes: int = 5
     step_s: float | None = None
@@ -63,6 +68,12 @@ class ExplainerConfig:
                 "incident_window_points",
                 self.incident_window_points >= 1,
                 self.incident_window_points,
+            ),
+            ("page_agreement", self.page_agreement >= 1, self.page_agreement),
+            (
+                "page_overwhelming_p",
+                self.page_overwhelming_p is None or 0.0 <= self.page_overwhelming_p < 1.0,
+                self.page_overwhelming_p,
             ),
             ("max_root_causes", self.max_root_causes >= 1, self.max_root_causes),
             ("step_s", self.step_s is None or self.step_s > 0, self.step_s),

@@ -100,7 +100,11 @@ class Explainer:
         self._step_s = float(config.step_s or 0.0)
         self._learner = GrangerLearner(config, index)
         self._incidents = Incidents(
-            config.incident_window_s, config.anomaly_points, config.incident_window_points
+            config.incident_window_s,
+            config.anomaly_points,
+            config.incident_window_points,
+            config.page_agreement,
+            config.page_overwhelming_p,
         )
         self._merged: DependencyGraph | None = None
         self._merged_from: list[Edge] | None = None  # the learned list _merged was built on
@@ -311,6 +315,11 @@ class Explainer:
 
         return self._incidents.explain(touched, ranker, self._given.version)
 
+    def is_paging(self, incident_id: str) -> bool:
+        """Whether this open incident pages: its alerts agreed (:mod:`explainer.incidents`);
+        False while it is watching."""
+        return self._incidents.is_paging(incident_id)
+
     def is_explained(self, incident_id: str) -> bool:
         """Whether this open incident has been explained already."""
         return self._incidents.is_explained(incident_id)
@@ -322,6 +331,11 @@ class Explainer:
 
     def open_incidents(self) -> list[IncidentSummary]:
         return self._incidents.summaries()
+
+    def incident_counts(self) -> tuple[int, int, int]:
+        """``(open incidents watching, incidents paged, incidents closed without paging)``;
+        the two totals count since this explainer was built (:mod:`explainer.incidents`)."""
+        return self._incidents.counts()
 
     # -- snapshot ------------------------------------------------------------------------
     def snapshot(self) -> dict[str, np.ndarray]:

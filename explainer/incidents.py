@@ -9,6 +9,20 @@ The rules, in one place:
   15 s at 1 s, 75 min at 5 min) unless ``incident_window_s`` fixes it in seconds. No
   match opens a new incident; several matches are merged into the oldest (the event is
   evidence that connects them). Ids are deterministic (node, series, time).
+- **Paging (agreement).** An incident is *watching* until its alerts agree: they come from
+  ``page_agreement`` (2) distinct (node, time) points, i.e. two related nodes (grouping
+  already requires the relation and the incident window), or one node at two different
+  times; or one alert's tail probability is at or below ``page_overwhelming_p`` (off by
+  default). Only then it *pages*. Why points and not series: a single outlier is one
+  sample time on one node, and it often shows in several series of that node at once (p95
+  and p99 of one latency, MiB and % of one memory); those are one measurement, not
+  agreement. A watching incident is grouped, explained and closed like any other (its
+  explanations are published and visible; :meth:`Incidents.is_paging` tells the publisher
+  not to page for them); the explanation of the alert that makes it agree is its page
+  (published even when its ranking did not change; :attr:`Grouped.paged`), and the
+  explanations published while it was watching stay where they are. Counters:
+  :meth:`Incidents.counts`. ``page_agreement=1`` pages every incident at its first alert
+  (the rule before).
 - **Targets.** Each alerting series is a target of its incident. With impact finding on
   (:mod:`explainer.impact`), deviating series downstream of an event's node join too.
 - **Anchor.** A target is explained at its strongest recent evidence: the most severe
@@ -102,15 +116,25 @@ class Incident:
     last_ts: float
     nodes: list[str]
     targets: dict[str, TargetState]
+    #: data time at which the incident started paging; None while it is watching
+    paged_ts: float | None = None
+    #: distinct (node, time) points of its alerts, kept up to ``page_agreement`` of them
+    points: list[tuple[str, float]] = field(default_factory=list)
+
+    @property
+    def is_paging(self) -> bool:
+        return self.paged_ts is not None
 
 
 @dataclass
 class Grouped:
     """What grouping one call's events did: the targets to (re-)explain, by incident id,
-    and the incidents merged away (absorbed id -> the id it joined)."""
+    the incidents merged away (absorbed id -> the id it joined), and the incidents that
+    started paging in this call (their page is due now, like an onset)."""
 
     touched: dict[str, set[str]] = field(default_factory=dict)
     merged: dict[str, str] = field(default_factory=dict)
+    paged: list[str] = field(default_factory=list)
 
 
 def related(a: str, nodes: Iterable[str], graph: DependencyGraph) -> bool:
@@ -146,10 +170,14 @@ class Incidents:
     >>> ev = AnomalyEvent(0, 'lat{service="api"}', "api", 60.0, 9.0, 1.0, 0.99, 80.0)
     >>> fake = lambda node, row, at_ts: Ranking((), Span(0.0, at_ts), 50.0)
     >>> out = inc.on_anomalies([ev], graph=DependencyGraph(), step_s=60.0, rank=fake)
-    >>> [(r.target.node, r.version) for r in out]
-    [('api', 1)]
+    >>> [(r.target.node, r.version, inc.is_paging(r.incident_id)) for r in out]  # watching
+    [('api', 1, False)]
     >>> inc.on_anomalies([ev], graph=DependencyGraph(), step_s=60.0, rank=fake)  # no change
     []
+    >>> ev2 = AnomalyEvent(1, 'err{service="api"}', "api", 120.0, 3.0, 0.0, 0.99, 80.0)
+    >>> out = inc.on_anomalies([ev2], graph=DependencyGraph(), step_s=60.0, rank=fake)
+    >>> [(r.target.series, r.version, inc.is_paging(r.incident_id)) for r in out]  # agreed
+    [('err{service="api"}', 1, True)]
     """
 
     def __init__(
@@ -157,12 +185,20 @@ class Incidents:
         incident_window_s: float | None,
         anomaly_points: int,
         incident_window_points: int = 15,
+        page_agreement: int = 2,
+        page_overwhelming_p: float | None = None,
     ) -> None:
         self.incident_window_s = incident_window_s
         self.anomaly_points = anomaly_points
         self.incident_window_points = incident_window_points
+        self.page_agreement = page_agreement
+        self.page_overwhelming_p = page_overwhelming_p
         self.open: dict[str, Incident] = {}
         self._step_s = 0.0  # the step of the last grouping (0.0: unknown)
+        #: incidents that started paging, and incidents closed without ever paging, since
+        #: this object was built (process counters, not in snapshots)
+        self.paged_total = 0
+        self.watched_total = 0
 
     def window_s(self, step_s: float | None = None) -> float:
         """The incident window in seconds: ``incident_window_s`` when set, else
@@ -204,6 +240,7 @@ class Incidents:
         self._step_s = max(step_s, 0.0)
         grouped = Grouped()
         touched = grouped.touched
+        newly: set[str] = set()
         for ev in sorted(events, key=lambda e: (e.ts, e.row)):
             inc = self._incident_for(ev, graph, touched, grouped.merged)
             if ev.node not in inc.nodes:
@@ -219,9 +256,43 @@ class Incidents:
             _anchor(t, ev.ts, float(ev.severity), horizon, new=found is None)
             t.severity = max(t.severity, float(ev.severity))
             touched.setdefault(inc.incident_id, set()).add(ev.series_key)
+            if not inc.is_paging and self._agrees(inc, ev):
+                inc.paged_ts = ev.ts
+                newly.add(inc.incident_id)
+                self.paged_total += 1
+        self._touch_paged(grouped, newly)
         if impact is not None and touched:
             self._add_impact(impact(events, self._incident_of(touched)), touched, horizon)
         return grouped
+
+    def _agrees(self, inc: Incident, ev: AnomalyEvent) -> bool:
+        """Add the event's (node, time) point; whether the incident now pages: its alerts
+        agree (``page_agreement`` distinct points) or this one is overwhelming."""
+        point = (ev.node, float(ev.ts))
+        if point not in inc.points and len(inc.points) < self.page_agreement:
+            inc.points.append(point)
+        if len(inc.points) >= self.page_agreement:
+            return True
+        over = self.page_overwhelming_p
+        return over is not None and 1.0 - float(ev.score) <= over
+
+    def _touch_paged(self, grouped: Grouped, newly: set[str]) -> None:
+        """List the incidents that started paging now; their targets touched now are
+        published even when their ranking did not change (the page needs an explanation)."""
+        for iid in sorted({grouped.merged.get(i, i) for i in newly}):  # merged: the survivor
+            inc = self.open.get(iid)
+            if inc is None:
+                continue
+            for key in grouped.touched.get(iid, ()):
+                if key in inc.targets:
+                    inc.targets[key].signature = ""
+            grouped.paged.append(iid)
+
+    def is_paging(self, incident_id: str) -> bool:
+        """Whether this open incident pages (its alerts agreed); False while watching and
+        for incidents not open."""
+        inc = self.open.get(incident_id)
+        return inc is not None and inc.is_paging
 
     def is_explained(self, incident_id: str) -> bool:
         """Whether an explanation of this open incident was returned already (a later one
@@ -260,6 +331,12 @@ class Incidents:
                 inc.targets.setdefault(k, t)
             inc.start_ts = min(inc.start_ts, other.start_ts)
             inc.last_ts = max(inc.last_ts, other.last_ts)
+            for pt in other.points:
+                if pt not in inc.points and len(inc.points) < self.page_agreement:
+                    inc.points.append(pt)
+            if other.paged_ts is not None:
+                mine = inc.paged_ts
+                inc.paged_ts = other.paged_ts if mine is None else min(mine, other.paged_ts)
             touched.setdefault(inc.incident_id, set()).update(touched.pop(other.incident_id, set()))
             merged[other.incident_id] = inc.incident_id
             for k, v in list(merged.items()):
@@ -352,8 +429,14 @@ class Incidents:
             if now_ts - inc.last_ts > window and iid not in kept
         ]
         for iid in gone:
-            del self.open[iid]
+            if not self.open.pop(iid).is_paging:
+                self.watched_total += 1
         return sorted(gone)
+
+    def counts(self) -> tuple[int, int, int]:
+        """``(open watching, paged since start, closed without paging since start)``."""
+        watching = sum(1 for inc in self.open.values() if not inc.is_paging)
+        return watching, self.paged_total, self.watched_total
 
     def summaries(self) -> list[IncidentSummary]:
         """Every open target, by incident id then series."""
@@ -367,17 +450,26 @@ class Incidents:
 
     # -- snapshot ------------------------------------------------------------------------
     def to_json(self) -> list[dict[str, Any]]:
-        """The open incidents as JSON-able dicts (the snapshot's ``incidents`` meta)."""
-        return [
-            {
+        """The open incidents as JSON-able dicts (the snapshot's ``incidents`` meta).
+
+        ``paged_ts`` is written only when it is not ``start_ts`` and ``points`` only while
+        watching (a paging incident needs no points), so an incident of a snapshot from
+        before the paging rule (read as paged at its start) is written back byte for byte."""
+        out = []
+        for inc in self.open.values():
+            d: dict[str, Any] = {
                 "incident_id": inc.incident_id,
                 "start_ts": inc.start_ts,
                 "last_ts": inc.last_ts,
                 "nodes": inc.nodes,
                 "targets": [asdict(t) for t in inc.targets.values()],
             }
-            for inc in self.open.values()
-        ]
+            if inc.paged_ts != inc.start_ts:
+                d["paged_ts"] = inc.paged_ts
+            if not inc.is_paging:
+                d["points"] = [list(p) for p in inc.points]
+            out.append(d)
+        return out
 
     def load_json(self, incidents: list[dict[str, Any]]) -> None:
         """Add the incidents of :meth:`to_json` (the snapshot's ``incidents`` meta)."""
@@ -390,6 +482,15 @@ class Incidents:
                     for x in t["root_causes"]
                 ]
                 targets[t["series"]] = TargetState(**t)
+            # snapshots from before the paging rule: every incident paged at its start
+            paged = d.get("paged_ts", d["start_ts"])
+            points = [(str(p[0]), float(p[1])) for p in d.get("points", [])]
             self.open[d["incident_id"]] = Incident(
-                d["incident_id"], d["start_ts"], d["last_ts"], list(d["nodes"]), targets
+                d["incident_id"],
+                d["start_ts"],
+                d["last_ts"],
+                list(d["nodes"]),
+                targets,
+                None if paged is None else float(paged),
+                points,
             )

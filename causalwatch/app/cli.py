@@ -203,6 +203,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                     "rejected": dict(summary.rejected),
                     "alerts": summary.alerts,
                     "explanations": summary.explanations,
+                    "incidents_paged": summary.incidents_paged,
+                    "incidents_watched_not_paged": summary.incidents_watched,
                     "seconds": round(summary.seconds, 3),
                     "samples_per_s": round(rate),
                 }

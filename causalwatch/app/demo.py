@@ -202,6 +202,7 @@ def run_demo(
     stop: threading.Event | None = None,
 ) -> int:
     """Run the demo; returns 0 when the injected root cause is ranked first."""
+    from causalwatch.app.pipeline import incident_counts
     from causalwatch.app.service import serve
     from ingest.kafka_sink import KafkaSink, ensure_topics
 
@@ -321,6 +322,11 @@ def run_demo(
                     f"  HTTP API             {svc.api_url}/api/v1/incidents  "
                     f"(OpenAPI: {svc.api_url}/docs)"
                 )
+            watching, paged, watched = incident_counts(svc.pipeline.cores)
+            echo(
+                f"  incidents            {paged} paged, {watching + watched} watched but not"
+                " paged (their alerts did not agree: explainer.page_agreement)"
+            )
             dlq = sum(svc.stats.deadletter_by_reason.values())
             echo(
                 f"  dead-lettered        {dlq} records on {JSON_TOPIC}{settings.kafka.dlq_suffix}"

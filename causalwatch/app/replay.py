@@ -159,6 +159,10 @@ class ReplaySummary:
     alerts: int = 0
     explanations: int = 0
     seconds: float = 0.0
+    #: incidents that paged (their alerts agreed: one page each), and incidents watched but
+    #: never paged (closed, or still open at the end, without agreement)
+    incidents_paged: int = 0
+    incidents_watched: int = 0
 
 
 def _jsonl_batches(
@@ -259,6 +263,10 @@ def replay_batches(
     for t in pending:  # targets after the end of the data: explain with what there is
         _explain_target(pipe, t, on_target, summary)
     summary.seconds = time.perf_counter() - t0
+    exp = pipe.cores.explainer
+    if exp is not None:
+        watching, paged, watched = exp.incident_counts()
+        summary.incidents_paged, summary.incidents_watched = paged, watched + watching
     return summary
 
 

@@ -31,6 +31,7 @@ from causalwatch.app.pipeline import (
     Timers,
     build_cores,
     build_pipeline,
+    incident_counts,
     incident_scores,
     series_view,
 )
@@ -143,6 +144,7 @@ def serve(
         stats,
         series=lambda: series_view(cores),
         incidents=lambda: incident_scores(cores),
+        paging=lambda: incident_counts(cores),
         max_series=settings.publish.metrics_max_series,
         version=__version__,
         max_bytes=settings.publish.metrics_max_bytes,

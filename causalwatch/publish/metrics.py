@@ -169,6 +169,9 @@ METRIC_NAMES = (
     "causalwatch_explainer_dropped_total",
     "causalwatch_explainer_latency_seconds",
     "causalwatch_explainer_pages_total",
+    "causalwatch_explainer_incidents_watching",
+    "causalwatch_explainer_incidents_paged_total",
+    "causalwatch_explainer_incidents_watched_total",
     "causalwatch_checkpoint_last_success_timestamp_seconds",
     "causalwatch_webhook_deliveries_total",
     "causalwatch_webhook_outbox_size",
@@ -204,10 +207,12 @@ class _StageCollector(Collector):
         max_series: int,
         version: str,
         max_bytes: int = MAX_BYTES,
+        paging: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0),
     ) -> None:
         self.stats = stats
         self.series = series
         self.incidents = incidents
+        self.paging = paging
         self.max_series = max_series
         self.version = version
         self.max_bytes = max_bytes
@@ -278,6 +283,7 @@ class _StageCollector(Collector):
             value=s.explainer_errors_total,
         )
         yield from _worker_families(s)
+        yield from _paging_families(*self.paging())
         yield GaugeMetricFamily(
             "causalwatch_checkpoint_last_success_timestamp_seconds",
             "Unix time of the last durable checkpoint.",
@@ -462,6 +468,27 @@ def _worker_families(s: PipelineStats) -> Iterator[Metric]:
     yield pages
 
 
+def _paging_families(watching: int, paged: int, watched: int) -> Iterator[Metric]:
+    """Incidents watched vs paged (explainer.incidents: an incident pages once its alerts
+    agree), read from the explainer's state at scrape time."""
+    yield GaugeMetricFamily(
+        "causalwatch_explainer_incidents_watching",
+        "Open incidents watching: explained and visible, not paged (their alerts have not "
+        "agreed yet).",
+        value=watching,
+    )
+    yield CounterMetricFamily(
+        "causalwatch_explainer_incidents_paged",
+        "Incidents that paged (their alerts agreed, or one was overwhelming).",
+        value=paged,
+    )
+    yield CounterMetricFamily(
+        "causalwatch_explainer_incidents_watched",
+        "Incidents closed without paging (watched only).",
+        value=watched,
+    )
+
+
 @dataclass
 class Registry:
     """The registry built once at start-up plus the histograms stages observe into."""
@@ -479,11 +506,15 @@ def build_registry(
     max_series: int = 1_000,
     version: str = "0.0.0",
     max_bytes: int = MAX_BYTES,
+    paging: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0),
 ) -> Registry:
     """The registry of a process. ``max_series`` and ``max_bytes`` bound what one scrape
-    holds (``publish.metrics_max_series``, ``publish.metrics_max_bytes``)."""
+    holds (``publish.metrics_max_series``, ``publish.metrics_max_bytes``); ``paging``
+    returns (open incidents watching, incidents paged, incidents closed without paging)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_StageCollector(stats, series, incidents, max_series, version, max_bytes))
+    registry.register(
+        _StageCollector(stats, series, incidents, max_series, version, max_bytes, paging)
+    )
     batch = Histogram(
         "causalwatch_pipeline_batch_seconds",
         "Seconds spent per batch in each stage.",

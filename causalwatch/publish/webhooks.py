@@ -28,15 +28,17 @@ explanation JSON), ``slack`` (``text`` + ``blocks``) and ``alertmanager`` (a lis
 for Alertmanager's ``POST /api/v2/alerts``, so Alertmanager routes, silences and inhibits
 causalwatch's findings like any alert; ``endsAt`` is left to Alertmanager's resolve_timeout).
 
-Pages are incidents: the pipeline marks each explanation a ``page`` (the first one of a new
-incident, whichever of its series and nodes it is on) or an ``update`` (everything after,
-until the incident closes): ``pages`` in :meth:`WebhookDispatcher.enqueue`, ``(kind,
-severity at the page)`` by explanation id. The kind is the ``X-Causalwatch-Event`` header
-(``page`` / ``update``; ``explanation`` when not given), Slack's text says "New incident"
-or "Update", and Alertmanager gets **one alert per incident**: its labels are
-``alertname="CausalwatchIncident"``, ``source``, ``incident_id`` and the severity of the
-page (fixed, so an update re-sends the same alert with new annotations instead of opening
-another); node, series and the ranking are annotations.
+Pages are incidents: the pipeline marks each explanation a ``page`` (the first one of an
+incident once it pages, whichever of its series and nodes it is on) or an ``update``
+(everything after, until the incident closes): ``pages`` in
+:meth:`WebhookDispatcher.enqueue`, ``(kind, severity at the page)`` by explanation id. An
+incident pages only once its alerts agree (:mod:`explainer.incidents`); the explanations
+of a watching incident (kind ``watch``) are not enqueued here at all. The kind is the
+``X-Causalwatch-Event`` header (``page`` / ``update``; ``explanation`` when not given),
+Slack's text says "New incident" or "Update", and Alertmanager gets **one alert per
+incident**: its labels are ``alertname="CausalwatchIncident"``, ``source``, ``incident_id``
+and the severity of the page (fixed, so an update re-sends the same alert with new
+annotations instead of opening another); node, series and the ranking are annotations.
 
 Signature (Stripe-like): ``X-Causalwatch-Timestamp: <unix s>`` and
 ``X-Causalwatch-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + body)>``; see

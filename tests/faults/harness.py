@@ -204,7 +204,10 @@ def settings_for(
     **overrides: Any,
 ) -> dict[str, Any]:
     """The service's settings (a dict written as YAML): short group timing, fast
-    checkpoints, the workload's topics, the receiver as a generic webhook."""
+    checkpoints, the workload's topics, the receiver as a generic webhook, every incident
+    paged at its first alert (``page_agreement=1``: these tests check that each explanation
+    reaches the receiver once across outages, so every explanation must be one that is
+    sent; the agreement rule has its own tests)."""
     s: dict[str, Any] = {
         "log_level": "WARNING",
         "kafka": {
@@ -219,7 +222,7 @@ def settings_for(
         "redis": {"url": redis.url, "prefix": f"cw{uid}:", "checkpoint_interval_s": 0.5},
         "publish": {"metrics_port": free_port()},
         "api": {"port": free_port()},
-        "explainer": {"graph_file": str(workload.graph_file)},
+        "explainer": {"graph_file": str(workload.graph_file), "page_agreement": 1},
     }
     if receiver is not None:
         s["publish"].update(

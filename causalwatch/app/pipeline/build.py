@@ -136,7 +136,8 @@ class Pipeline:
         now_s: float | None = None,
     ) -> StepOutput:
         """Index, detect and explain one decoded batch; refused series and out-of-order
-        samples are in ``errors``. Holds the cores' lock."""
+        samples are in ``errors``, each explanation's page kind (what receivers would get:
+        ``watch``, ``page``, ``update``) in ``pages``. Holds the cores' lock."""
         with self.cores.lock:
             rows, kept, refused = assign_rows(batch, self.cores.index, records or [])
             out = process_samples(self.cores, rows, kept, now_s, records, self.adapters.clock())
@@ -144,8 +145,14 @@ class Pipeline:
                 # the explainer worker, inline: deterministic, due requests at data time
                 now = float(out.batch.ts.max()) if now_s is None else now_s
                 out.explanations.extend(self.stage.worker.kick(now))
+            # what receivers would get: the same page rule as publishing (nothing is sent)
+            kinds = self.stage.page_kinds(out.explanations) if out.explanations else None
+            if kinds and self.cores.queue is not None:
+                self.cores.queue.published(kinds)
         if refused:
             out = dataclasses.replace(out, errors=refused + out.errors)
+        if kinds:
+            out = dataclasses.replace(out, pages=kinds)
         return out
 
     def explain(

@@ -194,19 +194,38 @@ class Stage:
         exp = self.cores.explainer
         if exp is None:
             return []
-        return [Explanation.from_result(r) for r in exp.explain_touched(touched)]
+        out = [Explanation.from_result(r) for r in exp.explain_touched(touched)]
+        if out:
+            # the page kind is decided now, while the incident is surely open: by the time
+            # the worker publishes (outside the lock), a backlog's data time may have closed
+            # or merged it
+            self.page_kinds(out)
+        return out
+
+    def page_kinds(self, explanations: list[Explanation]) -> dict[str, tuple[str, float]] | None:
+        """Each explanation's kind, by id: ``watch`` (its incident's alerts have not agreed
+        yet: published, not paged), the incident's ``page``, or an ``update``; pages and
+        updates counted in ``stats.pages``. None without a queue (nothing pages). Decided
+        once per explanation id (:meth:`ExplainQueue.pages_for`)."""
+        queue = self.cores.queue
+        if queue is None:
+            return None
+        exp = self.cores.explainer
+        with self.cores.lock:
+            pages, new = queue.pages_for(
+                explanations, exp.is_paging if exp is not None else lambda iid: True
+            )
+        self.stats.pages.update({k: n for k, n in new.items() if k != "watch"})
+        return pages
 
     def _publish(self, explanations: list[Explanation]) -> None:
-        """Explanations to Redis and the webhook outbox; each is its incident's ``page``
-        or an ``update`` (one page per incident, counted in ``stats.pages``)."""
+        """Explanations to Redis; those of paging incidents also to the webhook outbox, each
+        its incident's ``page`` or an ``update`` (one page per incident, counted in
+        ``stats.pages``); a watching incident's are not sent to receivers."""
         if not explanations:
             return
         queue = self.cores.queue
-        pages = None
-        if queue is not None:
-            with self.cores.lock:
-                pages, new = queue.pages_for(explanations)
-            self.stats.pages.update(new)
+        pages = self.page_kinds(explanations)
         if self.sinks.snapshots is not None and self.cores.trail is not None:
             # before the results: a page opened from the notification finds its plots
             with self.cores.lock:
@@ -219,7 +238,9 @@ class Stage:
         if self.sinks.results is not None:
             self.sinks.results.publish(explanations)
         if self.sinks.outbox is not None:
-            self.sinks.outbox.enqueue(explanations, pages=pages)
+            paged = [e for e in explanations if pages is None or pages[e.id][0] != "watch"]
+            if paged:
+                self.sinks.outbox.enqueue(paged, pages=pages)
         if queue is not None:
             with self.cores.lock:
                 queue.published(e.id for e in explanations)

@@ -59,6 +59,8 @@ def explainer_config(settings: Settings) -> ExplainerConfig:
         anomaly_points=e.anomaly_points,
         incident_window_s=e.incident_window_s,
         incident_window_points=e.incident_window_points,
+        page_agreement=e.page_agreement,
+        page_overwhelming_p=e.page_overwhelming_p,
         learn_graph=e.learn_graph,
         max_root_causes=e.max_root_causes,
         no_graph_ranking=e.no_graph_ranking,
@@ -199,6 +201,9 @@ class StepOutput:
     events: list[AnomalyEvent]
     explanations: list[Explanation]
     errors: list[RecordError]
+    #: explanation id -> (``watch`` | ``page`` | ``update``, severity at the page), set by
+    #: :meth:`~causalwatch.app.pipeline.Pipeline.process` (what receivers would get)
+    pages: dict[str, tuple[str, float]] = field(default_factory=dict)
 
 
 def fired_events(
@@ -378,6 +383,16 @@ def series_view(cores: Cores) -> SeriesView | None:
             upper=det.last_upper[rows].copy(),
             alert=det.in_alert[rows].copy(),
         )
+
+
+def incident_counts(cores: Cores) -> tuple[int, int, int]:
+    """``(open incidents watching, incidents paged, incidents closed without paging)``
+    of the explaining process, for the metrics (zeros without an explainer)."""
+    exp = cores.explainer
+    if exp is None:
+        return 0, 0, 0
+    with cores.lock:
+        return exp.incident_counts()
 
 
 def incident_scores(cores: Cores) -> list[IncidentScore]:

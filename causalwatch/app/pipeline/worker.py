@@ -16,6 +16,11 @@ The rule that decides what is explained and when (also in the README):
   An incident is re-explained at most once per ``interval_points`` steps of the data
   (data time, so replay is deterministic); a request is ranked when it runs, at each
   target's anchor as it is then (:mod:`explainer.incidents`): the newest evidence wins.
+- **Paged only on agreement**: every explanation is published (Redis, the incident page),
+  but receivers (webhooks, Alertmanager) get an incident only once it pages: its alerts
+  agreed (:mod:`explainer.incidents`). Until then its explanations are of kind ``watch``;
+  the one published when it starts paging is its ``page`` (due at once, like an onset),
+  later ones ``update`` (:meth:`ExplainQueue.pages_for`).
 - **Published only when it changed**: a ranking whose content equals the last published
   one for that target is not published again (:func:`explainer.incidents.signature`).
 - **Bounded.** At most ``max_pending`` requests wait; past that the oldest pending
@@ -92,7 +97,8 @@ class ExplainQueue:
     now_wall_s: float = 0.0  # wall time when now_ts was submitted
     coalesced: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
-    #: incidents paged: id -> severity at the page (one page per incident)
+    #: incidents paged: id -> severity at the page (one page per incident; an incident
+    #: pages once its alerts agree, explainer.incidents)
     paged: dict[str, float] = field(default_factory=dict)
     #: page kind of each explanation built but not yet published: id -> (kind, severity)
     page_of: dict[str, tuple[str, float]] = field(default_factory=dict)
@@ -118,9 +124,11 @@ class ExplainQueue:
             if req is not None:
                 self._coalesce(new, req.keys, req.is_first, req.due_ts, req.alert_wall_s)
         interval_s = self.interval_points * max(step_s, 0.0)
+        paged = set(grouped.paged)
         for iid in sorted(grouped.touched):
             keys = sorted(grouped.touched[iid])
-            is_first = not is_explained(iid)
+            # an onset, or the incident's page (it started paging): due at once
+            is_first = not is_explained(iid) or iid in paged
             due = now_ts if is_first else self.last_run_ts.get(iid, -math.inf) + interval_s
             self._coalesce(iid, keys, is_first, due, wall_s)
         self._bound()
@@ -177,17 +185,21 @@ class ExplainQueue:
             self.paged.pop(iid, None)
 
     def pages_for(
-        self, exps: Iterable[Explanation]
+        self, exps: Iterable[Explanation], is_paging: Callable[[str], bool] = lambda iid: True
     ) -> tuple[dict[str, tuple[str, float]], Counter[str]]:
-        """Each explanation's page kind: ``page`` for the first of an incident (whichever
-        series or node), ``update`` after; decided once per explanation id (a retried
-        publish keeps its kind). Returns the kinds and how many were decided now."""
+        """Each explanation's page kind: ``watch`` while its incident is watching (its
+        alerts have not agreed yet: :mod:`explainer.incidents`; published, never paged),
+        then ``page`` for the first of the incident (whichever series or node), ``update``
+        after; decided once per explanation id (a retried publish keeps its kind). Returns
+        the kinds and how many were decided now."""
         new: Counter[str] = Counter()
         out: dict[str, tuple[str, float]] = {}
         for e in exps:
             got = self.page_of.get(e.id)
             if got is None:
-                if e.incident_id in self.paged:
+                if not is_paging(e.incident_id):
+                    got = ("watch", e.severity)
+                elif e.incident_id in self.paged:
                     got = ("update", self.paged[e.incident_id])
                 else:
                     self.paged[e.incident_id] = e.severity

@@ -41,6 +41,10 @@ def _simulate(fault: str | None, n: int = 300, fault_from: int = 290, seed: int 
 
 
 def _fed(fault: str | None, **cfg) -> tuple[Explainer, SeriesIndex, np.ndarray]:
+    # these tests are about grouping, anchors and ranking: every incident pages at its
+    # first alert (page_agreement=1) unless a test says otherwise; the paging rule has its
+    # own tests (test_incidents.py)
+    cfg = {"page_agreement": 1, **cfg}
     idx = SeriesIndex()
     ex = Explainer(ExplainerConfig(step_s=STEP, learn_graph=False, **cfg), GRAPH, idx)
     rows = idx.rows_for(_keys())
@@ -109,7 +113,7 @@ def _event(idx: SeriesIndex, node: str, ts: float, severity: float = 80.0) -> An
 
 
 def test_incident_groups_connected_nodes_and_versions_explanations() -> None:
-    ex, idx, _ = _fed("db")
+    ex, idx, _ = _fed("db", page_agreement=2)  # the default rule
     t0 = 295 * STEP
     out1 = ex.on_anomalies([_event(idx, "api", t0), _event(idx, "web", t0)], now_ts=t0)
     assert len(out1) == 2
@@ -118,9 +122,13 @@ def test_incident_groups_connected_nodes_and_versions_explanations() -> None:
     assert {e.target.node for e in out1} == {"api", "web"}
     # same events again: nothing changed, nothing published
     assert ex.on_anomalies([_event(idx, "web", t0)], now_ts=t0) == []
-    # unrelated node in the same window: a second incident
+    assert ex.is_paging(out1[0].incident_id)  # two related nodes agree: it pages
+    # unrelated node in the same window: a second incident, explained but watching (one
+    # alert, one point: nothing agrees with it, so it does not page)
     out2 = ex.on_anomalies([_event(idx, "queue", t0 + STEP)], now_ts=t0 + STEP)
     assert len(out2) == 1 and out2[0].incident_id != out1[0].incident_id
+    assert not ex.is_paging(out2[0].incident_id) and ex.incident_counts() == (1, 1, 0)
+    queue_inc = out2[0].incident_id
     # more evidence later: web is re-explained with a new version only if content changed
     out3 = ex.on_anomalies([_event(idx, "web", 299 * STEP)], now_ts=299 * STEP)
     for e in out3:
@@ -128,10 +136,9 @@ def test_incident_groups_connected_nodes_and_versions_explanations() -> None:
         assert e.id not in {x.id for x in out1}
     opened = ex.open_incidents()
     assert {o.target_node for o in opened} == {"api", "web", "queue"}
-    assert ex.close_stale(now_ts=299 * STEP + 901.0) == sorted(
-        {out1[0].incident_id, out2[0].incident_id}
-    )
+    assert ex.close_stale(now_ts=299 * STEP + 901.0) == sorted({out1[0].incident_id, queue_inc})
     assert ex.open_incidents() == []
+    assert ex.incident_counts() == (0, 1, 1)  # one paged, one closed without paging
 
 
 def test_explanation_ids_are_deterministic_across_instances() -> None:
@@ -260,7 +267,7 @@ def test_incident_alert_on_a_noisy_percentile_is_analysed_on_the_node_mean() -> 
     # web's p99 is its mean plus heavy tail noise; the detector fired on the p99
     g = DependencyGraph([Edge("db", "web")])
     idx = SeriesIndex()
-    ex = Explainer(ExplainerConfig(step_s=STEP, learn_graph=False), g, idx)
+    ex = Explainer(ExplainerConfig(step_s=STEP, learn_graph=False, page_agreement=1), g, idx)
     keys = [f'latency{{service="{n}",stat="{s}"}}' for n in ("db", "web") for s in ("mean", "p99")]
     rows = idx.rows_for(keys)
     rng = np.random.default_rng(11)

@@ -62,8 +62,124 @@ class FakeRanker:
         return Ranking(tuple(self.answer[node]), Span(at_ts - STEP, at_ts), 70.0)
 
 
-def _new() -> Incidents:
-    return Incidents(incident_window_s=900.0, anomaly_points=10)
+def _new(page_agreement: int = 1, page_overwhelming_p: float | None = None) -> Incidents:
+    # page_agreement=1 (every incident pages at once) for the tests of grouping, anchors,
+    # versions and closing; the paging rule's own tests below ask for the default (2)
+    return Incidents(
+        incident_window_s=900.0,
+        anomaly_points=10,
+        page_agreement=page_agreement,
+        page_overwhelming_p=page_overwhelming_p,
+    )
+
+
+def _alert(node: str, ts: float, metric: str = "lat", p: float = 1e-6) -> AnomalyEvent:
+    """An alert of series ``metric`` of ``node`` with tail probability ``p``."""
+    key = f'{metric}{{service="{node}"}}'
+    return AnomalyEvent(ROWS[node], key, node, ts, 9.0, 1.0, 1 - p, 75.0)
+
+
+def _run(inc: Incidents, events: list[AnomalyEvent], rank: FakeRanker, g=GRAPH) -> list:
+    return inc.on_anomalies(events, graph=g, step_s=STEP, rank=rank)
+
+
+# -- the paging rule (agreement or overwhelming evidence) ------------------------------
+def test_a_single_ordinary_outlier_does_not_page() -> None:
+    inc = _new(page_agreement=2)
+    rank = FakeRanker({n: [_cause("db", 0.9)] for n in ROWS})
+    # one outlier seen by three series of one node at one time: one point, no agreement
+    out = _run(inc, [_alert("web", 0.0, m) for m in ("p95", "p99", "mean")], rank)
+    # explained and visible (published), but its incident is watching: nothing pages
+    assert len(out) == 3 and not inc.is_paging(out[0].incident_id)
+    assert inc.counts() == (1, 0, 0)
+    assert inc.close_stale(901.0) == [out[0].incident_id]
+    assert inc.counts() == (0, 0, 1)  # closed without paging
+
+
+def test_two_related_series_page_and_the_page_covers_the_evidence_so_far() -> None:
+    inc = _new(page_agreement=2)
+    rank = FakeRanker({n: [_cause("db", 0.9)] for n in ROWS})
+    (first,) = _run(inc, [_alert("web", 0.0)], rank)
+    assert not inc.is_paging(first.incident_id)
+    # api is an ancestor of web (same incident): two points agree, it pages; the
+    # explanation of the alert that agreed is the page
+    (page,) = _run(inc, [_alert("api", 60.0)], rank)
+    assert (page.target.node, page.version, page.incident_id) == ("api", 1, first.incident_id)
+    assert inc.is_paging(first.incident_id) and inc.counts() == (0, 1, 0)
+    # later alerts of a paging incident are explained as before (published on change)
+    assert _run(inc, [_alert("web", 600.0)], rank) == []
+    rank.answer["web"] = [_cause("api", 0.7)]
+    (upd,) = _run(inc, [_alert("web", 660.0)], rank)
+    assert upd.version == 2 and inc.counts() == (0, 1, 0)
+
+
+def test_the_alert_that_agrees_is_published_even_with_an_unchanged_ranking() -> None:
+    inc = _new(page_agreement=2)
+    rank = FakeRanker({n: [_cause("db", 0.9)] for n in ROWS})
+    (first,) = _run(inc, [_alert("web", 0.0)], rank)
+    # the same series alerts again two steps later (same ranking): one node at two times
+    (page,) = _run(inc, [_alert("web", 120.0)], rank)
+    assert page.version == 2 and inc.is_paging(first.incident_id)
+
+
+def test_one_node_at_two_times_agrees_an_unrelated_node_does_not() -> None:
+    inc = _new(page_agreement=2)
+    rank = FakeRanker({n: [_cause("db", 0.9)] for n in ROWS})
+    (web,) = _run(inc, [_alert("web", 0.0)], rank)
+    (queue,) = _run(inc, [_alert("queue", 60.0)], rank)  # unrelated: its own incident
+    assert queue.incident_id != web.incident_id
+    assert inc.counts() == (2, 0, 0)
+    # a second series of web, two steps later: the same node at a second time pages
+    out = _run(inc, [_alert("web", 120.0, "err")], rank)
+    assert {r.target.series for r in out} == {'err{service="web"}'}
+    assert inc.is_paging(web.incident_id) and not inc.is_paging(queue.incident_id)
+    assert inc.counts() == (1, 1, 0)
+
+
+def test_an_overwhelming_single_alert_pages_alone() -> None:
+    inc = _new(page_agreement=2, page_overwhelming_p=1e-12)
+    rank = FakeRanker({n: [_cause("db", 0.9)] for n in ROWS})
+    (weak,) = _run(inc, [_alert("web", 0.0, p=1e-6)], rank)
+    (strong,) = _run(inc, [_alert("queue", 0.0, p=1e-14)], rank)
+    assert not inc.is_paging(weak.incident_id) and inc.is_paging(strong.incident_id)
+    assert inc.counts() == (1, 1, 0)
+    off = _new(page_agreement=2)  # off (None): the same alert waits for agreement
+    (r,) = _run(off, [_alert("queue", 0.0, p=1e-14)], rank)
+    assert not off.is_paging(r.incident_id)
+
+
+def test_page_agreement_one_pages_every_incident_at_its_first_alert() -> None:
+    inc = _new(page_agreement=1)
+    rank = FakeRanker({n: [_cause("db", 0.9)] for n in ROWS})
+    (r,) = _run(inc, [_alert("web", 0.0)], rank)
+    assert r.version == 1 and inc.is_paging(r.incident_id) and inc.counts() == (0, 1, 0)
+
+
+def test_merging_unions_the_points_and_watching_state_survives_a_snapshot() -> None:
+    inc = _new(page_agreement=3)
+    rank = FakeRanker({n: [_cause("db", 0.9)] for n in ROWS})
+    g = DependencyGraph([Edge("db", "api"), Edge("db", "web")])  # api and web: siblings
+    _run(inc, [_alert("api", 0.0)], rank, g)
+    back = _new(page_agreement=3)
+    back.load_json(json.loads(json.dumps(inc.to_json())))
+    assert back.counts() == (1, 0, 0)  # still watching, its point kept
+    # web is not related to api: its own incident; db connects both: merged, three points
+    _run(back, [_alert("web", 0.0)], rank, g)
+    assert back.counts() == (2, 0, 0)
+    (out,) = _run(back, [_alert("db", 0.0)], rank, g)
+    assert out.target.node == "db" and back.is_paging(out.incident_id)
+    assert back.counts() == (0, 1, 0)
+    assert {s.target_node for s in back.summaries()} == {"api", "web", "db"}
+
+
+def test_an_incident_from_a_snapshot_before_the_rule_is_paging() -> None:
+    inc = _new(page_agreement=1)
+    _run(inc, [_event("web", 0.0)], FakeRanker({"web": [_cause("db", 0.9)]}))
+    doc = json.loads(json.dumps(inc.to_json()))
+    assert "paged_ts" not in doc[0] and "points" not in doc[0]  # the old layout
+    back = _new(page_agreement=2)
+    back.load_json(doc)
+    assert back.is_paging(doc[0]["incident_id"]) and back.to_json() == doc
 
 
 def test_related_nodes_share_an_incident_unrelated_ones_do_not() -> None:

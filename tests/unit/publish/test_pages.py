@@ -76,8 +76,13 @@ def test_alertmanager_gets_one_alert_per_incident() -> None:
 
 def test_a_replayed_incident_pages_once_through_the_pipeline(client: redis.Redis, uid: str) -> None:
     """The live stage (inline worker) publishes a simulated fault: receivers get one
-    ``page`` per incident and ``update`` for everything after; pages are counted."""
-    sc = simulate(6, n_points=600, step_s=60.0, seed=3, fault_kind="latency_shift")
+    ``page`` per paging incident and ``update`` for everything after, nothing of an incident
+    whose alerts never agreed (watched: published to Redis, not paged); pages are counted.
+
+    The fault is an error burst, seen on two related nodes (its incident pages); the input
+    before this rule, a latency shift that alerts on one series once, is now watched and
+    not paged (``explainer.page_agreement``)."""
+    sc = simulate(6, n_points=600, step_s=60.0, seed=3, fault_kind="error_burst")
     with Receiver() as rx:
         d = dispatcher(client, uid, [WebhookSettings(url=rx.url)])
         try:
@@ -98,8 +103,10 @@ def test_a_replayed_incident_pages_once_through_the_pipeline(client: redis.Redis
                     )
                 ]
                 pipe.stage.handle([RawRecord("m", 0, k, json.dumps(body).encode())], time.time())
-            n = pipe.stats.explanations_total
-            assert n >= 2
+            n = sum(pipe.stats.pages.values())  # explanations sent to receivers
+            assert n >= 2 and pipe.stats.explanations_total > n  # and some only watched
+            watching, paged, watched = pipe.cores.explainer.incident_counts()
+            assert paged >= 1 and watching + watched >= 1
             while sum(d.deliver_due(time.time()).values()):
                 pass
             reqs = rx.wait_for(n)
@@ -109,6 +116,7 @@ def test_a_replayed_incident_pages_once_through_the_pipeline(client: redis.Redis
     for r in reqs:
         iid = json.loads(r["body"])["incident_id"]
         kinds.setdefault(iid, Counter())[r["headers"]["X-Causalwatch-Event"]] += 1
+    assert len(kinds) == paged
     assert all(c["page"] == 1 for c in kinds.values()), kinds
     assert sum(c["update"] for c in kinds.values()) == n - len(kinds)
     assert pipe.stats.pages == Counter({"page": len(kinds), "update": n - len(kinds)})
