@@ -43,6 +43,7 @@ import cProfile
 import json
 import os
 import pstats
+import signal
 import subprocess
 import sys
 import tempfile
@@ -310,15 +311,13 @@ def run_all(
     path.write_text(json.dumps(cfg))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAUSALWATCH_")}
     cmd = [sys.executable, "-m", "causalwatch.app.cli", "--config", str(path), "run", "all"]
-    if py_spy:  # sample the service's stacks (the output names the run)
-        out = Path(py_spy) / f"{kind}-{backend}-{tag}.txt"
-        cmd = ["py-spy", "record", "--format", "raw", "-r", "50", "-o", str(out), "--", *cmd]
     proc = subprocess.Popen(
         cmd,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+    spy: subprocess.Popen[bytes] | None = None
     try:
         load0 = load1()
         deadline = time.monotonic() + 120
@@ -340,6 +339,14 @@ def run_all(
             raise RuntimeError("run all read nothing in 120 s")
         t0, cpu0 = sent, cpu_sent
         last = first
+        if py_spy:  # sample the service's threads over the timed window (SIGINT writes)
+            out = Path(py_spy) / f"{kind}-{backend}-{tag}.txt"
+            spy_cmd = ["py-spy", "record", "--format", "raw", "--threads", "--gil", "-r", "200"]
+            spy = subprocess.Popen(
+                [*spy_cmd, "--pid", str(proc.pid), "-o", str(out)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         while time.perf_counter() - t0 < max_run_s:
             m = scrape(port)
             if m:
@@ -353,6 +360,9 @@ def run_all(
         cpu1 = procs.snap(proc.pid)
         load_end = load1()
     finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         proc.terminate()
         try:
             proc.wait(30)
@@ -453,7 +463,11 @@ def main() -> None:
     ap.add_argument("--series", type=int, default=1_000)
     ap.add_argument("--max-run-s", type=float, default=90.0, help="cut a run-all run after")
     ap.add_argument("--profile", action="store_true", help="also cProfile the stage in-process")
-    ap.add_argument("--py-spy", metavar="DIR", help="run the service under py-spy record")
+    ap.add_argument(
+        "--py-spy",
+        metavar="DIR",
+        help="py-spy record the service's timed window (threads holding the GIL)",
+    )
     ap.add_argument("--top", type=int, default=18, help="functions shown per profile")
     args = ap.parse_args()
     if args.quick:

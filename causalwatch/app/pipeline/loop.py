@@ -95,6 +95,7 @@ def run_stage(
                         "partitions": len(offsets),
                     },
                 )
+            del cp  # the loaded arrays (and index JSON) must not live as long as the loop
     except Stopping:
         return
 
@@ -309,12 +310,17 @@ def _checkpoint(
     if parts is not None:
         retry.call("redis", parts.save, sorted(parts.owned), offsets)
     elif checkpoints is not None:
+        # Views of the detector's arrays, not a copy: this thread is the only one that
+        # writes them (batches, eviction, hooks) and it saves before the next batch, so
+        # they cannot change under the save. The explainer's state is copied (the
+        # worker thread writes it).
         with stage.cores.lock:
-            cp = stage.snapshot()
+            cp = stage.snapshot(detector_views=True)
         cp.offsets = dict(offsets)
         if rebuild:
             cp.meta["rebuild"] = [[t, p, o] for (t, p), o in sorted(rebuild.items())]
         retry.call("redis", checkpoints.save, cp)
+        del cp  # the views must not outlive the save
     try:
         source.commit(offsets)
     except BackendError as exc:
