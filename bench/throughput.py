@@ -287,6 +287,8 @@ def run_all(
     tmp: str,
     max_run_s: float,
     py_spy: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    label: str = "",
 ) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:8]
     port = free_port()
@@ -307,6 +309,9 @@ def run_all(
         "publish": {"metrics_port": port, "metrics_max_series": 0},
         "api": {"port": free_port()},
     }
+    for dotted, value in (overrides or {}).items():  # --set section.field=value
+        section, _, name = dotted.partition(".")
+        cfg.setdefault(section, {})[name] = value  # type: ignore[index]
     path = Path(tmp) / f"settings-{tag}.json"  # JSON is YAML
     path.write_text(json.dumps(cfg))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAUSALWATCH_")}
@@ -373,7 +378,7 @@ def run_all(
     # before that poll's samples were (records are counted when a poll is handed over)
     samples = last["causalwatch_ingest_samples_total"]
     return {
-        "what": f"run all {backend}",
+        "what": f"run all {backend}{label}",
         "records": int(last["causalwatch_ingest_records_total"]),
         "samples": int(samples),
         "seconds": span,
@@ -469,10 +474,21 @@ def main() -> None:
         help="py-spy record the service's timed window (threads holding the GIL)",
     )
     ap.add_argument("--top", type=int, default=18, help="functions shown per profile")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=JSON",
+        help="a setting of the service (repeatable); with --ab, runs both without and with",
+    )
+    ap.add_argument("--ab", action="store_true", help="each run all twice: default, --set")
     args = ap.parse_args()
     if args.quick:
         args.samples_a, args.samples, args.max_run_s = 20_000, 50_000, 30.0
     backends = [b for b in args.backends.split(",") if b != "confluent" or HAVE_CONFLUENT]
+    overrides = {k: json.loads(v) for k, _, v in (a.partition("=") for a in args.set)}
+    variants = [({}, " (defaults)"), (overrides, f" ({' '.join(args.set)})")] if args.ab else []
+    variants = variants or [(overrides, f" ({' '.join(args.set)})" if args.set else "")]
     spikes = [float(s) for s in args.spikes.split(",")]
     print(
         f"# bench/throughput.py {'--quick ' if args.quick else ''}on {os.cpu_count()} cores; "
@@ -507,24 +523,27 @@ def main() -> None:
                 for r in raws:
                     print(fmt_row(kind, p, r, raw_kp), flush=True)
                 for b in backends:
-                    try:
-                        r = run_all(
-                            b,
-                            broker.bootstrap,
-                            redis_srv.url,
-                            topic,
-                            kind,
-                            n_rec,
-                            n_total,
-                            procs,
-                            tmp,
-                            args.max_run_s,
-                            args.py_spy,
-                        )
-                    except RuntimeError as exc:  # a run that never started: say so, go on
-                        print(f"| {kind} | {p * 100:g} % | run all {b}: {exc} |", flush=True)
-                        continue
-                    print(fmt_row(kind, p, r, raw_kp), flush=True)
+                    for over, label in variants:
+                        try:
+                            r = run_all(
+                                b,
+                                broker.bootstrap,
+                                redis_srv.url,
+                                topic,
+                                kind,
+                                n_rec,
+                                n_total,
+                                procs,
+                                tmp,
+                                args.max_run_s,
+                                args.py_spy,
+                                over,
+                                label,
+                            )
+                        except RuntimeError as exc:  # a run that never started: say so
+                            print(f"| {kind} | {p * 100:g} % | run all {b}: {exc} |", flush=True)
+                            continue
+                        print(fmt_row(kind, p, r, raw_kp), flush=True)
                 msgs = [m for _, m in keyed]
                 r = in_process(kind, msgs, explain=False, profile=False, top=args.top)
                 print(fmt_row(kind, p, r, raw_kp), flush=True)

@@ -324,6 +324,10 @@ class ExplainerSettings(_Section):
     # the data (the step is inferred).
     queue_max_pending: int = Field(default=1_000, ge=1)
     update_interval_points: float = Field(default=3.0, ge=0)
+    # While the consuming loop is busy (a backlog: it spends most of the wall clock handling
+    # batches), the worker thread works at most this share of the wall clock, so ingest does
+    # not slow down as the alert rate rises; 1: no limit. An idle loop never holds it back.
+    worker_busy_share: float = Field(default=0.2, gt=0, le=1)
     # Ranking rules, each kept only where leaving one system out shows it helps (BENCHMARKS.md)
     delay_discount: bool = False
     same_unit_rule: bool = True

@@ -167,6 +167,10 @@ class Stage:
         self.hooks: tuple[Hook, ...] = tuple(hooks)
         self.partitions = partitions
         self._next_evict_s = 0.0
+        #: share of the wall clock spent handling batches (moving average) and when the
+        #: last one ended: how busy the consuming loop is (:meth:`is_busy`)
+        self._duty = 0.0
+        self._handled_at = 0.0
         #: ranks the queued alerts: inline after each batch unless started (threaded)
         self.worker = ExplainWorker(
             cores.lock,
@@ -175,7 +179,23 @@ class Stage:
             self._publish,
             stats,
             observe_s=self.timers.explain,
+            busy_share=settings.explainer.worker_busy_share,
+            is_busy=self.is_busy,
         )
+
+    def _note_handled(self, t0: float, t1: float) -> None:
+        """A batch was handled from ``t0`` to ``t1`` (``perf_counter``): update the duty."""
+        if self._handled_at:
+            gap = max(0.0, t0 - self._handled_at)
+            busy = t1 - t0
+            self._duty += 0.2 * (busy / max(busy + gap, 1e-9) - self._duty)
+        self._handled_at = t1
+
+    def is_busy(self) -> bool:
+        """Whether the loop has a backlog: batches took at least 40 % of the wall clock
+        lately (the rest is polling, checkpoints, waiting for data) and one ended within the
+        last second. At live rates a poll waits for data most of the time."""
+        return self._duty >= 0.4 and time.perf_counter() - self._handled_at < 1.0
 
     # -- input topics of this stage
     def topics(self) -> list[str]:
@@ -332,6 +352,7 @@ class AllStage(Stage):
         self.timers.observe("decode", t1 - t0)
         self.timers.observe("detect", t2 - t1)
         self.timers.observe("publish", t3 - t2)
+        self._note_handled(t0, time.perf_counter())
 
 
 class IngestStage(Stage):
@@ -465,7 +486,9 @@ class ExplainerStage(Stage):
         self._deadletter(errors)
         self._publish(explanations)
         self.stats.samples += sum(len(sb.batch) for sb in decoded)
-        self.timers.observe("explain", time.perf_counter() - t0)
+        t1 = time.perf_counter()
+        self.timers.observe("explain", t1 - t0)
+        self._note_handled(t0, t1)
 
 
 def _decode_internal(
