@@ -107,7 +107,13 @@ class KafkaSettings(_Section):
     heartbeat_interval_ms: int = Field(default=2_000, ge=100)
     max_poll_interval_ms: int = Field(default=60_000, ge=1_000)
     poll_timeout_ms: int = Field(default=200, ge=0)
-    max_poll_records: int = Field(default=5_000, ge=1)
+    # Records per poll at most. Both clients hand out one partition's buffered records
+    # before the next, and the detector's cost per batch grows with the most samples of one
+    # series in it (one vectorised pass per repeat), so small one-sample messages gain from
+    # polls that span more partitions and fewer per-poll costs: 20,000 against 5,000 gave
+    # `run all` +0-16 % at one sample per message (BENCHMARKS.md, "Throughput after
+    # profiling"). Large messages are bounded by the clients' fetch buffers (tens of MB).
+    max_poll_records: int = Field(default=20_000, ge=1)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     #: Codec of the batches this service produces (dead letters, internal topics). Every
     #: codec is always *consumed*, whatever this says.
