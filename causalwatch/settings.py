@@ -114,6 +114,10 @@ class KafkaSettings(_Section):
     # `run all` +0-16 % at one sample per message (BENCHMARKS.md, "Throughput after
     # profiling"). Large messages are bounded by the clients' fetch buffers (tens of MB).
     max_poll_records: int = Field(default=20_000, ge=1)
+    # While polls come back full (a backlog), up to this many are handled as one batch, so
+    # a batch of small messages spans partitions (roles with one checkpoint of the whole
+    # state: `all`, `ingest`, `explainer`); 1: one poll per batch.
+    backlog_polls: int = Field(default=4, ge=1, le=64)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     #: Codec of the batches this service produces (dead letters, internal topics). Every
     #: codec is always *consumed*, whatever this says.
