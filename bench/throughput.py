@@ -10,7 +10,8 @@ topic and reads it, in turn, with:
 - the **real service**: ``causalwatch run all`` as a child process (its own settings file,
   a fresh consumer group), for each backend (``kafka.backend``). Progress is read from its
   Prometheus endpoint (``causalwatch_ingest_records_total``, ``..._samples_total``); the
-  clock starts when its first records are counted (the consumer-group join is excluded) and
+  clock starts when the last scrape that saw no records returned (the consumer-group join is
+  excluded, at most one scrape interval of waiting included) and
   stops when every record is counted, or after ``--max-run-s`` (then the rate is what it
   did in that time, marked ``cut``).
 
@@ -328,21 +329,24 @@ def run_all(
         deadline = time.monotonic() + 120
         first: dict[str, float] = {}
         # A scrape waits while a batch is being handled (the collector takes the cores'
-        # lock), so the first scrape that sees records was *sent* after that batch began and
-        # the previous one (which saw none) before: the clock starts at the send time.
+        # lock), and records are counted when a batch begins, so the first batch began after
+        # the last scrape that saw no records *returned*: the clock starts there (at most one
+        # scrape interval early). Starting it at the first scrape that saw records would
+        # miss part of the first batch, which can be the whole topic when one poll takes it.
+        zero_at, cpu_zero = time.perf_counter(), procs.snap(proc.pid)
         while time.monotonic() < deadline:  # wait for the first records (group joined)
             if proc.poll() is not None:
                 err = proc.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
                 raise RuntimeError(f"run all exited: {err}")
-            sent, cpu_sent = time.perf_counter(), procs.snap(proc.pid)
             m = scrape(port)
             if m.get("causalwatch_ingest_records_total", 0) > 0:
                 first = m
                 break
+            zero_at, cpu_zero = time.perf_counter(), procs.snap(proc.pid)
             time.sleep(0.02)
         if not first:
             raise RuntimeError("run all read nothing in 120 s")
-        t0, cpu0 = sent, cpu_sent
+        t0, cpu0 = zero_at, cpu_zero
         last = first
         if py_spy:  # sample the service's threads over the timed window (SIGINT writes)
             out = Path(py_spy) / f"{kind}-{backend}-{tag}.txt"
