@@ -10,7 +10,7 @@ topic and reads it, in turn, with:
 - the **real service**: ``causalwatch run all`` as a child process (its own settings file,
   a fresh consumer group), for each backend (``kafka.backend``). Progress is read from its
   Prometheus endpoint (``causalwatch_ingest_records_total``, ``..._samples_total``); the
-  clock starts when the last scrape that saw no records returned (the consumer-group join is
+  clock starts when the last scrape that saw no records was sent (the consumer-group join is
   excluded, at most one scrape interval of waiting included) and
   stops when every record is counted, or after ``--max-run-s`` (then the rate is what it
   did in that time, marked ``cut``).
@@ -328,21 +328,23 @@ def run_all(
         load0 = load1()
         deadline = time.monotonic() + 120
         first: dict[str, float] = {}
-        # A scrape waits while a batch is being handled (the collector takes the cores'
-        # lock), and records are counted when a batch begins, so the first batch began after
-        # the last scrape that saw no records *returned*: the clock starts there (at most one
-        # scrape interval early). Starting it at the first scrape that saw records would
-        # miss part of the first batch, which can be the whole topic when one poll takes it.
+        # Records are counted when a batch begins, and a scrape can wait for the batch in
+        # hand (the collector takes the cores' lock after reading the counters), so the
+        # first batch began after the last scrape that saw no records was *sent*: the clock
+        # starts there (at most one scrape interval early). Starting it at the first scrape
+        # that saw records, or when the last empty one returned, can miss part or all of
+        # the first batch, which is the whole topic when one poll takes it.
         zero_at, cpu_zero = time.perf_counter(), procs.snap(proc.pid)
         while time.monotonic() < deadline:  # wait for the first records (group joined)
             if proc.poll() is not None:
                 err = proc.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
                 raise RuntimeError(f"run all exited: {err}")
+            sent, cpu_sent = time.perf_counter(), procs.snap(proc.pid)
             m = scrape(port)
             if m.get("causalwatch_ingest_records_total", 0) > 0:
                 first = m
                 break
-            zero_at, cpu_zero = time.perf_counter(), procs.snap(proc.pid)
+            zero_at, cpu_zero = sent, cpu_sent
             time.sleep(0.02)
         if not first:
             raise RuntimeError("run all read nothing in 120 s")
