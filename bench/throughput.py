@@ -10,7 +10,8 @@ topic and reads it, in turn, with:
 - the **real service**: ``causalwatch run all`` as a child process (its own settings file,
   a fresh consumer group), for each backend (``kafka.backend``). Progress is read from its
   Prometheus endpoint (``causalwatch_ingest_records_total``, ``..._samples_total``); the
-  clock starts when its first records are counted (the consumer-group join is excluded) and
+  clock starts when the last scrape that saw no records was sent (the consumer-group join is
+  excluded, at most one scrape interval of waiting included) and
   stops when every record is counted, or after ``--max-run-s`` (then the rate is what it
   did in that time, marked ``cut``).
 
@@ -43,6 +44,7 @@ import cProfile
 import json
 import os
 import pstats
+import signal
 import subprocess
 import sys
 import tempfile
@@ -286,6 +288,8 @@ def run_all(
     tmp: str,
     max_run_s: float,
     py_spy: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    label: str = "",
 ) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:8]
     port = free_port()
@@ -306,26 +310,31 @@ def run_all(
         "publish": {"metrics_port": port, "metrics_max_series": 0},
         "api": {"port": free_port()},
     }
+    for dotted, value in (overrides or {}).items():  # --set section.field=value
+        section, _, name = dotted.partition(".")
+        cfg.setdefault(section, {})[name] = value  # type: ignore[index]
     path = Path(tmp) / f"settings-{tag}.json"  # JSON is YAML
     path.write_text(json.dumps(cfg))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAUSALWATCH_")}
     cmd = [sys.executable, "-m", "causalwatch.app.cli", "--config", str(path), "run", "all"]
-    if py_spy:  # sample the service's stacks (the output names the run)
-        out = Path(py_spy) / f"{kind}-{backend}-{tag}.txt"
-        cmd = ["py-spy", "record", "--format", "raw", "-r", "50", "-o", str(out), "--", *cmd]
     proc = subprocess.Popen(
         cmd,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+    spy: subprocess.Popen[bytes] | None = None
     try:
         load0 = load1()
         deadline = time.monotonic() + 120
         first: dict[str, float] = {}
-        # A scrape waits while a batch is being handled (the collector takes the cores'
-        # lock), so the first scrape that sees records was *sent* after that batch began and
-        # the previous one (which saw none) before: the clock starts at the send time.
+        # Records are counted when a batch begins, and a scrape can wait for the batch in
+        # hand (the collector takes the cores' lock after reading the counters), so the
+        # first batch began after the last scrape that saw no records was *sent*: the clock
+        # starts there (at most one scrape interval early). Starting it at the first scrape
+        # that saw records, or when the last empty one returned, can miss part or all of
+        # the first batch, which is the whole topic when one poll takes it.
+        zero_at, cpu_zero = time.perf_counter(), procs.snap(proc.pid)
         while time.monotonic() < deadline:  # wait for the first records (group joined)
             if proc.poll() is not None:
                 err = proc.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
@@ -335,11 +344,20 @@ def run_all(
             if m.get("causalwatch_ingest_records_total", 0) > 0:
                 first = m
                 break
+            zero_at, cpu_zero = sent, cpu_sent
             time.sleep(0.02)
         if not first:
             raise RuntimeError("run all read nothing in 120 s")
-        t0, cpu0 = sent, cpu_sent
+        t0, cpu0 = zero_at, cpu_zero
         last = first
+        if py_spy:  # sample the service's threads over the timed window (SIGINT writes)
+            out = Path(py_spy) / f"{kind}-{backend}-{tag}.txt"
+            spy_cmd = ["py-spy", "record", "--format", "raw", "--threads", "--gil", "-r", "200"]
+            spy = subprocess.Popen(
+                [*spy_cmd, "--pid", str(proc.pid), "-o", str(out)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         while time.perf_counter() - t0 < max_run_s:
             m = scrape(port)
             if m:
@@ -353,6 +371,9 @@ def run_all(
         cpu1 = procs.snap(proc.pid)
         load_end = load1()
     finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         proc.terminate()
         try:
             proc.wait(30)
@@ -363,7 +384,7 @@ def run_all(
     # before that poll's samples were (records are counted when a poll is handed over)
     samples = last["causalwatch_ingest_samples_total"]
     return {
-        "what": f"run all {backend}",
+        "what": f"run all {backend}{label}",
         "records": int(last["causalwatch_ingest_records_total"]),
         "samples": int(samples),
         "seconds": span,
@@ -453,12 +474,27 @@ def main() -> None:
     ap.add_argument("--series", type=int, default=1_000)
     ap.add_argument("--max-run-s", type=float, default=90.0, help="cut a run-all run after")
     ap.add_argument("--profile", action="store_true", help="also cProfile the stage in-process")
-    ap.add_argument("--py-spy", metavar="DIR", help="run the service under py-spy record")
+    ap.add_argument(
+        "--py-spy",
+        metavar="DIR",
+        help="py-spy record the service's timed window (threads holding the GIL)",
+    )
     ap.add_argument("--top", type=int, default=18, help="functions shown per profile")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=JSON",
+        help="a setting of the service (repeatable); with --ab, runs both without and with",
+    )
+    ap.add_argument("--ab", action="store_true", help="each run all twice: default, --set")
     args = ap.parse_args()
     if args.quick:
         args.samples_a, args.samples, args.max_run_s = 20_000, 50_000, 30.0
     backends = [b for b in args.backends.split(",") if b != "confluent" or HAVE_CONFLUENT]
+    overrides = {k: json.loads(v) for k, _, v in (a.partition("=") for a in args.set)}
+    variants = [({}, " (defaults)"), (overrides, f" ({' '.join(args.set)})")] if args.ab else []
+    variants = variants or [(overrides, f" ({' '.join(args.set)})" if args.set else "")]
     spikes = [float(s) for s in args.spikes.split(",")]
     print(
         f"# bench/throughput.py {'--quick ' if args.quick else ''}on {os.cpu_count()} cores; "
@@ -493,24 +529,27 @@ def main() -> None:
                 for r in raws:
                     print(fmt_row(kind, p, r, raw_kp), flush=True)
                 for b in backends:
-                    try:
-                        r = run_all(
-                            b,
-                            broker.bootstrap,
-                            redis_srv.url,
-                            topic,
-                            kind,
-                            n_rec,
-                            n_total,
-                            procs,
-                            tmp,
-                            args.max_run_s,
-                            args.py_spy,
-                        )
-                    except RuntimeError as exc:  # a run that never started: say so, go on
-                        print(f"| {kind} | {p * 100:g} % | run all {b}: {exc} |", flush=True)
-                        continue
-                    print(fmt_row(kind, p, r, raw_kp), flush=True)
+                    for over, label in variants:
+                        try:
+                            r = run_all(
+                                b,
+                                broker.bootstrap,
+                                redis_srv.url,
+                                topic,
+                                kind,
+                                n_rec,
+                                n_total,
+                                procs,
+                                tmp,
+                                args.max_run_s,
+                                args.py_spy,
+                                over,
+                                label,
+                            )
+                        except RuntimeError as exc:  # a run that never started: say so
+                            print(f"| {kind} | {p * 100:g} % | run all {b}: {exc} |", flush=True)
+                            continue
+                        print(fmt_row(kind, p, r, raw_kp), flush=True)
                 msgs = [m for _, m in keyed]
                 r = in_process(kind, msgs, explain=False, profile=False, top=args.top)
                 print(fmt_row(kind, p, r, raw_kp), flush=True)

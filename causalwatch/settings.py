@@ -107,7 +107,17 @@ class KafkaSettings(_Section):
     heartbeat_interval_ms: int = Field(default=2_000, ge=100)
     max_poll_interval_ms: int = Field(default=60_000, ge=1_000)
     poll_timeout_ms: int = Field(default=200, ge=0)
-    max_poll_records: int = Field(default=5_000, ge=1)
+    # Records per poll at most. Both clients hand out one partition's buffered records
+    # before the next, and the detector's cost per batch grows with the most samples of one
+    # series in it (one vectorised pass per repeat), so small one-sample messages gain from
+    # polls that span more partitions and fewer per-poll costs: 20,000 against 5,000 gave
+    # `run all` +0-16 % at one sample per message (BENCHMARKS.md, "Throughput after
+    # profiling"). Large messages are bounded by the clients' fetch buffers (tens of MB).
+    max_poll_records: int = Field(default=20_000, ge=1)
+    # While polls come back full (a backlog), up to this many are handled as one batch, so
+    # a batch of small messages spans partitions (roles with one checkpoint of the whole
+    # state: `all`, `ingest`, `explainer`); 1: one poll per batch.
+    backlog_polls: int = Field(default=4, ge=1, le=64)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     #: Codec of the batches this service produces (dead letters, internal topics). Every
     #: codec is always *consumed*, whatever this says.
@@ -333,6 +343,10 @@ class ExplainerSettings(_Section):
     # the data (the step is inferred).
     queue_max_pending: int = Field(default=1_000, ge=1)
     update_interval_points: float = Field(default=3.0, ge=0)
+    # While the consuming loop is busy (a backlog: it spends most of the wall clock handling
+    # batches), the worker thread works at most this share of the wall clock, so ingest does
+    # not slow down as the alert rate rises; 1: no limit. An idle loop never holds it back.
+    worker_busy_share: float = Field(default=0.2, gt=0, le=1)
     # Ranking rules, each kept only where leaving one system out shows it helps (BENCHMARKS.md)
     no_graph_ranking: Literal["star", "robust_z"] = "robust_z"
     learned_edges_in_graph: bool = False

@@ -951,11 +951,21 @@ class Detector:
         self._ensure(r)
         self._s["sensitivity"][r] = f
 
-    def snapshot(self) -> dict[str, np.ndarray[Any, Any]]:
-        """An immutable copy of the whole state: plain arrays plus ``schema_version``."""
+    def snapshot(self, *, copy: bool = True) -> dict[str, np.ndarray[Any, Any]]:
+        """The whole state as plain arrays plus ``schema_version``, all read-only.
+
+        ``copy=True`` (the default) gives an immutable copy, safe to keep or hand to another
+        thread. ``copy=False`` gives read-only *views* of the live arrays and costs no
+        memory (the copy is the whole state: about 1 GB at 1M series); the views change
+        with the next ``step``/``learn_many``/``mute``/``set_sensitivity``/``reset_rows``,
+        so use them only where nothing writes the detector until they are dropped: on the
+        thread that writes it, e.g. a checkpoint taken and saved synchronously between two
+        batches. (A growth re-allocates the arrays, so views taken before it keep the old
+        values, which is also safe.)
+        """
         snap: dict[str, np.ndarray[Any, Any]] = {}
         for name, arr in self._s.items():
-            cp = arr.copy()
+            cp = arr.copy() if copy else arr.view()
             cp.flags.writeable = False
             snap[name] = cp
         version = np.array(SCHEMA_VERSION, dtype=np.int64)
@@ -965,10 +975,21 @@ class Detector:
 
     @classmethod
     def restore(
-        cls, snap: dict[str, np.ndarray[Any, Any]], config: DetectorConfig | None = None
+        cls,
+        snap: dict[str, np.ndarray[Any, Any]],
+        config: DetectorConfig | None = None,
+        *,
+        adopt: bool = False,
     ) -> Detector:
         """Rebuild a detector from :meth:`snapshot`. Raises StateError on a version or
         layout mismatch, naming both versions or the offending array.
+
+        ``adopt=True`` takes over the snapshot's arrays where they already have this
+        build's dtype and layout (writable, C-contiguous) instead of copying them: the
+        caller hands them over and must not use them again. A checkpoint just read from
+        the store is restored that way, so a restore holds one copy of the state, not the
+        loaded arrays plus a rebuilt set (about 1 GB each at 1M series). Arrays that are
+        read-only (a :meth:`snapshot`), of another dtype or upgraded are still copied.
 
         A schema 1 snapshot (one novelty memory, one point table for both directions) is
         upgraded: both directions start from what it learned, so an upgrade keeps the
@@ -994,18 +1015,24 @@ class Detector:
             )
         det = cls(config, capacity=1)
         cap = len(snap["n"])
-        template = det._fresh(cap)
-        for name, arr in template.items():
+        # shapes and dtypes from a one-row template: a full one would be a third copy
+        layout = det._fresh(1)
+        state: dict[str, np.ndarray[Any, Any]] = {}
+        for name, one in layout.items():
             if name not in snap:
                 raise StateError(f"detector snapshot is missing array {name!r}")
             src = np.asarray(snap[name])
-            if src.shape != arr.shape:
+            shape = (cap, *one.shape[1:])
+            if src.shape != shape:
                 raise StateError(
                     f"detector snapshot array {name!r} has shape {src.shape}, expected"
-                    f" {arr.shape} (season_bins in config vs snapshot?)"
+                    f" {shape} (season_bins in config vs snapshot?)"
                 )
-            template[name] = src.astype(arr.dtype, copy=True)
-        det._s = template
+            can_adopt = (
+                adopt and src.dtype == one.dtype and src.flags.writeable and src.flags.c_contiguous
+            )
+            state[name] = src if can_adopt else src.astype(one.dtype, copy=True)
+        det._s = state
         det._capacity = cap
         return det
 

@@ -73,7 +73,8 @@ class PartitionCheckpoints:
         if det is None:
             return
         with self.cores.lock:
-            snap = det.snapshot()
+            # views: every subset below is a fancy-indexed copy taken under the lock
+            snap = det.snapshot(copy=False)
             for tp in tps:
                 if tp not in offsets:
                     continue  # nothing read from it yet: its previous checkpoint still holds
@@ -127,8 +128,8 @@ class PartitionCheckpoints:
         if rows_all.size == 0:
             return
         need = max(int(rows_all.max()) + 1, det.capacity)
-        base = det.snapshot()
-        fresh = Detector(self.config, capacity=need).snapshot()
+        base = det.snapshot(copy=False)  # copied into ``merged`` below, under the lock
+        fresh = Detector(self.config, capacity=need).snapshot(copy=False)
         merged: dict[str, Any] = {}
         for name, arr in base.items():
             if name == "schema_version":
@@ -140,7 +141,7 @@ class PartitionCheckpoints:
                 if rows.size:
                     out[rows] = sub[name]
             merged[name] = out
-        self.cores.detector = Detector.restore(merged, self.config)
+        self.cores.detector = Detector.restore(merged, self.config, adopt=True)
 
     def drop(self, tps: Sequence[TP]) -> None:
         """Forget the series of partitions this member no longer owns."""

@@ -108,6 +108,8 @@ class PipelineStats:
     # the explainer worker (causalwatch.app.pipeline.worker)
     explain_queue_depth: int = 0
     explain_coalesced_total: int = 0
+    #: rests the worker took so the consuming loop keeps up (explainer.worker_busy_share)
+    explain_paced_total: int = 0
     explain_dropped: Counter[str] = field(default_factory=Counter)
     explain_latency: dict[str, LatencyHistogram] = field(default_factory=_latency_by_kind)
     pages: Counter[str] = field(default_factory=Counter)  # kind: page | update
@@ -440,6 +442,12 @@ def _worker_families(s: PipelineStats) -> Iterator[Metric]:
         "causalwatch_explainer_coalesced",
         "Alerts coalesced into an incident's pending explanation.",
         value=s.explain_coalesced_total,
+    )
+    yield CounterMetricFamily(
+        "causalwatch_explainer_paced",
+        "Rests the explainer worker took while the consuming loop was busy (its share of "
+        "the wall clock held to explainer.worker_busy_share).",
+        value=s.explain_paced_total,
     )
     dropped = CounterMetricFamily(
         "causalwatch_explainer_dropped",

@@ -273,7 +273,11 @@ def _chunks_of(pieces: Iterator[memoryview], size: int) -> Iterator[memoryview]:
 
 
 class CheckpointStore(Protocol):
-    """Where a stage's checkpoints go (Redis in the service; a fake in tests)."""
+    """Where a stage's checkpoints go (Redis in the service; a fake in tests).
+
+    ``save`` must have read every array by the time it returns and keep no reference to
+    them: the loop passes read-only views of the live detector state, which change with
+    the next batch."""
 
     def save(self, cp: Checkpoint) -> int: ...
     def load(self) -> Checkpoint | None: ...

@@ -201,6 +201,7 @@ class Pipeline:
                 on_batch=on_batch,
                 retry=self.adapters.retry,
                 rebuild_records=self.settings.redis.checkpoint_rebuild_records,
+                backlog_polls=self.settings.kafka.backlog_polls,
             )
         finally:
             if worker is not None:

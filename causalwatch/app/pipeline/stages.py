@@ -167,6 +167,10 @@ class Stage:
         self.hooks: tuple[Hook, ...] = tuple(hooks)
         self.partitions = partitions
         self._next_evict_s = 0.0
+        #: share of the wall clock spent handling batches (moving average) and when the
+        #: last one ended: how busy the consuming loop is (:meth:`is_busy`)
+        self._duty = 0.0
+        self._handled_at = 0.0
         #: ranks the queued alerts: inline after each batch unless started (threaded)
         self.worker = ExplainWorker(
             cores.lock,
@@ -175,7 +179,23 @@ class Stage:
             self._publish,
             stats,
             observe_s=self.timers.explain,
+            busy_share=settings.explainer.worker_busy_share,
+            is_busy=self.is_busy,
         )
+
+    def _note_handled(self, t0: float, t1: float) -> None:
+        """A batch was handled from ``t0`` to ``t1`` (``perf_counter``): update the duty."""
+        if self._handled_at:
+            gap = max(0.0, t0 - self._handled_at)
+            busy = t1 - t0
+            self._duty += 0.2 * (busy / max(busy + gap, 1e-9) - self._duty)
+        self._handled_at = t1
+
+    def is_busy(self) -> bool:
+        """Whether the loop has a backlog: batches took at least 40 % of the wall clock
+        lately (the rest is polling, checkpoints, waiting for data) and one ended within the
+        last second. At live rates a poll waits for data most of the time."""
+        return self._duty >= 0.4 and time.perf_counter() - self._handled_at < 1.0
 
     # -- input topics of this stage
     def topics(self) -> list[str]:
@@ -272,14 +292,19 @@ class Stage:
         return self.worker.kick(float(batch.ts.max()))
 
     def _count_in(self, records: list[RawRecord]) -> None:
-        for r in records:
-            self.stats.records_by_topic[r.topic] += 1
+        self.stats.records_by_topic.update(r.topic for r in records)  # counted in C
 
     # -- checkpoints
-    def snapshot(self) -> Checkpoint:
+    def snapshot(self, *, detector_views: bool = False) -> Checkpoint:
+        """The stage's checkpoint (offsets left to the caller). ``detector_views=True``
+        puts read-only views of the detector's arrays in it instead of a copy (the copy is
+        about 1 GB at 1M series): only for a caller that saves the checkpoint before the
+        detector is written again, on the thread that writes it (the loop's
+        ``_checkpoint``). The explainer's state is always copied: the worker thread
+        writes it while the checkpoint is saved."""
         cp = Checkpoint(meta={"stage": self.name, "index": self.cores.index.to_snapshot()})
         if self.cores.detector is not None:
-            cp.arrays["detector"] = self.cores.detector.snapshot()
+            cp.arrays["detector"] = self.cores.detector.snapshot(copy=not detector_views)
         if self.cores.explainer is not None:
             cp.arrays["explainer"] = self.cores.explainer.snapshot()
         if self.cores.queue is not None:
@@ -291,7 +316,8 @@ class Stage:
     def restore(self, cp: Checkpoint) -> None:
         index = SeriesIndex.from_snapshot(cp.meta["index"], self.settings.ingest.max_series)
         detector = (
-            Detector.restore(cp.arrays["detector"], detector_config(self.settings))
+            # the loaded arrays become the state (no second copy); cp is not used again
+            Detector.restore(cp.arrays["detector"], detector_config(self.settings), adopt=True)
             if "detector" in cp.arrays and self.cores.detector is not None
             else self.cores.detector
         )
@@ -346,6 +372,7 @@ class AllStage(Stage):
         self.timers.observe("decode", t1 - t0)
         self.timers.observe("detect", t2 - t1)
         self.timers.observe("publish", t3 - t2)
+        self._note_handled(t0, time.perf_counter())
 
 
 class IngestStage(Stage):
@@ -479,7 +506,9 @@ class ExplainerStage(Stage):
         self._deadletter(errors)
         self._publish(explanations)
         self.stats.samples += sum(len(sb.batch) for sb in decoded)
-        self.timers.observe("explain", time.perf_counter() - t0)
+        t1 = time.perf_counter()
+        self.timers.observe("explain", t1 - t0)
+        self._note_handled(t0, t1)
 
 
 def _decode_internal(

@@ -274,6 +274,8 @@ class ExplainWorker:
         clock: Callable[[], float] = time.time,
         retry_s: float = 1.0,
         observe_s: Callable[[float], None] = lambda s: None,
+        busy_share: float = 1.0,
+        is_busy: Callable[[], bool] = lambda: False,
     ) -> None:
         self._lock = lock
         self._cond = threading.Condition(lock)
@@ -284,6 +286,10 @@ class ExplainWorker:
         self._clock = clock
         self._retry_s = retry_s
         self._observe_s = observe_s  # seconds ranking one request
+        # while ``is_busy()`` (the hot path has a backlog), the thread works at most this
+        # share of the wall clock (see _pace)
+        self._busy_share = busy_share
+        self._is_busy = is_busy
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -361,6 +367,7 @@ class ExplainWorker:
                     continue
                 backlog = list(q.unpublished)
                 req = None
+                t_req = 0.0
                 if not backlog:
                     # data time goes on with the wall clock while no batch arrives
                     now = q.now_ts + max(0.0, self._clock() - q.now_wall_s)
@@ -370,16 +377,33 @@ class ExplainWorker:
                         wait = 0.5 if nxt is None else min(0.5, max(0.001, nxt - now))
                         self._cond.wait(wait)
                         continue
+                    t_req = time.perf_counter()
                     backlog = self._run(q, req, now)
                     q.unpublished.extend(backlog)
                     self._export(q)
-            if not backlog:
-                continue
-            if self._deliver(q, backlog):
-                if req is not None:
-                    self._observe(req)
-            else:
-                self._stop.wait(self._retry_s)
+            if backlog:
+                if self._deliver(q, backlog):
+                    if req is not None:
+                        self._observe(req)
+                else:
+                    self._stop.wait(self._retry_s)
+                    continue
+            if req is not None:
+                self._pace(time.perf_counter() - t_req)
+
+    def _pace(self, spent_s: float) -> None:
+        """Hold the thread to ``busy_share`` of the wall clock while the hot path is busy:
+        after ``spent_s`` ranking and publishing one request, rest ``spent_s * (1 - share)
+        / share`` (at most 2 s). It shares the process's GIL and ``Cores.lock`` with the
+        consuming loop, so without this ingest slows down as the alert rate rises, which
+        is when it must keep up. Alerts that arrive meanwhile coalesce into their pending
+        requests (the queue's rules: bounded, drops counted, first explanations never
+        dropped and run first); an idle or lightly loaded hot path never waits."""
+        share = self._busy_share
+        if share >= 1.0 or not self._is_busy():
+            return
+        self.stats.explain_paced_total += 1
+        self._stop.wait(min(2.0, spent_s * (1.0 - share) / share))
 
     def _deliver(self, q: ExplainQueue, exps: list[Explanation]) -> bool:
         """Publish outside the lock; drop them from ``unpublished`` once durable."""
