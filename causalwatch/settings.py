@@ -116,8 +116,12 @@ class KafkaSettings(_Section):
     max_poll_records: int = Field(default=20_000, ge=1)
     # While polls come back full (a backlog), up to this many are handled as one batch, so
     # a batch of small messages spans partitions (roles with one checkpoint of the whole
-    # state: `all`, `ingest`, `explainer`); 1: one poll per batch.
-    backlog_polls: int = Field(default=4, ge=1, le=64)
+    # state: `all`, `ingest`, `explainer`); 1: one poll per batch. Off by default: 4 gave
+    # +5-75 % at one sample per message under a backlog, but under the hostile stream
+    # (tests/faults/test_hostile.py) RSS after the warm-up grew 36-57 MB at 20k records
+    # (1: 20-36 MB; at 80k 75-80 against 64-67 MB: about 12 MB of batch high-water), over
+    # the test's 50 MB bound (BENCHMARKS.md, "Throughput after profiling").
+    backlog_polls: int = Field(default=1, ge=1, le=64)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     #: Codec of the batches this service produces (dead letters, internal topics). Every
     #: codec is always *consumed*, whatever this says.
