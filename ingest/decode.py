@@ -62,7 +62,7 @@ import numpy as np
 try:  # optional (``causalwatch[fast]``): the JSON fast path parses with it when installed
     import orjson
 except ImportError:  # pragma: no cover - depends on the environment
-    orjson = None
+    orjson = None  # type: ignore[assignment, unused-ignore]
 
 from causalwatch.errors import ConfigError, RecordError
 from causalwatch.models import RawRecord, SampleBatch
@@ -195,6 +195,8 @@ def decode_batch(
             _frag_state[0] = 0
             _obj_keys.clear()
             _obj_state[0] = 0
+            _heads.clear()
+            _heads_bytes[0] = 0
         _frag_state[1] = limits
     get_format = formats.get
     for i, rec in enumerate(records):
@@ -972,11 +974,27 @@ def _decode_influx(ctx: _Ctx, rec: RawRecord, idx: int) -> int:
         if not line or line[0] == "#" or line.isspace():
             continue
         lines += 1
-        parsed = _parse_line(line)
-        if isinstance(parsed, str):
-            ctx.fail(rec, ("not_format", "line", f"line {line_no}: {parsed}"), line_no)
-            continue
-        measurement, tags, fields, raw_ts = parsed
+        # a head (measurement and tags) seen before in a plain line: measurement and key
+        # suffix from the memo, only the fields and timestamp left to read
+        known = None
+        if "\\" not in line and '"' not in line:
+            sp = line.find(" ")
+            if sp > 0:
+                known = _heads.get(line[:sp])
+        if known is not None:
+            measurement, suffix = known
+            parsed_rest = _parse_rest(line.split(" "))
+            if isinstance(parsed_rest, str):
+                ctx.fail(rec, ("not_format", "line", f"line {line_no}: {parsed_rest}"), line_no)
+                continue
+            fields, raw_ts = parsed_rest
+            tags = None
+        else:
+            parsed = _parse_line(line)
+            if isinstance(parsed, str):
+                ctx.fail(rec, ("not_format", "line", f"line {line_no}: {parsed}"), line_no)
+                continue
+            measurement, tags, fields, raw_ts = parsed
         count += len(fields)
         if count > max_samples:
             return count
@@ -992,17 +1010,20 @@ def _decode_influx(ctx: _Ctx, rec: RawRecord, idx: int) -> int:
                     line_no,
                 )
                 continue
-        labels = {_sanitize(k, _NOT_LABEL): v for k, v in tags} if tags else {}
-        problem = check_labels(labels, limits, name_label=False)  # every tag is a label
-        if problem is not None:
-            reason, field, message = problem
-            ctx.fail(rec, (reason, field, f"line {line_no}: {message}"), line_no)
-            continue
-        ck = ("_", *labels.items())
-        suffix = _key_cache.get(ck)
-        if suffix is None:
-            suffix = _cache_key(ck, "_", labels)
-        suffix = suffix[1:]
+        if tags is not None:
+            labels = {_sanitize(k, _NOT_LABEL): v for k, v in tags} if tags else {}
+            problem = check_labels(labels, limits, name_label=False)  # every tag is a label
+            if problem is not None:
+                reason, field, message = problem
+                ctx.fail(rec, (reason, field, f"line {line_no}: {message}"), line_no)
+                continue
+            ck = ("_", *labels.items())
+            full = _key_cache.get(ck)
+            if full is None:
+                full = _cache_key(ck, "_", labels)
+            suffix = full[1:]
+            if "\\" not in line and '"' not in line:
+                _remember_head(line[: line.find(" ")], measurement, suffix)
         for field_key, raw_v in fields:
             name = ctx.names.get((measurement, field_key))
             if name is None:
@@ -1108,6 +1129,17 @@ def _parse_line(line: str) -> _Line | str:
         if not eq or not k or not v or "=" in v:
             return f"bad tag {item!r:.40}"
         tags.append((k, v))
+    rest = _parse_rest(parts)
+    if isinstance(rest, str):
+        return rest
+    return measurement, tags, *rest
+
+
+def _parse_rest(parts: list[str]) -> tuple[list[tuple[str, str]], str | None] | str:
+    """Fields and timestamp of a plain line split at its spaces (the head is ``parts[0]``),
+    or a string saying why the line is not line protocol."""
+    if len(parts) not in (2, 3):
+        return "expected 'measurement[,tags] fields [timestamp]'"
     fields: list[tuple[str, str]] = []
     for item in parts[1].split(","):
         k, eq, v = item.partition("=")
@@ -1117,7 +1149,26 @@ def _parse_line(line: str) -> _Line | str:
     ts = parts[2] if len(parts) == 3 else None
     if ts is not None and not ts:
         return "empty timestamp"
-    return measurement, tags, fields, ts
+    return fields, ts
+
+
+# The head of a plain line (measurement and tags, before the first space) -> measurement
+# and series-key suffix, for heads whose tags passed the label checks under the current
+# limits (cleared when they change, see decode_batch): a fleet's heads repeat every scrape,
+# and tag parsing, sanitising and the label checks were most of a line's cost. Bounded in
+# bytes like the other memos.
+_HEADS_BYTES = 16 * 1_048_576
+_heads: dict[str, tuple[str, str]] = {}
+_heads_bytes = [0]
+
+
+def _remember_head(head: str, measurement: str, suffix: str) -> None:
+    cost = 2 * len(head) + len(suffix) + 200
+    if _heads_bytes[0] + cost > _HEADS_BYTES:
+        _heads.clear()
+        _heads_bytes[0] = 0
+    _heads[head] = (measurement, suffix)
+    _heads_bytes[0] += cost
 
 
 def _scan(line: str, pos: int, stops: str, escapable: str) -> tuple[str, int]:

@@ -90,3 +90,28 @@ def test_decode_parsed_key_memo_is_bounded_in_bytes() -> None:
     held = sum(_size(k) + _size(v) for k, v in decode._obj_keys.items())
     assert held < decode._FRAG_CACHE_BYTES * 1.2, held
     assert len(decode._obj_keys) < 1_200
+
+
+def test_influx_head_memo_is_bounded_in_bytes() -> None:
+    """Influx line heads (measurement + tags) memoised within their byte budget."""
+    for start in range(0, 800, 100):  # 800 distinct 33 kB heads: 26 MB
+        recs = [
+            RawRecord(
+                "t",
+                0,
+                i,
+                (
+                    "m,"
+                    + ",".join(f"{k}={v}" for k, v in _big_labels(i).items())
+                    + f" f=1 {int(NOW)}000000000"
+                ).encode(),
+            )
+            for i in range(start, start + 100)
+        ]
+        batch, errors = decode_batch(recs, {"t": "influx"}, IngestLimits(), NOW)
+        assert len(batch) == 100 and not errors
+    assert decode._heads
+    assert decode._heads_bytes[0] <= decode._HEADS_BYTES
+    held = sum(_size(k) + _size(v) for k, v in decode._heads.items())
+    assert held < decode._HEADS_BYTES * 1.2, held
+    assert len(decode._heads) < 800
