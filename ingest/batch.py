@@ -76,7 +76,9 @@ def assign_rows(
             except StateError:
                 refused_new.add(key)
     if not refused_new:
-        return np.array(list(map(index.get, keys)), dtype=np.int64), batch, []
+        known = index.rows_known(keys)  # every key has a row now
+        assert known is not None
+        return known, batch, []
     rows = np.empty(n, dtype=np.int64)
     keep = np.ones(n, dtype=np.bool_)
     refused: dict[int, list[str]] = {}
