@@ -1155,14 +1155,18 @@ def _parse_rest(parts: list[str]) -> tuple[list[tuple[str, str]], str | None] | 
 # The head of a plain line (measurement and tags, before the first space) -> measurement
 # and series-key suffix, for heads whose tags passed the label checks under the current
 # limits (cleared when they change, see decode_batch): a fleet's heads repeat every scrape,
-# and tag parsing, sanitising and the label checks were most of a line's cost. Bounded in
-# bytes like the other memos.
-_HEADS_BYTES = 16 * 1_048_576
+# and tag parsing, sanitising and the label checks were most of a line's cost. Only heads of
+# at most _HEAD_MAX_CHARS (longer ones, rare and possibly hostile, are parsed every time),
+# bounded in bytes like the other memos.
+_HEAD_MAX_CHARS = 1_024
+_HEADS_BYTES = 8 * 1_048_576
 _heads: dict[str, tuple[str, str]] = {}
 _heads_bytes = [0]
 
 
 def _remember_head(head: str, measurement: str, suffix: str) -> None:
+    if len(head) > _HEAD_MAX_CHARS:
+        return
     cost = 2 * len(head) + len(suffix) + 200
     if _heads_bytes[0] + cost > _HEADS_BYTES:
         _heads.clear()

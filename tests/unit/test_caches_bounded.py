@@ -93,25 +93,31 @@ def test_decode_parsed_key_memo_is_bounded_in_bytes() -> None:
 
 
 def test_influx_head_memo_is_bounded_in_bytes() -> None:
-    """Influx line heads (measurement + tags) memoised within their byte budget."""
-    for start in range(0, 800, 100):  # 800 distinct 33 kB heads: 26 MB
-        recs = [
-            RawRecord(
-                "t",
-                0,
-                i,
-                (
-                    "m,"
-                    + ",".join(f"{k}={v}" for k, v in _big_labels(i).items())
-                    + f" f=1 {int(NOW)}000000000"
-                ).encode(),
-            )
-            for i in range(start, start + 100)
-        ]
-        batch, errors = decode_batch(recs, {"t": "influx"}, IngestLimits(), NOW)
-        assert len(batch) == 100 and not errors
+    """Influx line heads (measurement + tags) memoised within their byte budget; heads over
+    the memo's length cap are not memoised at all."""
+    tags = ",".join(f"l{j}=" + "v" * 90 for j in range(9))  # a head of about 880 chars
+    for start in range(0, 12_000, 1_000):  # 12,000 distinct heads: ~22 MB at ~1.9 kB each
+        lines = "\n".join(
+            f"m{i},{tags} f=1 {int(NOW)}000000000" for i in range(start, start + 1_000)
+        )
+        batch, errors = decode_batch(
+            [RawRecord("t", 0, start, lines.encode())],
+            {"t": "influx"},
+            IngestLimits(max_samples_per_message=1_000),
+            NOW,
+        )
+        assert len(batch) == 1_000 and not errors
     assert decode._heads
     assert decode._heads_bytes[0] <= decode._HEADS_BYTES
     held = sum(_size(k) + _size(v) for k, v in decode._heads.items())
     assert held < decode._HEADS_BYTES * 1.2, held
-    assert len(decode._heads) < 800
+    assert len(decode._heads) < 12_000
+    long_head = "m," + ",".join(f"l{j}=" + "v" * 200 for j in range(8))
+    assert len(long_head) > decode._HEAD_MAX_CHARS
+    batch, _ = decode_batch(
+        [RawRecord("t", 0, 0, f"{long_head} f=1 {int(NOW)}000000000".encode())],
+        {"t": "influx"},
+        IngestLimits(max_samples_per_message=1_000),
+        NOW,
+    )
+    assert len(batch) == 1 and long_head not in decode._heads
