@@ -53,6 +53,13 @@ class ExplainerConfig:
     #: learned Granger edges join a given graph's structure (candidates, paths) only when
     #: True; otherwise they are evidence (the Granger bonus), and structure is the user's
     learned_edges_in_graph: bool = False
+    #: what an incident target's automatic explanation is: ``run`` (at its strongest
+    #: recent alert, the window the run of anomalous target bins ending there), ``target``
+    #: (at its newest alert, the window from its first alert in the incident) or
+    #: ``incident`` (at its newest alert, the window from the incident's first alert);
+    #: windows hold at most ``anomaly_points`` bins. With ``target``/``incident`` the answer
+    #: is the on-demand one at that moment with that ``window_start``.
+    explain_window: str = "run"
 
     def __post_init__(self) -> None:
         checks: list[tuple[str, bool, object]] = [
@@ -85,6 +92,11 @@ class ExplainerConfig:
                 "no_graph_ranking",
                 self.no_graph_ranking in ("star", "robust_z"),
                 self.no_graph_ranking,
+            ),
+            (
+                "explain_window",
+                self.explain_window in ("run", "target", "incident", "now"),
+                self.explain_window,
             ),
         ]
         for name, ok, value in checks:

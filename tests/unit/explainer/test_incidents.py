@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from causalwatch.errors import StateError
 from causalwatch.models import AnomalyEvent
 from explainer.dag import DependencyGraph, Edge
@@ -54,9 +56,13 @@ class FakeRanker:
     def __init__(self, answer: dict[str, list[RootCauseResult]]) -> None:
         self.answer = answer
         self.calls: list[tuple[str, int, float]] = []
+        self.starts: list[float | None] = []  # the window_start of each call
 
-    def __call__(self, node: str, row: int, at_ts: float) -> Ranking:
+    def __call__(
+        self, node: str, row: int, at_ts: float, window_start: float | None = None
+    ) -> Ranking:
         self.calls.append((node, row, at_ts))
+        self.starts.append(window_start)
         if node not in self.answer:
             raise StateError(f"no history for {node}")
         return Ranking(tuple(self.answer[node]), Span(at_ts - STEP, at_ts), 70.0)
@@ -230,6 +236,31 @@ def test_the_anchor_is_the_most_severe_event_of_the_last_anomaly_window() -> Non
     later = 0.0 + 10 * STEP + 1.0
     inc.on_anomalies([_event("web", later, severity=10.0)], graph=GRAPH, step_s=STEP, rank=rank)
     assert rank.calls[-1][2] == later
+
+
+@pytest.mark.parametrize("mode", ["target", "now"])
+def test_with_an_onset_window_a_target_is_explained_at_its_newest_alert_from_its_first(
+    mode: str,
+) -> None:
+    inc = Incidents(900.0, anomaly_points=10, page_agreement=1, explain_window=mode)
+    rank = FakeRanker({"web": [_cause("db", 0.9)]})
+    inc.on_anomalies([_event("web", 0.0, severity=90.0)], graph=GRAPH, step_s=STEP, rank=rank)
+    assert rank.calls[-1][2] == 0.0 and rank.starts[-1] == 0.0  # the onset: one bin
+    inc.on_anomalies([_event("web", 180.0, severity=10.0)], graph=GRAPH, step_s=STEP, rank=rank)
+    # a weaker later alert: explained at it (the newest evidence), window from the onset
+    assert rank.calls[-1][2] == 180.0 and rank.starts[-1] == 0.0
+    # the window holds at most anomaly_points bins
+    late = 14 * STEP
+    inc.on_anomalies([_event("web", late, severity=10.0)], graph=GRAPH, step_s=STEP, rank=rank)
+    assert rank.calls[-1][2] == late and rank.starts[-1] == late - 9 * STEP
+
+
+def test_the_incident_onset_window_starts_at_the_incident_first_alert() -> None:
+    inc = Incidents(900.0, anomaly_points=10, page_agreement=1, explain_window="incident")
+    rank = FakeRanker({"web": [_cause("db", 0.9)], "api": [_cause("db", 0.9)]})
+    inc.on_anomalies([_event("api", 0.0)], graph=GRAPH, step_s=STEP, rank=rank)
+    inc.on_anomalies([_event("web", 120.0)], graph=GRAPH, step_s=STEP, rank=rank)
+    assert rank.calls[-1] == ("web", ROWS["web"], 120.0) and rank.starts[-1] == 0.0
 
 
 def test_a_target_the_ranker_cannot_explain_yet_is_skipped() -> None:
