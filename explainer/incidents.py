@@ -25,14 +25,16 @@ The rules, in one place:
   (the rule before).
 - **Targets.** Each alerting series is a target of its incident. With impact finding on
   (:mod:`explainer.impact`), deviating series downstream of an event's node join too.
-- **Anchor.** With ``explain_window="run"`` a target is explained at its strongest recent
-  evidence: the most severe event within the last anomaly window (``anomaly_points``
-  bins); an older peak is another episode, so a newer event then takes over
-  (:func:`_anchor`); the window is the run of anomalous target bins ending there. With
-  ``"target"`` (``"incident"``) it is explained at its newest event with the anomaly
-  window from its own (the incident's) first event, at most ``anomaly_points`` bins: the
-  on-demand answer ``explain(node, series, at=newest, window_start=that start)``
-  (:meth:`Incidents.moment`).
+- **Anchor.** With ``explain_window="run"`` (the default) a target is explained at its
+  strongest recent evidence: the most severe event within the last anomaly window
+  (``anomaly_points`` bins); an older peak is another episode, so a newer event then
+  takes over (:func:`_anchor`); the window is the run of anomalous target bins ending
+  there: the on-demand answer ``explain(node, series, at=anchor)``. With ``"now"`` it is
+  explained at its newest data (``latest(row)``) with the anomaly window from its first
+  event, at most ``anomaly_points`` bins: the on-demand answer ``explain(node, series,
+  at=newest, window_start=first event)`` (:meth:`Incidents.moment`); the explainer then
+  also re-explains such targets on new data while their window grows and they still
+  deviate (:meth:`explainer.core.Explainer.growing`).
 - **When.** Every target touched by a call is ranked again at its anchor; a result is
   returned only when the ranked content (:func:`signature`: nodes, series, score and share
   to 2 decimals) differs from the last one returned (then ``version`` + 1).
@@ -401,7 +403,7 @@ class Incidents:
                 t = inc.targets.get(key)
                 if t is None:
                     continue
-                at_ts, since = self.moment(inc, t, latest)
+                at_ts, since = self.moment(t, latest)
                 try:
                     ranking = (
                         rank(t.node, t.row, at_ts)
@@ -436,17 +438,17 @@ class Incidents:
         return out
 
     def moment(
-        self, inc: Incident, t: TargetState, latest: Callable[[int], float] | None = None
+        self, t: TargetState, latest: Callable[[int], float] | None = None
     ) -> tuple[float, float | None]:
         """When a target is explained and where its anomaly window starts (None: the run
         of anomalous target bins), by ``explain_window`` (the module docstring)."""
         if self.explain_window == "run":
             return t.peak_ts, None
         at = t.last_ts
-        if self.explain_window == "now" and latest is not None:
+        if latest is not None:
             newest = latest(t.row)
             at = max(at, newest) if math.isfinite(newest) else at
-        onset = inc.start_ts if self.explain_window == "incident" else t.first_ts
+        onset = t.first_ts
         if self._step_s > 0:
             onset = max(onset, at - (self.anomaly_points - 1) * self._step_s)
         return at, min(onset, at)

@@ -254,6 +254,21 @@ def test_the_automatic_answer_is_the_on_demand_answer_at_the_same_moment() -> No
     assert update.root_causes[0].node == "db"
 
 
+def test_with_the_default_run_window_the_automatic_answer_is_the_on_demand_one_at_the_anchor() -> (
+    None
+):
+    ex, idx, _ = _fed("db")
+    key = 'latency{service="web"}'
+    (auto,) = ex.on_anomalies([_event(idx, "web", 296 * STEP, severity=90.0)], 296 * STEP)
+    ex.on_anomalies([_event(idx, "web", 299 * STEP, severity=10.0)], 299 * STEP)  # weaker
+    (summary,) = ex.open_incidents()
+    demand = ex.explain("web", key, at_ts=296 * STEP)  # the anchor: the strongest alert
+    assert [(rc.node, round(rc.score, 9)) for rc in auto.root_causes] == [
+        (rc.node, round(rc.score, 9)) for rc in demand.root_causes
+    ]
+    assert [c[0] for c in summary.root_causes] == [rc.node for rc in demand.root_causes]
+
+
 def test_no_update_on_new_data_after_the_target_recovered_or_with_the_run_window() -> None:
     ex, idx, rows = _fed_until("db", 291, explain_window="now")
     ex.on_anomalies([_event(idx, "web", 291 * STEP)], now_ts=291 * STEP)

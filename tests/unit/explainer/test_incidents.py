@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from causalwatch.errors import StateError
 from causalwatch.models import AnomalyEvent
 from explainer.dag import DependencyGraph, Edge
@@ -238,29 +236,25 @@ def test_the_anchor_is_the_most_severe_event_of_the_last_anomaly_window() -> Non
     assert rank.calls[-1][2] == later
 
 
-@pytest.mark.parametrize("mode", ["target", "now"])
-def test_with_an_onset_window_a_target_is_explained_at_its_newest_alert_from_its_first(
-    mode: str,
-) -> None:
-    inc = Incidents(900.0, anomaly_points=10, page_agreement=1, explain_window=mode)
+def test_with_the_now_window_a_target_is_explained_at_its_newest_data_from_its_first_alert() -> (
+    None
+):
+    inc = Incidents(900.0, anomaly_points=10, page_agreement=1, explain_window="now")
     rank = FakeRanker({"web": [_cause("db", 0.9)]})
-    inc.on_anomalies([_event("web", 0.0, severity=90.0)], graph=GRAPH, step_s=STEP, rank=rank)
+    g, newest = GRAPH, {ROWS["web"]: 0.0}
+
+    def run(ev: AnomalyEvent) -> None:
+        grouped = inc.group([ev], graph=g, step_s=STEP)
+        inc.explain(grouped.touched, rank, latest=lambda row: newest[row])
+
+    run(_event("web", 0.0, severity=90.0))
     assert rank.calls[-1][2] == 0.0 and rank.starts[-1] == 0.0  # the onset: one bin
-    inc.on_anomalies([_event("web", 180.0, severity=10.0)], graph=GRAPH, step_s=STEP, rank=rank)
-    # a weaker later alert: explained at it (the newest evidence), window from the onset
-    assert rank.calls[-1][2] == 180.0 and rank.starts[-1] == 0.0
-    # the window holds at most anomaly_points bins
-    late = 14 * STEP
-    inc.on_anomalies([_event("web", late, severity=10.0)], graph=GRAPH, step_s=STEP, rank=rank)
-    assert rank.calls[-1][2] == late and rank.starts[-1] == late - 9 * STEP
-
-
-def test_the_incident_onset_window_starts_at_the_incident_first_alert() -> None:
-    inc = Incidents(900.0, anomaly_points=10, page_agreement=1, explain_window="incident")
-    rank = FakeRanker({"web": [_cause("db", 0.9)], "api": [_cause("db", 0.9)]})
-    inc.on_anomalies([_event("api", 0.0)], graph=GRAPH, step_s=STEP, rank=rank)
-    inc.on_anomalies([_event("web", 120.0)], graph=GRAPH, step_s=STEP, rank=rank)
-    assert rank.calls[-1] == ("web", ROWS["web"], 120.0) and rank.starts[-1] == 0.0
+    newest[ROWS["web"]] = 240.0  # data arrived after the alert: explained at the newest
+    run(_event("web", 180.0, severity=10.0))
+    assert rank.calls[-1][2] == 240.0 and rank.starts[-1] == 0.0  # window from the onset
+    newest[ROWS["web"]] = 14 * STEP  # the window holds at most anomaly_points bins
+    run(_event("web", 14 * STEP, severity=10.0))
+    assert rank.calls[-1][2] == 14 * STEP and rank.starts[-1] == 5 * STEP
 
 
 def test_a_target_the_ranker_cannot_explain_yet_is_skipped() -> None:
