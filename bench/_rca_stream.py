@@ -160,7 +160,8 @@ class Stream:
     """One replay in progress: the pipeline ``causalwatch replay`` builds for a system
     (graph file, settings), fed one part of a case at a time.
 
-    :meth:`fork` copies the pipeline's state (series index, detector, explainer) into a new
+    :meth:`fork` copies the pipeline's state (series index, detector, explainer, the
+    explainer worker's queue) into a new
     pipeline built the same way, so a shared prefix (PetShop's normal rows) is replayed once
     and each issue continues from an identical state: the same as replaying prefix + issue
     in one file, at a fraction of the cost.
@@ -189,8 +190,10 @@ class Stream:
 
     def fork(self) -> Stream:
         c = self.pipe.cores
-        idx, det, ex = copy.deepcopy((c.index, c.detector, c.explainer))
-        cores = Cores(index=idx, detector=det, explainer=ex, sensitivity=c.sensitivity)
+        # the explainer worker's queue too (pending requests, last runs): without it the
+        # fork explained inline, every alert at once, which no live process does
+        idx, det, ex, queue = copy.deepcopy((c.index, c.detector, c.explainer, c.queue))
+        cores = Cores(index=idx, detector=det, explainer=ex, sensitivity=c.sensitivity, queue=queue)
         pipe = build_pipeline(
             self.settings, "all", cores=cores, replay=True, formats={self.topic: "json"}
         )

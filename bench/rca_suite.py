@@ -909,6 +909,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="PARAM=v1,v2,...",
         help="leave-one-system-out over the values of one setting",
     )
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="PARAM=V;PARAM=V",
+        help="with two or more: leave one system out over these setting combinations "
+        "(instead of --loso's one setting)",
+    )
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--sim-sizes", default=None)
     ap.add_argument("--sim-kinds", default=None)
@@ -940,6 +948,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.loso:
             param, vals = args.loso.split("=", 1)
             variants = {f"{param}={v}": {**base, param: parse_value(v)} for v in vals.split(",")}
+        if args.variant:
+            variants = {}
+            for text in args.variant:
+                over = {k: parse_value(v) for k, v in (p.split("=", 1) for p in text.split(";"))}
+                variants[_label(over)] = {**base, **over}
         jobs = build_jobs(args)
         res = run_all(jobs, variants, peers=not args.no_peers)
         res["meta"] = {

@@ -355,6 +355,12 @@ class ExplainerSettings(_Section):
     # Ranking rules, each kept only where leaving one system out shows it helps (BENCHMARKS.md)
     no_graph_ranking: Literal["star", "robust_z"] = "robust_z"
     learned_edges_in_graph: bool = False
+    # What an incident target's automatic explanation is (explainer.incidents): "run" (at
+    # its strongest recent alert, the window the run of anomalous bins ending there) or
+    # "now" (at its newest data, the window from its first alert, at most anomaly_points
+    # bins, updated on new data while it deviates); each is the on-demand answer at that
+    # moment (with that start). "now": +0.19 PetShop automatic, -1 Nezha TT injection
+    explain_window: Literal["run", "now"] = "run"
     # Replicas of `run explainer` share one lease: the holder works, the others stand by
     # and take over within this many seconds when it stops renewing.
     lease_ttl_s: float = Field(default=15.0, ge=1.0)

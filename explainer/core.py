@@ -33,6 +33,7 @@ import numpy.typing as npt
 from causalwatch.errors import StateError
 from causalwatch.models import AnomalyEvent
 from causalwatch.series import SeriesIndex
+from explainer.attribution import robust_scale
 from explainer.candidates import pick_target
 from explainer.config import ExplainerConfig
 from explainer.dag import DependencyGraph, Edge
@@ -105,6 +106,7 @@ class Explainer:
             config.incident_window_points,
             config.page_agreement,
             config.page_overwhelming_p,
+            config.explain_window,
         )
         self._merged: DependencyGraph | None = None
         self._merged_from: list[Edge] | None = None  # the learned list _merged was built on
@@ -299,6 +301,52 @@ class Explainer:
         )
         return self._incidents.group(events, graph=view.graph, step_s=self._step_s, impact=impact)
 
+    def growing(self, now_ts: float) -> Grouped:
+        """With ``explain_window="now"``: the targets to explain again on new data, not
+        only on new alerts (evidence grows while a fault persists): targets of explained,
+        paging open incidents whose anomaly window is still growing (their first alert less
+        than ``anomaly_points`` steps before ``now_ts``) and whose newest sample still
+        deviates (robust z beyond ``anomaly_z`` against their samples before the first
+        alert: a recovered blip brings no new evidence). Empty otherwise.
+        ``O(open targets · history_points)``."""
+        out = Grouped()
+        if self.config.explain_window != "now" or self._step_s <= 0:
+            return out
+        span = self.config.anomaly_points * self._step_s
+        for iid, inc in self._incidents.open.items():
+            if not (inc.is_paging and self._incidents.is_explained(iid)):
+                continue
+            keys = {
+                k
+                for k, t in inc.targets.items()
+                if 0 <= now_ts - t.first_ts < span and self._still_deviates(t.row, t.first_ts)
+            }
+            if keys:
+                out.touched[iid] = keys
+        return out
+
+    def _still_deviates(self, row: int, onset_ts: float) -> bool:
+        """Whether ``row``'s newest sample is beyond ``anomaly_z`` robust units of its
+        samples before ``onset_ts`` (the last ``reference_points`` of them)."""
+        h = self._history
+        if row >= h.capacity:
+            return False
+        ts, v = h.ts[row], h.value[row]
+        ok = np.isfinite(ts) & np.isfinite(v)
+        if not ok.any():
+            return False
+        ts, v = ts[ok], v[ok]
+        newest = float(v[int(np.argmax(ts))])
+        before = ts < onset_ts
+        ref = v[before][np.argsort(ts[before])][-self.config.reference_points :]
+        if ref.size < 3:
+            return False
+        med = float(np.median(ref))
+        sc = float(robust_scale(ref))
+        floor = max(1e-3 * abs(med), 1e-9)
+        sc = sc if np.isfinite(sc) and sc > floor else floor
+        return abs(newest - med) / sc > self.config.anomaly_z
+
     @property
     def incident_window_s(self) -> float:
         """The incident window in seconds at the current step."""
@@ -310,10 +358,22 @@ class Explainer:
         view = self._view()
         cfg = self.config
 
-        def ranker(node: str, row: int, at_ts: float) -> Ranking:
-            return rank(view, cfg, self._learner.evidence, node, row, at_ts, analyse_sibling=True)
+        def ranker(node: str, row: int, at_ts: float, window_start: float | None = None) -> Ranking:
+            return rank(
+                view,
+                cfg,
+                self._learner.evidence,
+                node,
+                row,
+                at_ts,
+                window_start,
+                analyse_sibling=True,
+            )
 
-        return self._incidents.explain(touched, ranker, self._given.version)
+        def latest(row: int) -> float:
+            return float(self._history.latest(np.array([row]))[0][0])
+
+        return self._incidents.explain(touched, ranker, self._given.version, latest)
 
     def is_paging(self, incident_id: str) -> bool:
         """Whether this open incident pages: its alerts agreed (:mod:`explainer.incidents`);

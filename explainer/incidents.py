@@ -30,10 +30,16 @@ The rules, in one place:
   every incident at its first alert (the rule before).
 - **Targets.** Each alerting series is a target of its incident. With impact finding on
   (:mod:`explainer.impact`), deviating series downstream of an event's node join too.
-- **Anchor.** A target is explained at its strongest recent evidence: the most severe
-  event within the last anomaly window (``anomaly_points`` bins); an older peak is another
-  episode, so a newer event then takes over (:func:`_anchor`). Recovering points do not
-  dilute the evidence.
+- **Anchor.** With ``explain_window="run"`` (the default) a target is explained at its
+  strongest recent evidence: the most severe event within the last anomaly window
+  (``anomaly_points`` bins); an older peak is another episode, so a newer event then
+  takes over (:func:`_anchor`); the window is the run of anomalous target bins ending
+  there: the on-demand answer ``explain(node, series, at=anchor)``. With ``"now"`` it is
+  explained at its newest data (``latest(row)``) with the anomaly window from its first
+  event, at most ``anomaly_points`` bins: the on-demand answer ``explain(node, series,
+  at=newest, window_start=first event)`` (:meth:`Incidents.moment`); the explainer then
+  also re-explains such targets on new data while their window grows and they still
+  deviate (:meth:`explainer.core.Explainer.growing`).
 - **When.** Every target touched by a call is ranked again at its anchor; a result is
   returned only when the ranked content (:func:`signature`: nodes, series, score and share
   to 2 decimals) differs from the last one returned (then ``version`` + 1).
@@ -53,6 +59,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -87,10 +94,13 @@ log = logging.getLogger(__name__)
 
 
 class Ranker(Protocol):
-    """Ranks the root causes of series ``row`` of ``node`` at ``at_ts``; raises
-    :class:`~causalwatch.errors.StateError` when it cannot yet (the target is skipped)."""
+    """Ranks the root causes of series ``row`` of ``node`` at ``at_ts`` (the anomaly window
+    from ``window_start`` when given); raises :class:`~causalwatch.errors.StateError` when
+    it cannot yet (the target is skipped)."""
 
-    def __call__(self, node: str, row: int, at_ts: float) -> Ranking: ...
+    def __call__(
+        self, node: str, row: int, at_ts: float, window_start: float | None = None
+    ) -> Ranking: ...
 
 
 #: ``(events, series key -> open incident id)`` -> impact targets, by incident then row
@@ -192,7 +202,9 @@ class Incidents:
         incident_window_points: int = 15,
         page_agreement: int = 2,
         page_overwhelming_p: float | None = None,
+        explain_window: str = "run",
     ) -> None:
+        self.explain_window = explain_window
         self.incident_window_s = incident_window_s
         self.anomaly_points = anomaly_points
         self.incident_window_points = incident_window_points
@@ -383,11 +395,15 @@ class Incidents:
             touched[imp.incident_id].add(imp.series_key)
 
     def explain(
-        self, touched: Mapping[str, Iterable[str]], rank: Ranker, graph_version: int = 0
+        self,
+        touched: Mapping[str, Iterable[str]],
+        rank: Ranker,
+        graph_version: int = 0,
+        latest: Callable[[int], float] | None = None,
     ) -> list[ExplanationResult]:
         """Rank every touched target at its anchor (as it is now: the newest evidence);
         keep those whose content changed. Incidents closed since and unknown targets are
-        skipped."""
+        skipped. ``latest(row)``: the newest sample time of a row (``explain_window="now"``)."""
         out: list[ExplanationResult] = []
         for iid in sorted(touched):
             inc = self.open.get(iid)
@@ -397,8 +413,13 @@ class Incidents:
                 t = inc.targets.get(key)
                 if t is None:
                     continue
+                at_ts, since = self.moment(t, latest)
                 try:
-                    ranking = rank(t.node, t.row, t.peak_ts)
+                    ranking = (
+                        rank(t.node, t.row, at_ts)
+                        if since is None
+                        else rank(t.node, t.row, at_ts, since)
+                    )
                 except StateError as exc:
                     log.info("explainer cannot explain yet", extra={"series": key, "why": str(exc)})
                     continue
@@ -425,6 +446,22 @@ class Incidents:
                     )
                 )
         return out
+
+    def moment(
+        self, t: TargetState, latest: Callable[[int], float] | None = None
+    ) -> tuple[float, float | None]:
+        """When a target is explained and where its anomaly window starts (None: the run
+        of anomalous target bins), by ``explain_window`` (the module docstring)."""
+        if self.explain_window == "run":
+            return t.peak_ts, None
+        at = t.last_ts
+        if latest is not None:
+            newest = latest(t.row)
+            at = max(at, newest) if math.isfinite(newest) else at
+        onset = t.first_ts
+        if self._step_s > 0:
+            onset = max(onset, at - (self.anomaly_points - 1) * self._step_s)
+        return at, min(onset, at)
 
     def close_stale(
         self, now_ts: float, keep: Iterable[str] = (), *, step_s: float | None = None

@@ -65,6 +65,7 @@ def explainer_config(settings: Settings) -> ExplainerConfig:
         max_root_causes=e.max_root_causes,
         no_graph_ranking=e.no_graph_ranking,
         learned_edges_in_graph=e.learned_edges_in_graph,
+        explain_window=e.explain_window,
     )
 
 
@@ -268,6 +269,9 @@ def explain_events(
     if events:
         grouped = explainer.group(events)
         queue.submit(grouped, explainer.is_explained, now_s, explainer.step_s, wall_s)
+    growing = explainer.growing(now_s)  # explain_window="now": updates on new data too
+    if growing.touched:
+        queue.submit(growing, explainer.is_explained, now_s, explainer.step_s, wall_s)
     queue.forget(explainer.close_stale(now_s, keep=queue.pending_ids()))
     return []
 

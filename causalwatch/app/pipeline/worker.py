@@ -16,6 +16,10 @@ The rule that decides what is explained and when (also in the README):
   An incident is re-explained at most once per ``interval_points`` steps of the data
   (data time, so replay is deterministic); a request is ranked when it runs, at each
   target's anchor as it is then (:mod:`explainer.incidents`): the newest evidence wins.
+  With ``explainer.explain_window="now"`` (opt-in) new data is evidence too: targets of
+  paging incidents whose window is still growing and whose newest sample still deviates
+  are submitted as updates after every batch (:meth:`explainer.core.Explainer.growing`),
+  and each is explained at its newest data with the window from its first alert.
 - **Paged only on agreement**: every explanation is published (Redis, the incident page),
   but receivers (webhooks, Alertmanager) get an incident only once it pages: its alerts
   agreed (:mod:`explainer.incidents`). Until then its explanations are of kind ``watch``;

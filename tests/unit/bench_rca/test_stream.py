@@ -104,3 +104,18 @@ def test_targets_file_keeps_the_window_start(tmp_path: Path) -> None:
     want = [Target("a", 'lat{service="a"}', 600.0, 420.5), Target("b", None, 900.0)]
     st._write_targets(want, path)
     assert read_targets(path) == want
+
+
+def test_a_fork_explains_through_its_own_copy_of_the_worker_queue(scenario) -> None:  # type: ignore[no-untyped-def]
+    # without the queue a fork explained inline at every alert, not by the worker's rule
+    # (onset first, then at most one update per interval): PetShop's automatic answers
+    # differed from one replay of the same rows
+    st = _bench("_rca_stream")
+    settings = load_settings()
+    keys, ts, vals = scenario.series_keys, scenario.ts, scenario.values.T.copy()
+    base = st.Stream("sim", settings, list(scenario.edges))
+    base.feed(keys, ts[:300], vals[:300])
+    fork = base.fork()
+    assert fork.pipe.cores.queue is not None
+    assert fork.pipe.cores.queue is not base.pipe.cores.queue
+    assert fork.pipe.cores.queue.last_run_ts == base.pipe.cores.queue.last_run_ts

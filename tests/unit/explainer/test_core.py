@@ -214,6 +214,75 @@ def test_incident_explanations_stay_anchored_at_the_most_severe_event() -> None:
     assert summary.version == 1 and summary.root_causes[0][0] == "db"
 
 
+def _fed_until(fault: str, until: int, **cfg) -> tuple[Explainer, SeriesIndex, np.ndarray]:
+    """Like :func:`_fed`, the samples up to ``until`` only, and :meth:`feed` for more."""
+    cfg = {"page_agreement": 1, **cfg}
+    idx = SeriesIndex()
+    ex = Explainer(ExplainerConfig(step_s=STEP, learn_graph=False, **cfg), GRAPH, idx)
+    rows = idx.rows_for(_keys())
+    X = _simulate(fault)
+    for t in range(until + 1):
+        ex.observe(rows, np.full(len(NODES), t * STEP), X[t])
+    ex._test_X = X  # type: ignore[attr-defined]
+    return ex, idx, rows
+
+
+def _feed(ex: Explainer, rows: np.ndarray, start: int, stop: int) -> None:
+    X = ex._test_X  # type: ignore[attr-defined]
+    for t in range(start, stop + 1):
+        ex.observe(rows, np.full(len(NODES), t * STEP), X[t])
+
+
+def test_the_automatic_answer_is_the_on_demand_answer_at_the_same_moment() -> None:
+    """explain_window="now": the incident's explanation at data time T equals
+    explain(node, series, at=T, window_start=the target's first alert), at the onset and
+    at each update on new data (no new alert needed while the fault persists)."""
+    ex, idx, rows = _fed_until("db", 291, explain_window="now")
+    key = 'latency{service="web"}'
+    (onset,) = ex.on_anomalies([_event(idx, "web", 291 * STEP)], now_ts=291 * STEP)
+    same = ex.explain("web", key, at_ts=291 * STEP, window_start=291 * STEP)
+    assert [rc.node for rc in onset.root_causes] == [rc.node for rc in same.root_causes]
+    assert [round(rc.score, 9) for rc in onset.root_causes] == [
+        round(rc.score, 9) for rc in same.root_causes
+    ]
+    _feed(ex, rows, 292, 299)
+    grown = ex.growing(299 * STEP)  # the fault persists: web is due for an update
+    assert {k for keys in grown.touched.values() for k in keys} == {key}
+    (update,) = ex.explain_touched(grown.touched)
+    demand = ex.explain("web", key, at_ts=299 * STEP, window_start=291 * STEP)
+    assert update.version == 2 and update.window.end == 299 * STEP
+    assert [(rc.node, round(rc.score, 9)) for rc in update.root_causes] == [
+        (rc.node, round(rc.score, 9)) for rc in demand.root_causes
+    ]
+    assert update.root_causes[0].node == "db"
+
+
+def test_with_the_default_run_window_the_automatic_answer_is_the_on_demand_one_at_the_anchor() -> (
+    None
+):
+    ex, idx, _ = _fed("db")
+    key = 'latency{service="web"}'
+    (auto,) = ex.on_anomalies([_event(idx, "web", 296 * STEP, severity=90.0)], 296 * STEP)
+    ex.on_anomalies([_event(idx, "web", 299 * STEP, severity=10.0)], 299 * STEP)  # weaker
+    (summary,) = ex.open_incidents()
+    demand = ex.explain("web", key, at_ts=296 * STEP)  # the anchor: the strongest alert
+    assert [(rc.node, round(rc.score, 9)) for rc in auto.root_causes] == [
+        (rc.node, round(rc.score, 9)) for rc in demand.root_causes
+    ]
+    assert [c[0] for c in summary.root_causes] == [rc.node for rc in demand.root_causes]
+
+
+def test_no_update_on_new_data_after_the_target_recovered_or_with_the_run_window() -> None:
+    ex, idx, rows = _fed_until("db", 291, explain_window="now")
+    ex.on_anomalies([_event(idx, "web", 291 * STEP)], now_ts=291 * STEP)
+    # web recovers: its newest sample is back at its reference level
+    ex.observe(np.array([rows[NODES.index("web")]]), np.array([292 * STEP]), np.array([8.5]))
+    assert ex.growing(292 * STEP).touched == {}
+    run, idx2, _ = _fed("db")  # the default window rule: updates only on alerts
+    run.on_anomalies([_event(idx2, "web", 295 * STEP)], now_ts=295 * STEP)
+    assert run.growing(299 * STEP).touched == {}
+
+
 def test_explanations_are_strict_json() -> None:
     import json
 

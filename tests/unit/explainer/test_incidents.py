@@ -54,9 +54,13 @@ class FakeRanker:
     def __init__(self, answer: dict[str, list[RootCauseResult]]) -> None:
         self.answer = answer
         self.calls: list[tuple[str, int, float]] = []
+        self.starts: list[float | None] = []  # the window_start of each call
 
-    def __call__(self, node: str, row: int, at_ts: float) -> Ranking:
+    def __call__(
+        self, node: str, row: int, at_ts: float, window_start: float | None = None
+    ) -> Ranking:
         self.calls.append((node, row, at_ts))
+        self.starts.append(window_start)
         if node not in self.answer:
             raise StateError(f"no history for {node}")
         return Ranking(tuple(self.answer[node]), Span(at_ts - STEP, at_ts), 70.0)
@@ -244,6 +248,27 @@ def test_the_anchor_is_the_most_severe_event_of_the_last_anomaly_window() -> Non
     later = 0.0 + 10 * STEP + 1.0
     inc.on_anomalies([_event("web", later, severity=10.0)], graph=GRAPH, step_s=STEP, rank=rank)
     assert rank.calls[-1][2] == later
+
+
+def test_with_the_now_window_a_target_is_explained_at_its_newest_data_from_its_first_alert() -> (
+    None
+):
+    inc = Incidents(900.0, anomaly_points=10, page_agreement=1, explain_window="now")
+    rank = FakeRanker({"web": [_cause("db", 0.9)]})
+    g, newest = GRAPH, {ROWS["web"]: 0.0}
+
+    def run(ev: AnomalyEvent) -> None:
+        grouped = inc.group([ev], graph=g, step_s=STEP)
+        inc.explain(grouped.touched, rank, latest=lambda row: newest[row])
+
+    run(_event("web", 0.0, severity=90.0))
+    assert rank.calls[-1][2] == 0.0 and rank.starts[-1] == 0.0  # the onset: one bin
+    newest[ROWS["web"]] = 240.0  # data arrived after the alert: explained at the newest
+    run(_event("web", 180.0, severity=10.0))
+    assert rank.calls[-1][2] == 240.0 and rank.starts[-1] == 0.0  # window from the onset
+    newest[ROWS["web"]] = 14 * STEP  # the window holds at most anomaly_points bins
+    run(_event("web", 14 * STEP, severity=10.0))
+    assert rank.calls[-1][2] == 14 * STEP and rank.starts[-1] == 5 * STEP
 
 
 def test_a_target_the_ranker_cannot_explain_yet_is_skipped() -> None:
