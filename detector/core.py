@@ -91,8 +91,10 @@ Works poorly when
 from __future__ import annotations
 
 import hashlib
+import importlib
 import math
 from dataclasses import dataclass, fields
+from types import ModuleType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -207,6 +209,10 @@ class DetectorConfig:
     record_margin: float = 1.5
     #: which variance changes the variance view reports: "both", "up" or "down"
     variance_side: str = "down"
+    #: how ``step``/``learn_many`` run: "auto" (the compiled per-point loop of
+    #: :mod:`detector.kernel` when numba is importable, else numpy) or "numpy" (the
+    #: vectorised reference). Both give the same results; see :attr:`Detector.backend`
+    backend: str = "auto"
 
 
 @dataclass
@@ -275,6 +281,23 @@ _SCALAR_FIELDS: dict[str, tuple[type[np.generic], float]] = {
 }
 
 
+_KERNEL: ModuleType | None = None
+_KERNEL_TRIED = False
+
+
+def _kernel() -> ModuleType | None:
+    """:mod:`detector.kernel`, imported at first use (numba's import costs ~0.3 s); None
+    when numba is not importable."""
+    global _KERNEL, _KERNEL_TRIED
+    if not _KERNEL_TRIED:
+        _KERNEL_TRIED = True
+        try:
+            _KERNEL = importlib.import_module("detector.kernel")
+        except ImportError:
+            _KERNEL = None
+    return _KERNEL
+
+
 def _as_rows(rows: Any) -> IntArray:
     r = np.asarray(rows, dtype=np.int64).reshape(-1)
     if r.size and int(r.min()) < 0:
@@ -338,6 +361,17 @@ class Detector:
         self._capacity = 0
         self._s: dict[str, np.ndarray[Any, Any]] = {}
         self._alloc(max(1, int(capacity)))
+        kernel = _kernel() if self.config.backend == "auto" else None
+        self._kernel = kernel
+        if kernel is not None:
+            self._kernel_cfg = kernel.config_vector(self.config)
+            self._kernel_prior = prior_table(self.config.tail_prior).astype(np.float32)
+
+    @property
+    def backend(self) -> str:
+        """Which implementation runs ``step``/``learn_many``: "numba" (the compiled loop of
+        :mod:`detector.kernel`) or "numpy" (the vectorised reference)."""
+        return "numba" if self._kernel is not None else "numpy"
 
     # ------------------------------------------------------------------ state layout
     @staticmethod
@@ -366,6 +400,8 @@ class Detector:
                 "detector.warmup_s must be >= 0 and detector.ref_interval_s > 0"
                 f" (got {c.warmup_s}, {c.ref_interval_s})"
             )
+        if c.backend not in ("auto", "numpy"):
+            raise StateError(f"detector.backend must be 'auto' or 'numpy' (got {c.backend!r})")
         if c.season_s <= 0 or c.season_bins < 1:
             raise StateError(
                 f"detector.season_s and season_bins must be positive"
@@ -888,6 +924,9 @@ class Detector:
         t = _as_float("ts", ts, len(r))
         v = _as_float("x", x, len(r))
         self._ensure(r)
+        if self._kernel is not None:
+            self._kernel.run(self._s, self._kernel_prior, self._kernel_cfg, r, t, v, None)
+            return
         for idx in self._rounds(r):
             e = self._evaluate(r[idx], t[idx], v[idx])
             self._learn(r[idx], t[idx], v[idx], e)
@@ -903,6 +942,9 @@ class Detector:
         v = _as_float("x", x, len(r))
         self._ensure(r)
         out = DetectorResult.empty(len(r))
+        if self._kernel is not None:
+            self._kernel.run(self._s, self._kernel_prior, self._kernel_cfg, r, t, v, out)
+            return out
         s = self._s
         for idx in self._rounds(r):
             rr, tt, vv = r[idx], t[idx], v[idx]
