@@ -76,6 +76,11 @@ catch more faults at the price of more pages.
 State is a fixed number of bytes per series (:attr:`Detector.bytes_per_series`); the
 caller evicts idle series with :meth:`Detector.stale_rows` + :meth:`Detector.reset_rows`.
 
+Two implementations of ``step``/``learn_many`` run on that state: the vectorised numpy
+code in this module (the reference) and a compiled per-point loop (:mod:`detector.kernel`,
+numba) that does the same per sample and is used when numba is importable
+(``DetectorConfig.backend``; :attr:`Detector.backend` says which runs).
+
 Works poorly when
 -----------------
 * anomalies are slow drifts over many seasons (the baselines follow them);
@@ -93,6 +98,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import math
+import time
 from dataclasses import dataclass, fields
 from types import ModuleType
 from typing import Any, ClassVar
@@ -337,8 +343,10 @@ class Detector:
     capacity
         Initial number of row slots; grows (doubling) when a larger row appears.
 
-    Cost: ``O(len(rows))`` vectorised work per call, plus one pass per repeat of a row in
-    the same batch. Memory: :attr:`bytes_per_series` per row slot.
+    Cost: on the numba path (:attr:`backend`, see :mod:`detector.kernel`) about a
+    microsecond per sample however the batch is laid out; on the numpy path
+    ``O(len(rows))`` vectorised work per call plus one pass per repeat of a row in the same
+    batch. Memory: :attr:`bytes_per_series` per row slot.
 
     Examples
     --------
@@ -366,6 +374,18 @@ class Detector:
         if kernel is not None:
             self._kernel_cfg = kernel.config_vector(self.config)
             self._kernel_prior = prior_table(self.config.tail_prior).astype(np.float32)
+
+    def prepare(self) -> float:
+        """Compile the numba loop now (or load it from numba's on-disk cache) rather than
+        at the first ``step``; the seconds it took (0 on the numpy path). A first compile
+        on a machine takes seconds of CPU; later processes load the cache in well under
+        one."""
+        if self._kernel is None:
+            return 0.0
+        t0 = time.perf_counter()
+        one = Detector(self.config, capacity=1)
+        one.step(np.zeros(1, dtype=np.int64), np.zeros(1), np.zeros(1))
+        return time.perf_counter() - t0
 
     @property
     def backend(self) -> str:

@@ -570,9 +570,16 @@ def _run(f8: Any, i8: Any, b1: Any, season: Any, season_err: Any, tails: Any, ta
             lower[i], upper[i], alert[i], fired[i] = e[E_LOWER], e[E_UPPER], a, f
 
 
+def _plain(a: Any) -> Any:
+    """C-contiguous and writable, the one array layout the loop is compiled for (another
+    layout would compile a second specialisation, seconds of CPU)."""
+    return a if a.flags.c_contiguous and a.flags.writeable else np.array(a, order="C")
+
+
 def run(s: dict[str, Any], prior: Any, cf: FloatArray, rows: Any, ts: Any, x: Any,
         out: Any) -> None:  # fmt: skip
     """Step (``out`` a DetectorResult to fill) or learn (``out`` None) a batch in order."""
+    rows, ts, x = _plain(rows), _plain(ts), _plain(x)
     f8 = tuple(s[k] for k in F8_FIELDS)
     i8 = tuple(s[k] for k in I8_FIELDS)
     b1 = tuple(s[k] for k in B1_FIELDS)
