@@ -117,7 +117,9 @@ def config_vector(c: Any) -> FloatArray:
 
 
 # ---------------------------------------------------------------- numpy's scalar semantics
-_jit = numba.njit(cache=True, nogil=True)
+# error_model="numpy": a division by zero gives inf / NaN as numpy does (no check, no
+# exception), which is also what lets the loop run without a branch per division
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 
 @_jit
