@@ -78,6 +78,7 @@ IS_COUNTER, IN_ALERT = range(len(B1_FIELDS))
 _MAE_TO_SIGMA = math.sqrt(math.pi / 2.0)
 _LEVELS = LEVELS.copy()
 _N_LV = len(LEVELS)
+_DN = 3  # the downward point table's row in the gathered tables
 _FLOOR_SHAPE = np.exp(-1.5 * (LEVELS - LEVELS[0]))
 _LOG_LAST_GAP = float(np.log(LEVELS[-1] / LEVELS[-2]))
 
@@ -169,26 +170,26 @@ def _tail_rates(nm: int, cf: FloatArray) -> tuple[float, float]:
 
 # ---------------------------------------------------------------- detector.calibrate
 @_jit
-def _logt(table: Any, j: int, floor: float) -> float:
-    return math.log(np.float64(table[j]) + floor * _FLOOR_SHAPE[j])
+def _logt(tb: FloatArray, k: int, j: int, floor: float) -> float:
+    return math.log(tb[k, j] + floor * _FLOOR_SHAPE[j])
 
 
 @_jit
-def _tail_p(a: float, table: Any, floor: float) -> float:
-    """``calibrate.tail_probability`` for one value and one (float32) table row (only the
-    knots it needs: the same logs as the vectorised version)."""
+def _tail_p(a: float, tb: FloatArray, k: int, floor: float) -> float:
+    """``calibrate.tail_probability`` for one value and table ``tb[k]`` (only the knots it
+    needs: the same logs as the vectorised version)."""
     last = _N_LV - 1
     if a < _LEVELS[last]:
         seg = 0  # the number of levels <= a
         while seg < last and a >= _LEVELS[seg]:
             seg += 1
         z0 = 0.0 if seg == 0 else _LEVELS[seg - 1]
-        l0 = 0.0 if seg == 0 else _logt(table, seg - 1, floor)
+        l0 = 0.0 if seg == 0 else _logt(tb, k, seg - 1, floor)
         frac = (a - z0) / (_LEVELS[seg] - z0)
-        logp = l0 + frac * (_logt(table, seg, floor) - l0)
+        logp = l0 + frac * (_logt(tb, k, seg, floor) - l0)
     else:
-        l_last = _logt(table, last, floor)
-        last_slope = (l_last - _logt(table, last - 1, floor)) / _LOG_LAST_GAP
+        l_last = _logt(tb, k, last, floor)
+        last_slope = (l_last - _logt(tb, k, last - 1, floor)) / _LOG_LAST_GAP
         slope = _mn(last_slope, -3.0)
         lv = _LEVELS[last]
         logp = l_last + slope * math.log(_mx(a, lv) / lv)
@@ -196,11 +197,11 @@ def _tail_p(a: float, table: Any, floor: float) -> float:
 
 
 @_jit
-def _update_table(dst: Any, src: Any, a: float, rate: float) -> None:
-    """``calibrate.update_table`` for one row, stored as float32 into ``dst``."""
+def _update_table(tb: FloatArray, k: int, a: float, rate: float) -> None:
+    """``calibrate.update_table`` for table ``tb[k]``, rounded to float32 (its storage)."""
     for j in range(_N_LV):
         hit = 1.0 if a > _LEVELS[j] else 0.0
-        dst[j] = np.float32((1.0 - rate) * np.float64(src[j]) + rate * hit)
+        tb[k, j] = np.float64(np.float32((1.0 - rate) * tb[k, j] + rate * hit))
 
 
 # ---------------------------------------------------------------- Detector._evaluate
@@ -285,16 +286,15 @@ def _forecast(r: int, ts: float, x: float, st: Any, si: Any, sb: Any, season: An
 
 
 @_jit
-def _score(r: int, ts: float, st: Any, tails: Any, tail_dn: Any, cf: FloatArray,
-           e: FloatArray) -> None:  # fmt: skip
+def _score(ts: float, st: Any, tb: FloatArray, cf: FloatArray, e: FloatArray) -> None:
     """Second half of ``_evaluate``: calibrated views, combination, warm-up and novelty."""
     up = e[E_UP] > 0
     nm = int(e[E_NM])
     rate_pt, rate_all = _tail_rates(nm, cf)
     fl = cf[C_TAIL_FLOOR]
-    p0 = _tail_p(e[E_A0], tails[r, 0] if up else tail_dn[r], fl * rate_pt)
-    p1 = _tail_p(e[E_A1], tails[r, 1], fl * rate_all)
-    p2 = _tail_p(e[E_A2], tails[r, 2], fl * rate_all)
+    p0 = _tail_p(e[E_A0], tb, 0 if up else _DN, fl * rate_pt)
+    p1 = _tail_p(e[E_A1], tb, 1, fl * rate_all)
+    p2 = _tail_p(e[E_A2], tb, 2, fl * rate_all)
     if cf[C_RECORD_S] > 0:
         zmax = st[ZMAX_UP] if up else st[ZMAX_DN]
         once = _mn(1.0, _mx(st[DT_TYP], 1.0) / cf[C_RECORD_S])
@@ -449,17 +449,14 @@ def _learn_profiles(r: int, ts: float, base: float, st: Any, season: Any, season
 
 
 @_jit
-def _learn_tails(r: int, tails: Any, tail_dn: Any, cf: FloatArray, e: FloatArray) -> None:
+def _learn_tails(tb: FloatArray, cf: FloatArray, e: FloatArray) -> None:
     """Exceedance tables (point view per direction), only once warm."""
     if not e[E_NM] >= cf[C_WARMUP_POINTS]:
         return
     rate_pt, rate_all = _tail_rates(int(e[E_NM]), cf)
-    if e[E_UP] > 0:
-        _update_table(tails[r, 0], tails[r, 0], e[E_A0], rate_pt)
-    else:
-        _update_table(tail_dn[r], tail_dn[r], e[E_A0], rate_pt)
-    _update_table(tails[r, 1], tails[r, 1], e[E_A1], rate_all)
-    _update_table(tails[r, 2], tails[r, 2], e[E_A2], rate_all)
+    _update_table(tb, 0 if e[E_UP] > 0 else _DN, e[E_A0], rate_pt)
+    _update_table(tb, 1, e[E_A1], rate_all)
+    _update_table(tb, 2, e[E_A2], rate_all)
 
 
 @_jit
@@ -496,7 +493,7 @@ def _learn_memory(st: Any, si: Any, cf: FloatArray, e: FloatArray) -> None:
 
 @_jit
 def _counter_check(r: int, st: Any, si: Any, sb: Any, season: Any, season_err: Any,
-                   tails: Any, tail_dn: Any, prior: Any, cf: FloatArray) -> None:  # fmt: skip
+                   tb: FloatArray, prior: Any, cf: FloatArray) -> None:  # fmt: skip
     """A monotonic, mostly increasing series becomes a counter: its model starts afresh."""
     n = si[N]
     n1 = n - 1
@@ -516,17 +513,18 @@ def _counter_check(r: int, st: Any, si: Any, sb: Any, season: Any, season_err: A
     for j in range(season_err.shape[1]):
         season_err[r, j] = np.nan
     for j in range(_N_LV):
-        tails[r, 0, j] = tails[r, 1, j] = tails[r, 2, j] = tail_dn[r, j] = prior[j]
+        tb[0, j] = tb[1, j] = tb[2, j] = tb[_DN, j] = prior[j]
 
 
 # ---------------------------------------------------------------- the batch loop
 @_jit
-def _sample(r: int, t: float, xi: float, st: Any, si: Any, sb: Any, season: Any,
-            season_err: Any, tails: Any, tail_dn: Any, prior: Any, cf: FloatArray,
-            e: FloatArray, alerts: bool) -> tuple[bool, bool]:  # fmt: skip
-    """One sample of one row, on its scalar state gathered into ``st``/``si``/``sb``."""
+def _sample(r: int, t: float, xi: float, st: Any, si: Any, sb: Any, tb: FloatArray,
+            season: Any, season_err: Any, prior: Any, cf: FloatArray, e: FloatArray,
+            alerts: bool) -> tuple[bool, bool]:  # fmt: skip
+    """One sample of one row, on its scalar state and tail tables gathered into
+    ``st``/``si``/``sb``/``tb`` (float64 scratch, no array views in the loop)."""
     _forecast(r, t, xi, st, si, sb, season, season_err, cf, e)
-    _score(r, t, st, tails, tail_dn, cf, e)
+    _score(t, st, tb, cf, e)
     alert = fired = False
     if alerts:
         alert, fired = _alerts(t, st, si, sb, cf, e)
@@ -536,9 +534,9 @@ def _sample(r: int, t: float, xi: float, st: Any, si: Any, sb: Any, season: Any,
     if e[E_VALID] > 0:
         base = _learn_levels(st, cf, e)
         _learn_profiles(r, t, base, st, season, season_err, cf, e)
-        _learn_tails(r, tails, tail_dn, cf, e)
+        _learn_tails(tb, cf, e)
         _learn_memory(st, si, cf, e)
-    _counter_check(r, st, si, sb, season, season_err, tails, tail_dn, prior, cf)
+    _counter_check(r, st, si, sb, season, season_err, tb, prior, cf)
     return alert, fired
 
 
@@ -551,6 +549,7 @@ def _run(f8: Any, i8: Any, b1: Any, season: Any, season_err: Any, tails: Any, ta
     st = np.empty(len(f8))
     si = np.empty(len(i8), dtype=np.int64)
     sb = np.empty(len(b1), dtype=np.bool_)
+    tb = np.empty((4, _N_LV))  # tails[r, 0..2] and tail_dn[r]
     for i in range(len(rows)):
         r = rows[i]
         for k in range(len(f8)):
@@ -559,14 +558,20 @@ def _run(f8: Any, i8: Any, b1: Any, season: Any, season_err: Any, tails: Any, ta
             si[k] = i8[k][r]
         for k in range(len(b1)):
             sb[k] = b1[k][r]
-        a, f = _sample(r, ts[i], x[i], st, si, sb, season, season_err, tails, tail_dn, prior,
-                       cf, e, alerts)  # fmt: skip
+        for j in range(_N_LV):
+            tb[0, j], tb[1, j], tb[2, j] = tails[r, 0, j], tails[r, 1, j], tails[r, 2, j]
+            tb[_DN, j] = tail_dn[r, j]
+        a, f = _sample(r, ts[i], x[i], st, si, sb, tb, season, season_err, prior, cf, e,
+                       alerts)  # fmt: skip
         for k in range(len(f8)):
             f8[k][r] = st[k]
         for k in range(len(i8)):
             i8[k][r] = si[k]
         for k in range(len(b1)):
             b1[k][r] = sb[k]
+        for j in range(_N_LV):  # float32-exact values (rounded when learned)
+            tails[r, 0, j], tails[r, 1, j], tails[r, 2, j] = tb[0, j], tb[1, j], tb[2, j]
+            tail_dn[r, j] = tb[_DN, j]
         if alerts:
             score[i], severity[i], expected[i] = e[E_SCORE], e[E_SEVERITY], e[E_EXPECTED]
             lower[i], upper[i], alert[i], fired[i] = e[E_LOWER], e[E_UPPER], a, f
