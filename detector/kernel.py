@@ -121,6 +121,11 @@ def config_vector(c: Any) -> FloatArray:
 # error_model="numpy": a division by zero gives inf / NaN as numpy does (no check, no
 # exception), which is also what lets the loop run without a branch per division
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+#: the steps of one sample take arrays: inlined (by numba, into ``_sample``) so that its
+#: reference-count pruning drops the atomic incref/decref each array argument of a call
+#: costs (they were ~40 % of the time); helpers called several times stay calls (or take
+#: scalars), which keeps the first compile at ~7 CPU-s instead of ~13
+_step = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
 
 
 @_jit
@@ -158,20 +163,19 @@ def _bin(ts: float, season_s: float, bins: int) -> int:
 
 
 @_jit
-def _tail_rates(nm: int, cf: FloatArray) -> tuple[float, float]:
-    rate = cf[C_TAIL_RATE]
-    if cf[C_TAIL_PRIOR_POINTS] <= 0:
+def _tail_rates(nm: int, rate: float, prior_points: float, warmup: int) -> tuple[float, float]:
+    if prior_points <= 0:
         return rate, rate
-    n_cal = float(max(nm - int(cf[C_WARMUP_POINTS]), 0))
-    r_all = _mx(rate, 1.0 / (n_cal + cf[C_TAIL_PRIOR_POINTS]))
-    r_pt = _mx(rate, 1.0 / (0.5 * n_cal + cf[C_TAIL_PRIOR_POINTS]))
+    n_cal = float(max(nm - warmup, 0))
+    r_all = _mx(rate, 1.0 / (n_cal + prior_points))
+    r_pt = _mx(rate, 1.0 / (0.5 * n_cal + prior_points))
     return r_pt, r_all
 
 
 # ---------------------------------------------------------------- detector.calibrate
 @_jit
-def _logt(tb: FloatArray, k: int, j: int, floor: float) -> float:
-    return math.log(tb[k, j] + floor * _FLOOR_SHAPE[j])
+def _logt(t: float, j: int, floor: float) -> float:
+    return math.log(t + floor * _FLOOR_SHAPE[j])
 
 
 @_jit
@@ -184,12 +188,12 @@ def _tail_p(a: float, tb: FloatArray, k: int, floor: float) -> float:
         while seg < last and a >= _LEVELS[seg]:
             seg += 1
         z0 = 0.0 if seg == 0 else _LEVELS[seg - 1]
-        l0 = 0.0 if seg == 0 else _logt(tb, k, seg - 1, floor)
+        l0 = 0.0 if seg == 0 else _logt(tb[k, seg - 1], seg - 1, floor)
         frac = (a - z0) / (_LEVELS[seg] - z0)
-        logp = l0 + frac * (_logt(tb, k, seg, floor) - l0)
+        logp = l0 + frac * (_logt(tb[k, seg], seg, floor) - l0)
     else:
-        l_last = _logt(tb, k, last, floor)
-        last_slope = (l_last - _logt(tb, k, last - 1, floor)) / _LOG_LAST_GAP
+        l_last = _logt(tb[k, last], last, floor)
+        last_slope = (l_last - _logt(tb[k, last - 1], last - 1, floor)) / _LOG_LAST_GAP
         slope = _mn(last_slope, -3.0)
         lv = _LEVELS[last]
         logp = l_last + slope * math.log(_mx(a, lv) / lv)
@@ -205,7 +209,7 @@ def _update_table(tb: FloatArray, k: int, a: float, rate: float) -> None:
 
 
 # ---------------------------------------------------------------- Detector._evaluate
-@_jit
+@_step
 def _forecast(r: int, ts: float, x: float, st: Any, si: Any, sb: Any, season: Any,
               season_err: Any, cf: FloatArray, e: FloatArray) -> None:  # fmt: skip
     """First half of ``_evaluate``: the forecast, its scale and the residual statistics."""
@@ -285,12 +289,14 @@ def _forecast(r: int, ts: float, x: float, st: Any, si: Any, sb: Any, season: An
     e[E_UPPER] = e[E_EXPECTED] + half_x
 
 
-@_jit
+@_step
 def _score(ts: float, st: Any, tb: FloatArray, cf: FloatArray, e: FloatArray) -> None:
     """Second half of ``_evaluate``: calibrated views, combination, warm-up and novelty."""
     up = e[E_UP] > 0
     nm = int(e[E_NM])
-    rate_pt, rate_all = _tail_rates(nm, cf)
+    rate_pt, rate_all = _tail_rates(
+        nm, cf[C_TAIL_RATE], cf[C_TAIL_PRIOR_POINTS], int(cf[C_WARMUP_POINTS])
+    )
     fl = cf[C_TAIL_FLOOR]
     p0 = _tail_p(e[E_A0], tb, 0 if up else _DN, fl * rate_pt)
     p1 = _tail_p(e[E_A1], tb, 1, fl * rate_all)
@@ -331,7 +337,7 @@ def _score(ts: float, st: Any, tb: FloatArray, cf: FloatArray, e: FloatArray) ->
 
 
 # ---------------------------------------------------------------- Detector._alerts
-@_jit
+@_step
 def _alerts(
     ts: float, st: Any, si: Any, sb: Any, cf: FloatArray, e: FloatArray
 ) -> tuple[bool, bool]:
@@ -362,7 +368,7 @@ def _alerts(
 
 
 # ---------------------------------------------------------------- Detector._learn
-@_jit
+@_step
 def _learn_clock(ts: float, x: float, st: Any, si: Any, e: FloatArray) -> None:
     """Sampling interval, step size, counts and last sample (every sample)."""
     has_prev = e[E_HAS_PREV] > 0
@@ -388,16 +394,16 @@ def _learn_clock(ts: float, x: float, st: Any, si: Any, e: FloatArray) -> None:
 
 
 @_jit
-def _learn_err(st: Any, k: int, pred: float, huber: float, w: float, e: FloatArray) -> float:
-    """One forecaster's robust absolute error; returns its Huber bound (old scale)."""
-    old = st[k]
-    hk = huber * _mx(_MAE_TO_SIGMA * old, e[E_FLOOR])
-    ri = _mn(abs(e[E_V] - pred), hk)
-    st[k] = 0.0 if e[E_NM] == 0 else old + w * (ri - old)
-    return hk
+def _learn_err(
+    old: float, v: float, pred: float, floor: float, huber: float, w: float, first: bool
+) -> tuple[float, float]:
+    """One forecaster's robust absolute error and its Huber bound (from the old scale)."""
+    hk = huber * _mx(_MAE_TO_SIGMA * old, floor)
+    ri = _mn(abs(v - pred), hk)
+    return (0.0 if first else old + w * (ri - old)), hk
 
 
-@_jit
+@_step
 def _learn_levels(st: Any, cf: FloatArray, e: FloatArray) -> float:
     """Robust errors and levels of the four forecasters; returns the old baseline."""
     v, nm = e[E_V], e[E_NM]
@@ -405,11 +411,11 @@ def _learn_levels(st: Any, cf: FloatArray, e: FloatArray) -> float:
     w_err = _mx(cf[C_A_ERR], 1.0 / (nm + 1.0))
     w_slow = _mx(cf[C_A_SLOW], 1.0 / (nm + 1.0))
     w_fast = _mx(cf[C_A_FAST], 1.0 / (nm + 1.0))
-    huber = cf[C_HUBER]
-    hk_slow = _learn_err(st, ERR_SLOW, e[E_P_SLOW], huber, w_err, e)
-    hk_fast = _learn_err(st, ERR_FAST, e[E_P_FAST], huber, w_err, e)
-    hk_seas = _learn_err(st, ERR_SEAS, e[E_P_SEAS], huber, w_err, e)
-    hk_fs = _learn_err(st, ERR_FSEAS, e[E_P_FSEAS], huber, w_err, e)
+    huber, fl = cf[C_HUBER], e[E_FLOOR]
+    st[ERR_SLOW], hk_slow = _learn_err(st[ERR_SLOW], v, e[E_P_SLOW], fl, huber, w_err, first)
+    st[ERR_FAST], hk_fast = _learn_err(st[ERR_FAST], v, e[E_P_FAST], fl, huber, w_err, first)
+    st[ERR_SEAS], hk_seas = _learn_err(st[ERR_SEAS], v, e[E_P_SEAS], fl, huber, w_err, first)
+    st[ERR_FSEAS], hk_fs = _learn_err(st[ERR_FSEAS], v, e[E_P_FSEAS], fl, huber, w_err, first)
     deseason0 = v - (e[E_SB] if e[E_SB_KNOWN] > 0 else 0.0)
     e[E_DESEASON] = deseason0
     lfs = st[LVL_FSEAS]
@@ -428,7 +434,7 @@ def _learn_levels(st: Any, cf: FloatArray, e: FloatArray) -> float:
     return base
 
 
-@_jit
+@_step
 def _learn_profiles(r: int, ts: float, base: float, st: Any, season: Any, season_err: Any,
                     cf: FloatArray, e: FloatArray) -> None:  # fmt: skip
     """The time-of-season profile (and error profile), stored as float32."""
@@ -448,18 +454,20 @@ def _learn_profiles(r: int, ts: float, base: float, st: Any, season: Any, season
         season_err[r, bs] = np.float32(math.nan if first else new_eb)
 
 
-@_jit
+@_step
 def _learn_tails(tb: FloatArray, cf: FloatArray, e: FloatArray) -> None:
     """Exceedance tables (point view per direction), only once warm."""
     if not e[E_NM] >= cf[C_WARMUP_POINTS]:
         return
-    rate_pt, rate_all = _tail_rates(int(e[E_NM]), cf)
+    rate_pt, rate_all = _tail_rates(
+        int(e[E_NM]), cf[C_TAIL_RATE], cf[C_TAIL_PRIOR_POINTS], int(cf[C_WARMUP_POINTS])
+    )
     _update_table(tb, 0 if e[E_UP] > 0 else _DN, e[E_A0], rate_pt)
     _update_table(tb, 1, e[E_A1], rate_all)
     _update_table(tb, 2, e[E_A2], rate_all)
 
 
-@_jit
+@_step
 def _learn_memory(st: Any, si: Any, cf: FloatArray, e: FloatArray) -> None:
     """Level-shift re-anchoring, extreme-value records and novelty memories."""
     v, nm = e[E_V], e[E_NM]
@@ -491,7 +499,7 @@ def _learn_memory(st: Any, si: Any, cf: FloatArray, e: FloatArray) -> None:
     st[MEM_DN] = _mx(_mx(st[MEM_DN], 0.0 if up else su) - decay, 0.0)
 
 
-@_jit
+@_step
 def _counter_check(r: int, st: Any, si: Any, sb: Any, season: Any, season_err: Any,
                    tb: FloatArray, prior: Any, cf: FloatArray) -> None:  # fmt: skip
     """A monotonic, mostly increasing series becomes a counter: its model starts afresh."""
