@@ -106,7 +106,7 @@ def config_vector(c: Any) -> FloatArray:
         C_AGREE: c.agree_factor, C_CONFIRM: c.confirm_points,
         C_OVERWHELM: c.overwhelm_factor, C_RECORD_S: c.record_s,
         C_RECORD_MARGIN: c.record_margin,
-        C_VAR_SIDE: {"both": 0.0, "up": 1.0, "down": -1.0}[c.variance_side],
+        C_VAR_SIDE: {"up": 1.0, "down": -1.0}.get(c.variance_side, 0.0),
         C_Z2K: math.sqrt(ar / (2.0 - ar)), C_Z3K: math.sqrt(2.0 * ar / (2.0 - ar)),
     }  # fmt: skip
     for k, val in vals.items():
@@ -223,9 +223,9 @@ def _forecast(r: int, ts: float, x: float, st: Any, si: Any, sb: Any, season: An
     v = dx / safe_dt if is_ctr else x
     season_s = cf[C_SEASON_S]
     b = _bin(ts, season_s, int(cf[C_BINS]))
-    sb = np.float64(season[r, b])
-    sb_known = not math.isnan(sb)
-    sb0 = sb if sb_known else 0.0
+    sbin = np.float64(season[r, b])
+    sb_known = not math.isnan(sbin)
+    sb0 = sbin if sb_known else 0.0
     p_slow, p_fast = st[LVL_SLOW], st[LVL_FAST]
     p_seas, p_fseas = st[LVL_BASE] + sb0, st[LVL_FSEAS] + sb0
     e_slow, e_fast, e_seas = st[ERR_SLOW], st[ERR_FAST], st[ERR_SEAS]
@@ -273,7 +273,7 @@ def _forecast(r: int, ts: float, x: float, st: Any, si: Any, sb: Any, season: An
         z3 = _mn(z3, 0.0)
     e[E_N], e[E_NM], e[E_DT], e[E_DX], e[E_V] = n, n_model, dt, dx, v
     e[E_VALID] = (not reset) and (not is_ctr or has_prev)
-    e[E_HAS_PREV], e[E_B], e[E_SB], e[E_SB_KNOWN] = has_prev, b, sb, sb_known
+    e[E_HAS_PREV], e[E_B], e[E_SB], e[E_SB_KNOWN] = has_prev, b, sbin, sb_known
     e[E_P_SLOW], e[E_P_FAST], e[E_P_SEAS], e[E_P_FSEAS] = p_slow, p_fast, p_seas, p_fseas
     e[E_SIGMA], e[E_HK], e[E_R], e[E_F_NEW], e[E_Q_NEW] = sigma, hk, res, f_new, q_new
     e[E_Z2], e[E_FLOOR], e[E_BS] = z2, floor, bs

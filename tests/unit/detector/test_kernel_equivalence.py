@@ -275,6 +275,18 @@ def test_non_default_configs(changes: dict[str, Any]) -> None:
     run_both(cfg, series, seed=14)
 
 
+def test_the_loop_covers_every_state_array() -> None:
+    from detector import kernel
+
+    names = kernel.F8_FIELDS + kernel.I8_FIELDS + kernel.B1_FIELDS
+    assert sorted(names) == sorted(core._SCALAR_FIELDS) and len(set(names)) == len(names)
+    for group, dtype in ((kernel.F8_FIELDS, np.float64), (kernel.I8_FIELDS, np.int64),
+                         (kernel.B1_FIELDS, np.bool_)):  # fmt: skip
+        assert all(core._SCALAR_FIELDS[f][0] is dtype for f in group), group
+    tables = set(Detector()._s) - set(names)
+    assert tables == {"season", "season_err", "tails", "tail_dn"}
+
+
 def test_numpy_when_numba_is_missing_or_not_wanted(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Detector(DetectorConfig(backend="numpy")).backend == "numpy"
     monkeypatch.setattr(core, "_KERNEL", None)
