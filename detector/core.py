@@ -370,7 +370,8 @@ class Detector:
         self._s: dict[str, np.ndarray[Any, Any]] = {}
         self._alloc(max(1, int(capacity)))
         kernel = _kernel() if self.config.backend == "auto" else None
-        self._kernel = kernel
+        # a flag, not the module: a Detector stays picklable and deep-copyable
+        self._compiled = kernel is not None
         if kernel is not None:
             self._kernel_cfg = kernel.config_vector(self.config)
             self._kernel_prior = prior_table(self.config.tail_prior).astype(np.float32)
@@ -380,7 +381,7 @@ class Detector:
         at the first ``step``; the seconds it took (0 on the numpy path). A first compile
         on a machine takes seconds of CPU; later processes load the cache in well under
         one."""
-        if self._kernel is None:
+        if not self._compiled:
             return 0.0
         t0 = time.perf_counter()
         one = Detector(self.config, capacity=1)
@@ -391,7 +392,7 @@ class Detector:
     def backend(self) -> str:
         """Which implementation runs ``step``/``learn_many``: "numba" (the compiled loop of
         :mod:`detector.kernel`) or "numpy" (the vectorised reference)."""
-        return "numba" if self._kernel is not None else "numpy"
+        return "numba" if self._compiled else "numpy"
 
     # ------------------------------------------------------------------ state layout
     @staticmethod
@@ -938,14 +939,19 @@ class Detector:
         counts = np.bincount(rank)
         return np.split(order, np.cumsum(counts)[:-1])
 
+    def _run_kernel(self, r: IntArray, t: FloatArray, v: FloatArray, out: Any) -> None:
+        kernel = _kernel()
+        assert kernel is not None  # _compiled is only set when it imported
+        kernel.run(self._s, self._kernel_prior, self._kernel_cfg, r, t, v, out)
+
     def learn_many(self, rows: Any, ts: Any, x: Any) -> None:
         """Fold samples into the state (in order; a repeated row is learned in sequence)."""
         r = _as_rows(rows)
         t = _as_float("ts", ts, len(r))
         v = _as_float("x", x, len(r))
         self._ensure(r)
-        if self._kernel is not None:
-            self._kernel.run(self._s, self._kernel_prior, self._kernel_cfg, r, t, v, None)
+        if self._compiled:
+            self._run_kernel(r, t, v, None)
             return
         for idx in self._rounds(r):
             e = self._evaluate(r[idx], t[idx], v[idx])
@@ -962,8 +968,8 @@ class Detector:
         v = _as_float("x", x, len(r))
         self._ensure(r)
         out = DetectorResult.empty(len(r))
-        if self._kernel is not None:
-            self._kernel.run(self._s, self._kernel_prior, self._kernel_cfg, r, t, v, out)
+        if self._compiled:
+            self._run_kernel(r, t, v, out)
             return out
         s = self._s
         for idx in self._rounds(r):

@@ -7,8 +7,10 @@ in the last bits), float32 tables within one float32 rounding, counters and flag
 
 from __future__ import annotations
 
+import copy
 import csv
 import itertools
+import pickle
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -273,6 +275,21 @@ def test_non_default_configs(changes: dict[str, Any]) -> None:
     cfg = replace(DetectorConfig(season_s=7200.0, season_bins=12, warmup_points=15), **changes)
     series = [noisy(900, rng), counter(600, rng, resets=1), noisy(500, rng, dt=5.0)]
     run_both(cfg, series, seed=14)
+
+
+def test_a_compiled_detector_copies_and_pickles() -> None:
+    rng = np.random.default_rng(15)
+    t, x = noisy(300, rng)
+    rows = np.zeros(300, dtype=np.int64)
+    fast, ref = pair()
+    feed(fast, ref, rows[:200], t[:200], x[:200])
+    for clone in (copy.deepcopy(fast), pickle.loads(pickle.dumps(fast))):
+        assert clone.backend == "numba"
+        want = copy.deepcopy(ref)
+        assert_results(
+            clone.step(rows[200:], t[200:], x[200:]), want.step(rows[200:], t[200:], x[200:])
+        )
+        assert_state(clone, want)
 
 
 def test_the_loop_covers_every_state_array() -> None:
