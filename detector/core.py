@@ -299,7 +299,7 @@ def _kernel() -> ModuleType | None:
         _KERNEL_TRIED = True
         try:
             _KERNEL = importlib.import_module("detector.kernel")
-        except ImportError:
+        except (ImportError, OSError):  # no numba, one built for another numpy, no llvmlite
             _KERNEL = None
     return _KERNEL
 
