@@ -8,8 +8,9 @@ always kept, a sample of a *new* series is refused once the index is full (the i
 ``series_limit``, one error per source record (the raw message is the unit of replay); the
 message names how many samples and which series were refused. Order is kept.
 
-Cost: one dict look-up per sample, ``O(len(batch))``, done by a C-level ``map`` when every
-series of the batch is known already (the steady state).
+Cost: one dict look-up per sample, ``O(len(batch))``, done by a C-level ``map``; a batch with
+new series also loops over its distinct keys (not its samples) to add them. A Python loop per
+sample only when series are refused.
 """
 
 from __future__ import annotations
@@ -65,20 +66,30 @@ def assign_rows(
     known = index.rows_known(keys)
     if known is not None:  # every series already has a row: no Python loop per sample
         return known, batch, []
-    get = index.get
+    # New series take rows in the order of their first sample (as a loop over the samples
+    # would give them): one pass over the distinct keys, not over every sample
+    refused_new: set[str] = set()
+    for key in dict.fromkeys(keys):
+        if key not in index:
+            try:
+                index.add(key)
+            except StateError:
+                refused_new.add(key)
+    if not refused_new:
+        known = index.rows_known(keys)  # every key has a row now
+        assert known is not None
+        return known, batch, []
     rows = np.empty(n, dtype=np.int64)
     keep = np.ones(n, dtype=np.bool_)
     refused: dict[int, list[str]] = {}
     origin = batch.origin.tolist()
+    get = index.get
     for i, key in enumerate(keys):
         row = get(key)
         if row is None:
-            try:
-                row = index.add(key)
-            except StateError:
-                keep[i] = False
-                refused.setdefault(origin[i], []).append(key)
-                continue
+            keep[i] = False
+            refused.setdefault(origin[i], []).append(key)
+            continue
         rows[i] = row
     if not refused:
         return rows, batch, []

@@ -45,7 +45,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from causalwatch.errors import BackendError
-from causalwatch.models import RawRecord
+from causalwatch.models import RawRecord, raw_record
 from causalwatch.settings import KafkaSettings
 from ingest.kafka_config import librdkafka_config, secrets_of
 from ingest.kafka_errors import map_kafka_errors
@@ -203,18 +203,22 @@ class ConfluentSource:
         self, msgs: list[Any], out: list[RawRecord], skipped: set[tuple[str, int, int]]
     ) -> None:
         m: Any
+        append = out.append
         for m in msgs:
             err = m.error()
             if err is None:
                 ts_type, ts = m.timestamp()
-                out.append(
-                    RawRecord(
-                        m.topic(),
-                        m.partition(),
-                        m.offset(),
-                        m.value() or b"",
-                        ts if ts_type else None,
-                        m.key(),
+                append(
+                    raw_record(
+                        (
+                            m.topic(),
+                            m.partition(),
+                            m.offset(),
+                            m.value() or b"",
+                            ts if ts_type else None,
+                            m.key(),
+                            None,
+                        )
                     )
                 )
             elif err.code() in _RECORD_ERRORS and m.topic() and m.offset() is not None:

@@ -40,7 +40,8 @@ Formats (set per topic, or ``auto``)
 In every JSON format a missing ``name`` falls back to ``labels.__name__``; labels with an
 empty value are dropped (Prometheus treats them as absent), so both spellings are one series.
 
-Cost: ``O(bytes)``, one ``json.loads`` per JSON record. Measured on one core (BENCHMARKS.md):
+Cost: ``O(bytes)``, one ``json.loads`` per JSON record (one ``orjson.loads`` on the fast
+path when orjson is installed, see below). Measured on one core (BENCHMARKS.md):
 about 3.6 µs per sample in JSON arrays, 7 µs per one-sample JSON message, 2 µs per Influx
 field. Series keys are memoised across calls (bounded), so a fleet whose series come back
 every scrape pays the key-building cost once. Works poorly for many tiny one-sample
@@ -52,10 +53,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
+
+try:  # optional (``causalwatch[fast]``): the JSON fast path parses with it when installed
+    import orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    orjson = None  # type: ignore[assignment, unused-ignore]
 
 from causalwatch.errors import ConfigError, RecordError
 from causalwatch.models import RawRecord, SampleBatch
@@ -186,6 +193,10 @@ def decode_batch(
         if _frag_state[1] != limits:
             _frag_keys.clear()
             _frag_state[0] = 0
+            _obj_keys.clear()
+            _obj_state[0] = 0
+            _heads.clear()
+            _heads_bytes[0] = 0
         _frag_state[1] = limits
     get_format = formats.get
     for i, rec in enumerate(records):
@@ -635,6 +646,8 @@ def _fast_value(raw: bytes, allow_str: bool) -> float | None:
 def _decode_json_fast(ctx: _Ctx, value: bytes, idx: int, allow_str: bool) -> int:
     """Append the samples of a machine-written JSON record; -1 (nothing appended) when the
     general path must decode it."""
+    if _orjson_loads is not None and len(value) <= _ORJSON_MAX_BYTES:
+        return _decode_parsed_fast(ctx, value, idx, allow_str)
     limits = ctx.limits  # the memo is for these limits (decode_batch checked)
     if value[:1] == b"[":
         return _decode_array_fast(ctx, value, idx)
@@ -737,6 +750,211 @@ def _decode_array_fast(ctx: _Ctx, value: bytes, idx: int) -> int:
     return len(keys)
 
 
+# --------------------------------------------------------------------------- orjson fast path
+#
+# With orjson installed, the fast path parses the message with it (about 3x json.loads and
+# 2x the regular expressions above on arrays of 100) and reads the parsed samples with
+# C-level maps: the name + labels of a sample are looked up in a memo of series keys under
+# ``(name, tuple(labels.items()))``, so labels are validated once per distinct series. It
+# appends nothing unless *every* sample of the message is well-formed and valid (fields
+# present, a str name, a labels object, float/int value and timestamp, or a string value
+# where the format allows, an RFC 3339 string timestamp; finite, in the time window);
+# otherwise, and whenever orjson refuses the message (NaN / Infinity literals, numbers
+# out of the float range, a byte-order mark, lone surrogates, other encodings...), it
+# declines and the general path decodes the message with ``json.loads`` as before, so
+# what is accepted and every error are exactly the general path's. Where orjson reads a
+# document, it reads the same one as json.loads (duplicate keys: the last wins; floats
+# correctly rounded), except integers beyond 64 bits, which it returns as floats: as a
+# value or timestamp that is the general path's ``float(int)``; anywhere else (a name, a
+# label) the sample is not valid and the fast path declines.
+_orjson_loads: Callable[[bytes], Any] | None = orjson.loads if orjson is not None else None
+# Larger messages take the regular-expression fast path: parsing (and, when the message is
+# refused, parsing again with json.loads) large hostile documents with orjson left the
+# process's RSS 15-20 MB higher in tests/faults/test_hostile.py; 64 KiB is ~450 samples.
+_ORJSON_MAX_BYTES = 65_536
+_ORJSON_ERROR: type[Exception] = orjson.JSONDecodeError if orjson is not None else ValueError
+_get_name = itemgetter("name")
+_get_labels = itemgetter("labels")
+_get_ts = itemgetter("timestamp")
+_get_value = itemgetter("value")
+_DICTS = frozenset({dict})
+_FLOATS = frozenset({float})
+_NUMBERS = frozenset({float, int})
+_NUMBERS_OR_STR = frozenset({float, int, str})
+
+# (name, tuple(labels.items())) -> series key; only entries whose key the general rules
+# accept (str name, str label values), bounded in bytes like the other memos
+_obj_keys: dict[tuple[Any, tuple[tuple[Any, Any], ...]], str] = {}
+_obj_state = [0]
+
+
+def _obj_key(obj: dict[str, Any], memo_key: tuple[Any, Any], limits: IngestLimits) -> str | None:
+    """:func:`_key_of` of a parsed sample, memoised; None when the sample's name or labels
+    are not valid (the general path says why)."""
+    key = _key_of(
+        obj,
+        limits,
+        limits.max_label_value_bytes // 4,
+        limits.max_label_name_bytes // 4,
+        limits.max_name_bytes // 4,
+    )
+    if isinstance(key, tuple):
+        return None
+    # the key, about as many bytes of name and label strings, the tuples and the entry
+    cost = 2 * len(key) + 170 * len(memo_key[1]) + 250
+    if _obj_state[0] + cost > _FRAG_CACHE_BYTES:
+        _obj_keys.clear()
+        _obj_state[0] = 0
+    _obj_keys[memo_key] = key
+    _obj_state[0] += cost
+    return key
+
+
+def _decode_parsed_fast(ctx: _Ctx, value: bytes, idx: int, allow_str: bool) -> int:
+    """The fast path with orjson (see above): append every sample of the record and return
+    their number, or -1 (nothing appended) when the general path must decode it."""
+    assert _orjson_loads is not None
+    try:
+        doc = _orjson_loads(value)
+    except _ORJSON_ERROR:
+        return -1
+    td = type(doc)
+    if td is dict:
+        return _decode_parsed_one(ctx, doc, idx, allow_str)
+    limits = ctx.limits  # the memo is for these limits (decode_batch checked)
+    if td is not list:
+        return -1
+    items: list[Any] = doc
+    if not 0 < len(items) <= limits.max_samples_per_message or set(map(type, items)) != _DICTS:
+        return -1
+    try:
+        names = list(map(_get_name, items))
+        labels = list(map(_get_labels, items))
+        raw_t = list(map(_get_ts, items))
+        raw_v = list(map(_get_value, items))
+    except KeyError:
+        return -1
+    if set(map(type, labels)) != _DICTS:
+        return -1
+    memo_keys = list(zip(names, map(tuple, map(dict.items, labels)), strict=True))
+    try:
+        keys = list(map(_obj_keys.get, memo_keys))
+    except TypeError:  # an unhashable label value: not valid
+        return -1
+    if None in keys:
+        for j, key in enumerate(keys):
+            if key is None:
+                key = _obj_key(items[j], memo_keys[j], limits)
+                if key is None:
+                    return -1
+                keys[j] = key
+    # values: a JSON number, or (prometheus, auto) a string float() reads
+    kinds = set(map(type, raw_v))
+    if kinds == _FLOATS:
+        vals = raw_v
+    elif kinds <= _NUMBERS:
+        vals = list(map(float, raw_v))
+    elif allow_str and kinds <= _NUMBERS_OR_STR:
+        try:
+            vals = list(map(float, raw_v))
+        except ValueError:
+            return -1
+    else:
+        return -1
+    # timestamps: a JSON number or an RFC 3339 string
+    kinds = set(map(type, raw_t))
+    if kinds == _FLOATS:
+        tss = raw_t
+    elif kinds <= _NUMBERS:
+        tss = list(map(float, raw_t))
+    elif kinds <= _NUMBERS_OR_STR:
+        cache = ctx.ts_cache
+        tss = []
+        for t in raw_t:
+            if type(t) is str:
+                t = cache[t] if t in cache else _cache_ts(cache, t)
+                if t is None:
+                    return -1
+            tss.append(float(t))
+    else:
+        return -1
+    now_s = ctx.now_s
+    if len(vals) == 1:
+        t, v = tss[0], vals[0]
+        if (
+            v - v != 0.0
+            or t - t != 0.0
+            or not now_s - limits.max_age_s <= t <= now_s + limits.max_future_s
+        ):
+            return -1
+    else:
+        t_arr = np.array(tss, dtype=np.float64)
+        if not (
+            np.isfinite(np.array(vals, dtype=np.float64)).all()
+            and np.isfinite(t_arr).all()  # (the window may be infinite: replay)
+            and (t_arr >= now_s - limits.max_age_s).all()
+            and (t_arr <= now_s + limits.max_future_s).all()
+        ):
+            return -1
+    ctx.keys.extend(keys)  # type: ignore[arg-type]  # no None left
+    ctx.ts.extend(tss)
+    ctx.val.extend(vals)
+    ctx.origin.extend([idx] * len(keys))
+    return len(keys)
+
+
+def _decode_parsed_one(ctx: _Ctx, obj: dict[str, Any], idx: int, allow_str: bool) -> int:
+    """:func:`_decode_parsed_fast` of a message that is one sample object (the
+    prometheus-kafka-adapter's shape): 1, or -1 when the general path must decode it."""
+    try:
+        name, labels, t, v = obj["name"], obj["labels"], obj["timestamp"], obj["value"]
+    except KeyError:
+        return -1
+    if type(labels) is not dict:
+        return -1
+    limits = ctx.limits
+    memo_key = (name, tuple(labels.items()))
+    try:
+        key = _obj_keys.get(memo_key)
+    except TypeError:  # an unhashable label value: not valid
+        return -1
+    if key is None:
+        key = _obj_key(obj, memo_key, limits)
+        if key is None:
+            return -1
+    tv = type(v)
+    if tv is not float:
+        if tv is int or (tv is str and allow_str):
+            try:
+                v = float(v)
+            except ValueError:
+                return -1
+        else:
+            return -1
+    tt = type(t)
+    if tt is str:
+        cache = ctx.ts_cache
+        t = cache[t] if t in cache else _cache_ts(cache, t)
+        if t is None:
+            return -1
+    elif tt is int:
+        t = float(t)
+    elif tt is not float:
+        return -1
+    now_s = ctx.now_s
+    if (
+        v - v != 0.0
+        or t - t != 0.0
+        or not now_s - limits.max_age_s <= t <= now_s + limits.max_future_s
+    ):
+        return -1
+    ctx.keys.append(key)
+    ctx.ts.append(t)
+    ctx.val.append(v)
+    ctx.origin.append(idx)
+    return 1
+
+
 # --------------------------------------------------------------------------- Influx
 
 
@@ -760,11 +978,27 @@ def _decode_influx(ctx: _Ctx, rec: RawRecord, idx: int) -> int:
         if not line or line[0] == "#" or line.isspace():
             continue
         lines += 1
-        parsed = _parse_line(line)
-        if isinstance(parsed, str):
-            ctx.fail(rec, ("not_format", "line", f"line {line_no}: {parsed}"), line_no)
-            continue
-        measurement, tags, fields, raw_ts = parsed
+        # a head (measurement and tags) seen before in a plain line: measurement and key
+        # suffix from the memo, only the fields and timestamp left to read
+        known = None
+        if "\\" not in line and '"' not in line:
+            sp = line.find(" ")
+            if sp > 0:
+                known = _heads.get(line[:sp])
+        if known is not None:
+            measurement, suffix = known
+            parsed_rest = _parse_rest(line.split(" "))
+            if isinstance(parsed_rest, str):
+                ctx.fail(rec, ("not_format", "line", f"line {line_no}: {parsed_rest}"), line_no)
+                continue
+            fields, raw_ts = parsed_rest
+            tags = None
+        else:
+            parsed = _parse_line(line)
+            if isinstance(parsed, str):
+                ctx.fail(rec, ("not_format", "line", f"line {line_no}: {parsed}"), line_no)
+                continue
+            measurement, tags, fields, raw_ts = parsed
         count += len(fields)
         if count > max_samples:
             return count
@@ -780,17 +1014,20 @@ def _decode_influx(ctx: _Ctx, rec: RawRecord, idx: int) -> int:
                     line_no,
                 )
                 continue
-        labels = {_sanitize(k, _NOT_LABEL): v for k, v in tags} if tags else {}
-        problem = check_labels(labels, limits, name_label=False)  # every tag is a label
-        if problem is not None:
-            reason, field, message = problem
-            ctx.fail(rec, (reason, field, f"line {line_no}: {message}"), line_no)
-            continue
-        ck = ("_", *labels.items())
-        suffix = _key_cache.get(ck)
-        if suffix is None:
-            suffix = _cache_key(ck, "_", labels)
-        suffix = suffix[1:]
+        if tags is not None:
+            labels = {_sanitize(k, _NOT_LABEL): v for k, v in tags} if tags else {}
+            problem = check_labels(labels, limits, name_label=False)  # every tag is a label
+            if problem is not None:
+                reason, field, message = problem
+                ctx.fail(rec, (reason, field, f"line {line_no}: {message}"), line_no)
+                continue
+            ck = ("_", *labels.items())
+            full = _key_cache.get(ck)
+            if full is None:
+                full = _cache_key(ck, "_", labels)
+            suffix = full[1:]
+            if "\\" not in line and '"' not in line:
+                _remember_head(line[: line.find(" ")], measurement, suffix)
         for field_key, raw_v in fields:
             name = ctx.names.get((measurement, field_key))
             if name is None:
@@ -896,6 +1133,17 @@ def _parse_line(line: str) -> _Line | str:
         if not eq or not k or not v or "=" in v:
             return f"bad tag {item!r:.40}"
         tags.append((k, v))
+    rest = _parse_rest(parts)
+    if isinstance(rest, str):
+        return rest
+    return measurement, tags, *rest
+
+
+def _parse_rest(parts: list[str]) -> tuple[list[tuple[str, str]], str | None] | str:
+    """Fields and timestamp of a plain line split at its spaces (the head is ``parts[0]``),
+    or a string saying why the line is not line protocol."""
+    if len(parts) not in (2, 3):
+        return "expected 'measurement[,tags] fields [timestamp]'"
     fields: list[tuple[str, str]] = []
     for item in parts[1].split(","):
         k, eq, v = item.partition("=")
@@ -905,7 +1153,30 @@ def _parse_line(line: str) -> _Line | str:
     ts = parts[2] if len(parts) == 3 else None
     if ts is not None and not ts:
         return "empty timestamp"
-    return measurement, tags, fields, ts
+    return fields, ts
+
+
+# The head of a plain line (measurement and tags, before the first space) -> measurement
+# and series-key suffix, for heads whose tags passed the label checks under the current
+# limits (cleared when they change, see decode_batch): a fleet's heads repeat every scrape,
+# and tag parsing, sanitising and the label checks were most of a line's cost. Only heads of
+# at most _HEAD_MAX_CHARS (longer ones, rare and possibly hostile, are parsed every time),
+# bounded in bytes like the other memos.
+_HEAD_MAX_CHARS = 1_024
+_HEADS_BYTES = 8 * 1_048_576
+_heads: dict[str, tuple[str, str]] = {}
+_heads_bytes = [0]
+
+
+def _remember_head(head: str, measurement: str, suffix: str) -> None:
+    if len(head) > _HEAD_MAX_CHARS:
+        return
+    cost = 2 * len(head) + len(suffix) + 200
+    if _heads_bytes[0] + cost > _HEADS_BYTES:
+        _heads.clear()
+        _heads_bytes[0] = 0
+    _heads[head] = (measurement, suffix)
+    _heads_bytes[0] += cost
 
 
 def _scan(line: str, pos: int, stops: str, escapable: str) -> tuple[str, int]:

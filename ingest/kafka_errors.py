@@ -149,13 +149,13 @@ def map_kafka_errors(what: str, secrets: Iterable[str | None] = ()) -> Iterator[
     ``BackendError`` raised inside passes through unchanged; anything that is neither a
     Kafka library error nor an ``OSError`` (a bug) is not touched either.
 
-    >>> from kafka.errors import NoBrokersAvailable
+    >>> from kafka.errors import KafkaConnectionError
     >>> try:
     ...     with map_kafka_errors("poll"):
-    ...         raise NoBrokersAvailable()
+    ...         raise KafkaConnectionError()
     ... except BackendError as exc:
     ...     (exc.backend, exc.retryable, str(exc))
-    ('kafka', True, 'kafka poll failed: NoBrokersAvailable: NoBrokersAvailable')
+    ('kafka', True, 'kafka poll failed: KafkaConnectionError: KafkaConnectionError')
     """
     try:
         yield

@@ -39,7 +39,7 @@ from kafka.errors import CorruptRecordError, KafkaError, UnsupportedCodecError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from causalwatch.errors import BackendError
-from causalwatch.models import RawRecord
+from causalwatch.models import RawRecord, raw_record
 from causalwatch.settings import KafkaSettings
 from ingest.kafka_config import kafka_python_config, secrets_of
 from ingest.kafka_errors import map_kafka_errors
@@ -186,15 +186,16 @@ class KafkaSource:
                 ) from err
         out: list[RawRecord] = []
         for tp, recs in polled.items():
-            for r in recs:
-                if isinstance(r, RawRecord):
-                    out.append(r)
-                else:
-                    out.append(
-                        RawRecord(
-                            tp.topic, tp.partition, r.offset, r.value or b"", r.timestamp, r.key
-                        )
-                    )
+            if recs and isinstance(recs[0], RawRecord):  # an undecodable batch's record
+                out.extend(recs)
+                continue
+            topic, part = tp.topic, tp.partition
+            out.extend(
+                [
+                    raw_record((topic, part, r.offset, r.value or b"", r.timestamp, r.key, None))
+                    for r in recs
+                ]
+            )
         return out
 
     def _poll(self, max_records: int) -> dict[Any, list[Any]]:

@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+import pytest
+
 from causalwatch.models import RawRecord
 from explainer import view
 from ingest import decode
@@ -63,3 +65,59 @@ def test_decode_series_key_memo_is_bounded_in_bytes() -> None:
     held = sum(_size(k) + _size(v) for k, v in decode._key_cache.items())
     assert held < decode._KEY_CACHE_BYTES * 1.2, held
     assert len(decode._key_cache) < 1_200
+
+
+def test_decode_parsed_key_memo_is_bounded_in_bytes() -> None:
+    """The orjson fast path's memo (name + label items -> key) keeps to its byte budget."""
+    if decode.orjson is None:
+        pytest.skip("orjson is not installed")
+    for start in range(0, 1_200, 100):  # 1,200 distinct 33 kB series: 40 MB of labels
+        recs = [
+            RawRecord(
+                "t",
+                0,
+                i,
+                json.dumps(
+                    [{"name": "m", "labels": _big_labels(i), "timestamp": NOW, "value": 1}]
+                ).encode(),
+            )
+            for i in range(start, start + 100)
+        ]
+        batch, errors = decode_batch(recs, {"t": "json"}, IngestLimits(), NOW)
+        assert len(batch) == 100 and not errors
+    assert decode._obj_keys  # the fast path took them
+    assert decode._obj_state[0] <= decode._FRAG_CACHE_BYTES
+    held = sum(_size(k) + _size(v) for k, v in decode._obj_keys.items())
+    assert held < decode._FRAG_CACHE_BYTES * 1.2, held
+    assert len(decode._obj_keys) < 1_200
+
+
+def test_influx_head_memo_is_bounded_in_bytes() -> None:
+    """Influx line heads (measurement + tags) memoised within their byte budget; heads over
+    the memo's length cap are not memoised at all."""
+    tags = ",".join(f"l{j}=" + "v" * 90 for j in range(9))  # a head of about 880 chars
+    for start in range(0, 12_000, 1_000):  # 12,000 distinct heads: ~22 MB at ~1.9 kB each
+        lines = "\n".join(
+            f"m{i},{tags} f=1 {int(NOW)}000000000" for i in range(start, start + 1_000)
+        )
+        batch, errors = decode_batch(
+            [RawRecord("t", 0, start, lines.encode())],
+            {"t": "influx"},
+            IngestLimits(max_samples_per_message=1_000),
+            NOW,
+        )
+        assert len(batch) == 1_000 and not errors
+    assert decode._heads
+    assert decode._heads_bytes[0] <= decode._HEADS_BYTES
+    held = sum(_size(k) + _size(v) for k, v in decode._heads.items())
+    assert held < decode._HEADS_BYTES * 1.2, held
+    assert len(decode._heads) < 12_000
+    long_head = "m," + ",".join(f"l{j}=" + "v" * 200 for j in range(8))
+    assert len(long_head) > decode._HEAD_MAX_CHARS
+    batch, _ = decode_batch(
+        [RawRecord("t", 0, 0, f"{long_head} f=1 {int(NOW)}000000000".encode())],
+        {"t": "influx"},
+        IngestLimits(max_samples_per_message=1_000),
+        NOW,
+    )
+    assert len(batch) == 1 and long_head not in decode._heads

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol
 
+from causalwatch.app.heap import release_free_heap
 from causalwatch.app.pipeline.stages import Sinks, Stage
 from causalwatch.app.ridethrough import BackendHealth, Retry, Stopping
 from causalwatch.errors import BackendError
@@ -370,4 +371,5 @@ def _checkpoint(
     else:
         _measure_lag(stage, source, now, retry.health)
     stage.stats.checkpoint_last_success_ts = now
+    release_free_heap()  # what the batches since the last checkpoint freed (heap.py)
     stage.timers.observe("checkpoint", time.perf_counter() - t0)

@@ -4,7 +4,8 @@ Each message is decoded twice: as the service does (fast path first) and with th
 turned off (``_decode_json_fast`` declines everything); samples, columns and every error
 (class, reason, field, sample index, message) must be identical. Besides hand-written edge
 cases, seeded random mutations of well-formed messages (bytes deleted, duplicated, replaced)
-probe the boundary where the fast path must decline.
+probe the boundary where the fast path must decline. Every test runs with both fast paths:
+orjson's (when it is installed) and the regular expressions' (without it).
 """
 
 from __future__ import annotations
@@ -20,6 +21,19 @@ from causalwatch.models import RawRecord
 from ingest import IngestLimits, decode_batch
 
 NOW = 1_700_000_000.0
+
+
+@pytest.fixture(autouse=True, params=["orjson", "regex"])
+def fast_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which fast path decodes: orjson's (skipped without orjson) or the regexes'."""
+    if request.param == "orjson":
+        if decode.orjson is None:
+            pytest.skip("orjson is not installed")
+    else:
+        monkeypatch.setattr(decode, "_orjson_loads", None)
+    return str(request.param)
+
+
 LIMITS = IngestLimits(max_labels=4, max_label_value_bytes=16, max_samples_per_message=50)
 
 
@@ -103,6 +117,47 @@ CASES: list[bytes] = [
     _arr(_sample(0)).replace(b'"az": "b"', b'"az": "\xff"'),
     _arr(_sample(0)).replace(b'"latency_ms"', b'"lat\\u0065ncy_ms"'),
     b"\xef\xbb\xbf" + _arr(_sample(0)),
+    # where orjson and json.loads differ: big integers (floats in orjson), out-of-range
+    # floats (inf in json.loads, refused by orjson), lone surrogates, other encodings
+    _arr(_sample(0), _sample(1, value=10**30)),
+    _arr(_sample(0), _sample(1, value=-(2**63) - 1)),
+    _arr(_sample(0), _sample(1, value=2**64)),
+    _arr(_sample(0), _sample(1, timestamp=10**30)),
+    _arr(_sample(0), _sample(1, timestamp=int(NOW))),
+    _arr(_sample(0), _sample(1, labels={"service": 10**30})),
+    _arr(_sample(0), _sample(1, name=10**30)),
+    _arr(_sample(0)).replace(b'"value": 0.5', b'"value": 1e400'),
+    _arr(_sample(0)).replace(b'"value": 0.5', b'"value": -1e400'),
+    _arr(_sample(0)).replace(b'"value": 0.5', b'"value": 1.7976931348623159e308'),
+    _arr(_sample(0)).replace(b'"timestamp": ', b'"timestamp": 1e400, "x": '),
+    _arr(_sample(0)).replace(b'"az": "b"', b'"az": "\\ud800"'),
+    _arr(_sample(0)).replace(b'"az": "b"', b'"az": ["b"]'),
+    _arr(_sample(0)).replace(b'"az": "b"', b'"az": {"b": 1}'),
+    _arr(_sample(0)).replace(b'"az": "b"', b'"az": null'),
+    _arr(_sample(0)).replace(b'"az": "b"', b'"az": true'),
+    _arr(_sample(0), _sample(1)).replace(b'"value": 1.5', b'"value": "1.5"'),
+    _arr(_sample(0), _sample(1, value="NaN")),
+    _arr(_sample(0), _sample(1, value="1_000")),
+    _arr(_sample(0), _sample(1, value=None)),
+    _arr(_sample(0), _sample(1, timestamp=None)),
+    _arr(_sample(0), _sample(1, timestamp=True)),
+    _arr(_sample(0), _sample(1, extra={"nested": [1, 2]})),
+    _arr({"labels": {"__name__": "up", "job": "x"}, "timestamp": NOW, "value": 1.0}),
+    _arr({"name": None, "labels": {"__name__": "up"}, "timestamp": NOW, "value": 1.0}),
+    _arr({"name": "up", "timestamp": NOW, "value": 1.0}),
+    _arr(_sample(0), [_sample(1)]),
+    _arr(_sample(0), "x"),
+    json.dumps(_adapter(2, timestamp=NOW)).encode(),
+    json.dumps(_adapter(2, timestamp=int(NOW))).encode(),
+    json.dumps(_adapter(2, value=3)).encode(),
+    json.dumps(_adapter(2, value=1.25)).encode(),
+    json.dumps(_adapter(2, value="1e999")).encode(),
+    json.dumps(_adapter(2, labels={"__name__": "up", "job": 10**30})).encode(),
+    json.dumps(_adapter(2, labels=[])).encode(),
+    json.dumps(_adapter(2)).encode().replace(b'"job"', b'"job": "a", "job"'),
+    json.dumps(_adapter(2)).encode("utf-16"),
+    json.dumps(_adapter(2)).encode() + b"\n",
+    json.dumps([_adapter(i) for i in range(3)]).encode(),
 ]
 
 
