@@ -33,6 +33,7 @@ What it does (scoring rules: ../shared/data/nab-dev/SCORING.md, see bench/_nab_s
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -75,6 +76,8 @@ CALIBRATION = {"standard": 38.63, "reward_low_FP_rate": 17.22, "reward_low_FN_ra
 N_FOLDS = 5
 #: detector variants the cross-validation chooses between on each four-fold training set
 #: (the settings that were tuned; the default is the first). Scored with ``Detector.step``.
+#: the detector path (``--backend``): "auto" (numba when installed) or "numpy"
+BACKEND = "auto"
 GRID: dict[str, dict[str, object]] = {
     "default": {},
     "no extreme-value view": {"record_s": 0.0},
@@ -217,7 +220,7 @@ def run_product(corpus: Corpus, direct: bool) -> tuple[list[np.ndarray], list[np
         except ImportError:
             direct = True
     if direct:
-        scores, alerts = run_direct(corpus, DetectorConfig())
+        scores, alerts = run_direct(corpus, DetectorConfig(backend=BACKEND))
         return scores, alerts, time.perf_counter() - t0
     keys = [f"nab_{i:02d}" for i in range(len(corpus.names))]
     rows, order = interleave(corpus)
@@ -403,7 +406,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--direct", action="store_true", help="call Detector.step, not replay")
     ap.add_argument("--no-grid", action="store_true", help="CV over the threshold only")
     ap.add_argument("--markdown", type=Path, help="also write the table to this file")
+    ap.add_argument(
+        "--backend", choices=["auto", "numpy"], default="auto", help="detector path (same results)"
+    )
     args = ap.parse_args(argv)
+    global BACKEND
+    BACKEND = args.backend
+    os.environ["CAUSALWATCH_DETECTOR__BACKEND"] = BACKEND  # the replay path's settings
     if not args.data.is_dir():
         print(f"NAB data folder {args.data} is absent", file=sys.stderr)
         return 2
@@ -419,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.calibrate_only:
         return 0
-    cfg = DetectorConfig()
+    cfg = DetectorConfig(backend=BACKEND)
     gaps = []
     for ts in corpus.ts:
         dt = float(np.median(np.diff(ts[: min(len(ts), 1000)])))

@@ -310,6 +310,9 @@ class DetectorSettings(_Section):
     # ... and this much history (seconds) before a series is scored at all
     warmup_s: float = Field(default=240.0, ge=0)
     series_ttl_s: float = Field(default=3 * 86_400.0, gt=0)
+    # auto: the compiled per-point loop (numba, extra [fast]) when importable, else numpy;
+    # numpy: always the vectorised reference. Both give the same results.
+    backend: Literal["auto", "numpy"] = "auto"
     #: per label set sensitivity; the first rule whose matchers all match a series applies
     sensitivity: tuple[SensitivityRule, ...] = ()
 

@@ -76,6 +76,11 @@ catch more faults at the price of more pages.
 State is a fixed number of bytes per series (:attr:`Detector.bytes_per_series`); the
 caller evicts idle series with :meth:`Detector.stale_rows` + :meth:`Detector.reset_rows`.
 
+Two implementations of ``step``/``learn_many`` run on that state: the vectorised numpy
+code in this module (the reference) and a compiled per-point loop (:mod:`detector.kernel`,
+numba) that does the same per sample and is used when numba is importable
+(``DetectorConfig.backend``; :attr:`Detector.backend` says which runs).
+
 Works poorly when
 -----------------
 * anomalies are slow drifts over many seasons (the baselines follow them);
@@ -91,8 +96,11 @@ Works poorly when
 from __future__ import annotations
 
 import hashlib
+import importlib
 import math
+import time
 from dataclasses import dataclass, fields
+from types import ModuleType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -207,6 +215,10 @@ class DetectorConfig:
     record_margin: float = 1.5
     #: which variance changes the variance view reports: "both", "up" or "down"
     variance_side: str = "down"
+    #: how ``step``/``learn_many`` run: "auto" (the compiled per-point loop of
+    #: :mod:`detector.kernel` when numba is importable, else numpy) or "numpy" (the
+    #: vectorised reference). Both give the same results; see :attr:`Detector.backend`
+    backend: str = "auto"
 
 
 @dataclass
@@ -275,6 +287,23 @@ _SCALAR_FIELDS: dict[str, tuple[type[np.generic], float]] = {
 }
 
 
+_KERNEL: ModuleType | None = None
+_KERNEL_TRIED = False
+
+
+def _kernel() -> ModuleType | None:
+    """:mod:`detector.kernel`, imported at first use (numba's import costs ~0.3 s); None
+    when numba is not importable."""
+    global _KERNEL, _KERNEL_TRIED
+    if not _KERNEL_TRIED:
+        _KERNEL_TRIED = True
+        try:
+            _KERNEL = importlib.import_module("detector.kernel")
+        except (ImportError, OSError):  # no numba, one built for another numpy, no llvmlite
+            _KERNEL = None
+    return _KERNEL
+
+
 def _as_rows(rows: Any) -> IntArray:
     r = np.asarray(rows, dtype=np.int64).reshape(-1)
     if r.size and int(r.min()) < 0:
@@ -314,8 +343,10 @@ class Detector:
     capacity
         Initial number of row slots; grows (doubling) when a larger row appears.
 
-    Cost: ``O(len(rows))`` vectorised work per call, plus one pass per repeat of a row in
-    the same batch. Memory: :attr:`bytes_per_series` per row slot.
+    Cost: on the numba path (:attr:`backend`, see :mod:`detector.kernel`) about a
+    microsecond per sample however the batch is laid out; on the numpy path
+    ``O(len(rows))`` vectorised work per call plus one pass per repeat of a row in the same
+    batch. Memory: :attr:`bytes_per_series` per row slot.
 
     Examples
     --------
@@ -338,6 +369,30 @@ class Detector:
         self._capacity = 0
         self._s: dict[str, np.ndarray[Any, Any]] = {}
         self._alloc(max(1, int(capacity)))
+        kernel = _kernel() if self.config.backend == "auto" else None
+        # a flag, not the module: a Detector stays picklable and deep-copyable
+        self._compiled = kernel is not None
+        if kernel is not None:
+            self._kernel_cfg = kernel.config_vector(self.config)
+            self._kernel_prior = prior_table(self.config.tail_prior).astype(np.float32)
+
+    def prepare(self) -> float:
+        """Compile the numba loop now (or load it from numba's on-disk cache) rather than
+        at the first ``step``; the seconds it took (0 on the numpy path). A first compile
+        on a machine takes seconds of CPU; later processes load the cache in well under
+        one."""
+        if not self._compiled:
+            return 0.0
+        t0 = time.perf_counter()
+        one = Detector(self.config, capacity=1)
+        one.step(np.zeros(1, dtype=np.int64), np.zeros(1), np.zeros(1))
+        return time.perf_counter() - t0
+
+    @property
+    def backend(self) -> str:
+        """Which implementation runs ``step``/``learn_many``: "numba" (the compiled loop of
+        :mod:`detector.kernel`) or "numpy" (the vectorised reference)."""
+        return "numba" if self._compiled else "numpy"
 
     # ------------------------------------------------------------------ state layout
     @staticmethod
@@ -366,6 +421,8 @@ class Detector:
                 "detector.warmup_s must be >= 0 and detector.ref_interval_s > 0"
                 f" (got {c.warmup_s}, {c.ref_interval_s})"
             )
+        if c.backend not in ("auto", "numpy"):
+            raise StateError(f"detector.backend must be 'auto' or 'numpy' (got {c.backend!r})")
         if c.season_s <= 0 or c.season_bins < 1:
             raise StateError(
                 f"detector.season_s and season_bins must be positive"
@@ -882,12 +939,20 @@ class Detector:
         counts = np.bincount(rank)
         return np.split(order, np.cumsum(counts)[:-1])
 
+    def _run_kernel(self, r: IntArray, t: FloatArray, v: FloatArray, out: Any) -> None:
+        kernel = _kernel()
+        assert kernel is not None  # _compiled is only set when it imported
+        kernel.run(self._s, self._kernel_prior, self._kernel_cfg, r, t, v, out)
+
     def learn_many(self, rows: Any, ts: Any, x: Any) -> None:
         """Fold samples into the state (in order; a repeated row is learned in sequence)."""
         r = _as_rows(rows)
         t = _as_float("ts", ts, len(r))
         v = _as_float("x", x, len(r))
         self._ensure(r)
+        if self._compiled:
+            self._run_kernel(r, t, v, None)
+            return
         for idx in self._rounds(r):
             e = self._evaluate(r[idx], t[idx], v[idx])
             self._learn(r[idx], t[idx], v[idx], e)
@@ -903,6 +968,9 @@ class Detector:
         v = _as_float("x", x, len(r))
         self._ensure(r)
         out = DetectorResult.empty(len(r))
+        if self._compiled:
+            self._run_kernel(r, t, v, out)
+            return out
         s = self._s
         for idx in self._rounds(r):
             rr, tt, vv = r[idx], t[idx], v[idx]

@@ -49,6 +49,16 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(key, raising=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _detector_kernel_compiled() -> None:
+    """Compile the detector's numba loop once, in this process, before any test: the
+    service subprocesses the tests start then load numba's on-disk cache (well under a
+    second) instead of each compiling it at start-up (seconds of CPU on a cold cache)."""
+    from detector import Detector
+
+    Detector().prepare()
+
+
 @pytest.fixture(scope="session")
 def broker() -> Iterator[EmbeddedBroker]:
     with EmbeddedBroker() as b:

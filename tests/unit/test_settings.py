@@ -141,3 +141,15 @@ def test_readme_settings_yaml_loads(tmp_path: Path) -> None:
         ({"service": "batch-jobs"}, 0.01),
         ({"__name__": "payment_errors_total"}, 4.0),
     ]
+
+
+def test_detector_backend_reaches_the_detector(monkeypatch: pytest.MonkeyPatch) -> None:
+    from causalwatch.app.pipeline import detector_config
+    from detector import Detector
+
+    assert load_settings().detector.backend == "auto"
+    monkeypatch.setenv("CAUSALWATCH_DETECTOR__BACKEND", "numpy")
+    cfg = detector_config(load_settings())
+    assert cfg.backend == "numpy" and Detector(cfg).backend == "numpy"
+    with pytest.raises(ConfigError, match=r"detector\.backend"):
+        load_settings(detector={"backend": "numba-please"})

@@ -48,6 +48,7 @@ def detector_config(settings: Settings) -> DetectorConfig:
         min_alert_gap_s=d.min_alert_gap_s,
         warmup_points=d.warmup_points,
         warmup_s=d.warmup_s,
+        backend=d.backend,
     )
 
 
@@ -116,6 +117,16 @@ def apply_sensitivity(cores: Cores, rows: Sequence[int], keys: Sequence[str]) ->
     cores.detector.set_sensitivity(np.asarray(rows, dtype=np.int64), np.asarray(factors))
 
 
+def prepare_detector(det: Detector) -> None:
+    """Log which detector path runs, once per process, and compile it before the first
+    batch (a first compile on a machine takes seconds; later starts load numba's cache)."""
+    if det.backend == "numba":
+        log.info("detector: compiled per-point loop (numba); preparing it ...")
+        log.info("detector: numba loop ready in %.1f s", det.prepare())
+    else:
+        log.info("detector: numpy path (numba not installed or detector.backend=numpy)")
+
+
 def build_cores(
     settings: Settings,
     graph: DependencyGraph | None = None,
@@ -131,6 +142,8 @@ def build_cores(
     process."""
     index = SeriesIndex(settings.ingest.node_label, max_series=settings.ingest.max_series)
     det = Detector(detector_config(settings)) if detector else None
+    if det is not None:
+        prepare_detector(det)
     exp = (
         Explainer(explainer_cfg or explainer_config(settings), graph or DependencyGraph(), index)
         if explainer
