@@ -127,7 +127,12 @@ def test_broker_cut_30s(
     uid = uuid.uuid4().hex[:8]
     n_points = 3000 if pending_dead_letters else 500
     workload = Workload(broker.bootstrap, uid, tmp_path, n_points=n_points, chunk=100)
-    svc = ServiceProcess(settings_for(broker, redis_aof, uid, workload, receiver), tmp_path)
+    settings = settings_for(broker, redis_aof, uid, workload, receiver)
+    if pending_dead_letters:
+        # small polls, so that the backlog outlasts the wait below however fast the
+        # detector is (with 200 records per poll it was all consumed before the cut)
+        settings["kafka"]["max_poll_records"] = 10
+    svc = ServiceProcess(settings, tmp_path)
     svc.start()
     workload.produce(100)
     harness.wait_caught_up(svc, redis_aof, workload, receiver)
