@@ -725,6 +725,14 @@ def _decode_array_fast(ctx: _Ctx, value: bytes, idx: int) -> int:
         tss = parsed  # type: ignore[assignment]
     vals = list(map(float, val_raw))
     # vectorised: finite values, timestamps in the window (else the general path says why)
+    return _take_all(ctx, idx, keys, tss, vals, limits)
+
+
+def _take_all(
+    ctx: _Ctx, idx: int, keys: list[Any], tss: list[float], vals: list[float], limits: IngestLimits
+) -> int:
+    """Append a fast path's samples when every one is finite and in the time window (else
+    -1: the general path decides and says why). Vectorised past one sample."""
     now_s = ctx.now_s
     if len(vals) == 1:
         t, v = tss[0], vals[0]
@@ -735,15 +743,15 @@ def _decode_array_fast(ctx: _Ctx, value: bytes, idx: int) -> int:
         ):
             return -1
     else:
-        t_arr = np.array(tss)
-        v_arr = np.array(vals)
+        t_arr = np.array(tss, dtype=np.float64)
         if not (
-            np.isfinite(v_arr).all()
+            np.isfinite(np.array(vals, dtype=np.float64)).all()
+            and np.isfinite(t_arr).all()  # (the window may be infinite: replay)
             and (t_arr >= now_s - limits.max_age_s).all()
             and (t_arr <= now_s + limits.max_future_s).all()
         ):
             return -1
-    ctx.keys.extend(keys)  # type: ignore[arg-type]  # no None left
+    ctx.keys.extend(keys)  # no None left
     ctx.ts.extend(tss)
     ctx.val.extend(vals)
     ctx.origin.extend([idx] * len(keys))
@@ -878,29 +886,7 @@ def _decode_parsed_fast(ctx: _Ctx, value: bytes, idx: int, allow_str: bool) -> i
             tss.append(float(t))
     else:
         return -1
-    now_s = ctx.now_s
-    if len(vals) == 1:
-        t, v = tss[0], vals[0]
-        if (
-            v - v != 0.0
-            or t - t != 0.0
-            or not now_s - limits.max_age_s <= t <= now_s + limits.max_future_s
-        ):
-            return -1
-    else:
-        t_arr = np.array(tss, dtype=np.float64)
-        if not (
-            np.isfinite(np.array(vals, dtype=np.float64)).all()
-            and np.isfinite(t_arr).all()  # (the window may be infinite: replay)
-            and (t_arr >= now_s - limits.max_age_s).all()
-            and (t_arr <= now_s + limits.max_future_s).all()
-        ):
-            return -1
-    ctx.keys.extend(keys)  # type: ignore[arg-type]  # no None left
-    ctx.ts.extend(tss)
-    ctx.val.extend(vals)
-    ctx.origin.extend([idx] * len(keys))
-    return len(keys)
+    return _take_all(ctx, idx, keys, tss, vals, limits)
 
 
 def _decode_parsed_one(ctx: _Ctx, obj: dict[str, Any], idx: int, allow_str: bool) -> int:
