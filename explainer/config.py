@@ -24,8 +24,8 @@ class ExplainerConfig:
     #: set, else ``incident_window_points`` steps of the data (works at any sampling step)
     incident_window_s: float | None = None
     incident_window_points: int = 15
-    #: an incident pages once its alerts come from this many distinct times (half a step
-    #: apart: it went on or grew); 1: every incident pages at once
+    #: an incident pages once its alerts come from this many distinct (node, time) points
+    #: (two related nodes, or one node at two times); 1: every incident pages at once
     page_agreement: int = 2
     #: ... or once one alert's tail probability (``1 - score``) is at most this (None: off)
     page_overwhelming_p: float | None = None

@@ -10,24 +10,19 @@ The rules, in one place:
   match opens a new incident; several matches are merged into the oldest (the event is
   evidence that connects them). Ids are deterministic (node, series, time).
 - **Paging (agreement).** An incident is *watching* until its alerts agree: they come from
-  ``page_agreement`` (2) distinct times (at least half a data step apart), i.e. the
-  incident went on or grew: one node alerting again, or a related node alerting later
-  (grouping already requires the relation and the incident window); or one alert's tail
-  probability is at or below ``page_overwhelming_p`` (off by default). Only then it
-  *pages*. Why times and not series or nodes: a single outlier is one moment, and it often
-  shows in several series of a node at once (p95 and p99 of one latency, MiB and % of one
-  memory) and in related nodes at the same sample (one burst of slow requests through a
-  caller and its callees); those are one measurement, not agreement. Counting (node, time)
-  points instead paged for those bursts: on the normal days of ``bench/quiet.py`` the
-  worst dataset went 4.4 -> 3.0 pages per 100 series per day with times, with the same
-  faults paged (BENCHMARKS.md). The price: a fault seen at one moment only is paged at
-  its second alert, at least one step later. A watching incident is grouped, explained
-  and closed like any other (its explanations are published and visible;
-  :meth:`Incidents.is_paging` tells the publisher not to page for them); the explanation
-  of the alert that makes it agree is its page (published even when its ranking did not
-  change; :attr:`Grouped.paged`), and the explanations published while it was watching
-  stay where they are. Counters: :meth:`Incidents.counts`. ``page_agreement=1`` pages
-  every incident at its first alert (the rule before).
+  ``page_agreement`` (2) distinct (node, time) points, i.e. two related nodes (grouping
+  already requires the relation and the incident window), or one node at two different
+  times; or one alert's tail probability is at or below ``page_overwhelming_p`` (off by
+  default). Only then it *pages*. Why points and not series: a single outlier is one
+  sample time on one node, and it often shows in several series of that node at once (p95
+  and p99 of one latency, MiB and % of one memory); those are one measurement, not
+  agreement. A watching incident is grouped, explained and closed like any other (its
+  explanations are published and visible; :meth:`Incidents.is_paging` tells the publisher
+  not to page for them); the explanation of the alert that makes it agree is its page
+  (published even when its ranking did not change; :attr:`Grouped.paged`), and the
+  explanations published while it was watching stay where they are. Counters:
+  :meth:`Incidents.counts`. ``page_agreement=1`` pages every incident at its first alert
+  (the rule before).
 - **Targets.** Each alerting series is a target of its incident. With impact finding on
   (:mod:`explainer.impact`), deviating series downstream of an event's node join too.
 - **Anchor.** With ``explain_window="run"`` (the default) a target is explained at its
@@ -133,7 +128,7 @@ class Incident:
     targets: dict[str, TargetState]
     #: data time at which the incident started paging; None while it is watching
     paged_ts: float | None = None
-    #: (node, time) of its alerts at distinct times, kept up to ``page_agreement`` of them
+    #: distinct (node, time) points of its alerts, kept up to ``page_agreement`` of them
     points: list[tuple[str, float]] = field(default_factory=list)
 
     @property
@@ -282,18 +277,12 @@ class Incidents:
             self._add_impact(impact(events, self._incident_of(touched)), touched, horizon)
         return grouped
 
-    def _add_point(self, inc: Incident, point: tuple[str, float]) -> None:
-        """Keep ``point`` if its time is new to the incident (half a step from the others)."""
-        near = 0.5 * self._step_s
-        if len(inc.points) < self.page_agreement and all(
-            abs(point[1] - t) > near for _n, t in inc.points
-        ):
-            inc.points.append(point)
-
     def _agrees(self, inc: Incident, ev: AnomalyEvent) -> bool:
-        """Add the event's (node, time) if its time is new; whether the incident now pages:
-        its alerts agree (``page_agreement`` distinct times) or this one is overwhelming."""
-        self._add_point(inc, (ev.node, float(ev.ts)))
+        """Add the event's (node, time) point; whether the incident now pages: its alerts
+        agree (``page_agreement`` distinct points) or this one is overwhelming."""
+        point = (ev.node, float(ev.ts))
+        if point not in inc.points and len(inc.points) < self.page_agreement:
+            inc.points.append(point)
         if len(inc.points) >= self.page_agreement:
             return True
         over = self.page_overwhelming_p
@@ -355,7 +344,8 @@ class Incidents:
             inc.start_ts = min(inc.start_ts, other.start_ts)
             inc.last_ts = max(inc.last_ts, other.last_ts)
             for pt in other.points:
-                self._add_point(inc, pt)
+                if pt not in inc.points and len(inc.points) < self.page_agreement:
+                    inc.points.append(pt)
             if other.paged_ts is not None:
                 mine = inc.paged_ts
                 inc.paged_ts = other.paged_ts if mine is None else min(mine, other.paged_ts)

@@ -140,20 +140,6 @@ def test_one_node_at_two_times_agrees_an_unrelated_node_does_not() -> None:
     assert inc.counts() == (1, 1, 0)
 
 
-def test_related_nodes_alerting_at_one_moment_are_one_point_until_a_later_alert() -> None:
-    inc = _new(page_agreement=2)
-    rank = FakeRanker({n: [_cause("db", 0.9)] for n in ROWS})
-    # one burst through a caller and its callees at one sample: one moment, no agreement
-    out = _run(inc, [_alert(n, 0.0) for n in ("db", "api", "web")], rank)
-    assert len({r.incident_id for r in out}) == 1 and not inc.is_paging(out[0].incident_id)
-    # a time within half a step of it is the same moment (scrapes a little apart)
-    _run(inc, [_alert("api", 0.4 * STEP, "err")], rank)
-    assert not inc.is_paging(out[0].incident_id)
-    # a later alert (the incident went on): it pages
-    _run(inc, [_alert("web", float(STEP), "err")], rank)
-    assert inc.is_paging(out[0].incident_id) and inc.counts() == (0, 1, 0)
-
-
 def test_an_overwhelming_single_alert_pages_alone() -> None:
     inc = _new(page_agreement=2, page_overwhelming_p=1e-12)
     rank = FakeRanker({n: [_cause("db", 0.9)] for n in ROWS})
@@ -181,10 +167,10 @@ def test_merging_unions_the_points_and_watching_state_survives_a_snapshot() -> N
     back = _new(page_agreement=3)
     back.load_json(json.loads(json.dumps(inc.to_json())))
     assert back.counts() == (1, 0, 0)  # still watching, its point kept
-    # web is not related to api: its own incident; db connects both: merged, three times
-    _run(back, [_alert("web", 60.0)], rank, g)
+    # web is not related to api: its own incident; db connects both: merged, three points
+    _run(back, [_alert("web", 0.0)], rank, g)
     assert back.counts() == (2, 0, 0)
-    (out,) = _run(back, [_alert("db", 120.0)], rank, g)
+    (out,) = _run(back, [_alert("db", 0.0)], rank, g)
     assert out.target.node == "db" and back.is_paging(out.incident_id)
     assert back.counts() == (0, 1, 0)
     assert {s.target_node for s in back.summaries()} == {"api", "web", "db"}
