@@ -336,11 +336,12 @@ class ExplainerSettings(_Section):
     incident_window_points: int = Field(default=15, ge=1)
     # Pages on agreement (explainer.incidents): an incident pages (webhooks, Alertmanager)
     # only once its alerts come from page_agreement distinct (node, time) points (it is
-    # explained and published while watching), i.e. two related nodes, or one node at two times within the incident window
-    # (a single outlier, however many series of its node show it, is one point); 1: every
-    # incident pages at its first alert. Or once one alert's tail probability (1 - score)
-    # is at most page_overwhelming_p (None: off; the single outliers of normal days reach
-    # the detector's float limit, so no level separated them from faults: BENCHMARKS.md).
+    # explained and published while watching), i.e. two related nodes, or one node at two
+    # times within the incident window (a single outlier, however many series of its node
+    # show it, is one point); 1: every incident pages at its first alert. Or once one
+    # alert's tail probability (1 - score) is at most page_overwhelming_p (None: off; the
+    # single outliers of normal days reach the detector's float limit, so no level
+    # separated them from faults: BENCHMARKS.md).
     page_agreement: int = Field(default=2, ge=1)
     page_overwhelming_p: float | None = Field(default=None, ge=0, lt=1)
     learn_graph: bool = True
