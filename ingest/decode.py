@@ -572,6 +572,20 @@ _frag_state: list[Any] = [0, None]  # bytes used, the IngestLimits the memo was 
 _ts_memo: dict[bytes, float | None] = {}
 
 
+def _fast_key_of(obj: dict[str, Any], limits: IngestLimits) -> str | None:
+    """The fast paths' series key of a sample; None when its name or labels are not valid
+    (the general path says why). Strings of at most a quarter of a byte limit in
+    characters skip the byte checks (UTF-8 has at most 4 bytes a character)."""
+    key = _key_of(
+        obj,
+        limits,
+        limits.max_label_value_bytes // 4,
+        limits.max_label_name_bytes // 4,
+        limits.max_name_bytes // 4,
+    )
+    return None if isinstance(key, tuple) else key
+
+
 def _frag_key(name_b: bytes, labels_b: bytes, limits: IngestLimits) -> str | None:
     """The series key of a name + labels text (the JSON string with its quotes and the
     labels object), or None when the general path must handle the sample."""
@@ -582,14 +596,8 @@ def _frag_key(name_b: bytes, labels_b: bytes, limits: IngestLimits) -> str | Non
         return None
     if type(labels) is not dict:
         return None
-    key = _key_of(
-        {"name": name, "labels": labels},
-        limits,
-        limits.max_label_value_bytes // 4,
-        limits.max_label_name_bytes // 4,
-        limits.max_name_bytes // 4,
-    )
-    if isinstance(key, tuple):
+    key = _fast_key_of({"name": name, "labels": labels}, limits)
+    if key is None:
         return None
     cost = 2 * (len(name_b) + len(labels_b)) + len(key) + 200
     if _frag_state[0] + cost > _FRAG_CACHE_BYTES:
@@ -799,14 +807,8 @@ _obj_state = [0]
 def _obj_key(obj: dict[str, Any], memo_key: tuple[Any, Any], limits: IngestLimits) -> str | None:
     """:func:`_key_of` of a parsed sample, memoised; None when the sample's name or labels
     are not valid (the general path says why)."""
-    key = _key_of(
-        obj,
-        limits,
-        limits.max_label_value_bytes // 4,
-        limits.max_label_name_bytes // 4,
-        limits.max_name_bytes // 4,
-    )
-    if isinstance(key, tuple):
+    key = _fast_key_of(obj, limits)
+    if key is None:
         return None
     # the key, about as many bytes of name and label strings, the tuples and the entry
     cost = 2 * len(key) + 170 * len(memo_key[1]) + 250
