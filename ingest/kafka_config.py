@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from causalwatch.settings import KafkaSettings
-from ingest.kafka_errors import redact_library_logs
+from ingest.kafka_errors import demote_close_cancellations, redact_library_logs
 
 __all__ = ["kafka_python_config", "librdkafka_config", "secrets_of"]
 
@@ -33,7 +33,12 @@ def secrets_of(settings: KafkaSettings) -> list[str]:
 
 
 def kafka_python_config(settings: KafkaSettings) -> dict[str, Any]:
-    """Keyword arguments common to ``KafkaConsumer``, ``KafkaProducer`` and the admin."""
+    """Keyword arguments common to ``KafkaConsumer``, ``KafkaProducer`` and the admin.
+
+    Every kafka-python client is built from these, so this is also where its closing
+    chatter is put at the right level (:func:`ingest.kafka_errors.demote_close_cancellations`).
+    """
+    demote_close_cancellations()
     s = settings
     cfg: dict[str, Any] = {
         "bootstrap_servers": s.bootstrap_servers.split(","),

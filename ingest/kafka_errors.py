@@ -21,7 +21,13 @@ from collections.abc import Iterable, Iterator
 
 from causalwatch.errors import BackendError
 
-__all__ = ["backend_error", "map_kafka_errors", "redact", "redact_library_logs"]
+__all__ = [
+    "backend_error",
+    "demote_close_cancellations",
+    "map_kafka_errors",
+    "redact",
+    "redact_library_logs",
+]
 
 # Error names that mean "will not get better by retrying" in both libraries.
 _FATAL_NAMES = (
@@ -107,6 +113,36 @@ def redact_library_logs(secrets: Iterable[str]) -> None:
         logger = logging.getLogger(name)
         if _REDACT not in logger.filters:
             logger.addFilter(_REDACT)
+
+
+class _CancelledOnClose(logging.Filter):
+    """Logs a request that failed with kafka-python's ``Cancelled`` at INFO, not ERROR.
+
+    ``Cancelled`` is what kafka-python gives in-flight requests when their connection is
+    closed without an error (a client closing, a consumer handing back its partitions);
+    kafka-python's own fetcher logs it at INFO, but its metadata refresh logs it as
+    ``ERROR Metadata refresh: failed Cancelled``, which reads like an outage to a person
+    watching a clean shutdown. A lost connection fails its requests with the real error,
+    which stays an ERROR.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR or not isinstance(record.args, tuple):
+            return True
+        if not any(type(a).__name__ == "Cancelled" for a in record.args):
+            return True
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+
+
+_CANCELLED = _CancelledOnClose("causalwatch-cancelled")
+
+
+def demote_close_cancellations() -> None:
+    """Install :class:`_CancelledOnClose` on kafka-python's ``kafka.cluster`` logger."""
+    logger = logging.getLogger("kafka.cluster")
+    if _CANCELLED not in logger.filters:
+        logger.addFilter(_CANCELLED)
 
 
 def _is_library_error(exc: BaseException) -> bool:
