@@ -130,7 +130,7 @@ def one_million(role: str, n_series: int, n_points: int, redis_url: str) -> dict
     cpu: dict[str, float] = {}
     reset_hwm()  # the peak below is that of checkpointing alone
     c, p = time.perf_counter(), time.process_time()
-    cp = stage.snapshot(detector_views=True)  # as the loop's _checkpoint takes it
+    cp = stage.snapshot(views=True)  # as the loop's _checkpoint takes it
     snap_s, cpu["snapshot"] = time.perf_counter() - c, time.process_time() - p
     save_error = ""
     c, p = time.perf_counter(), time.process_time()

@@ -349,12 +349,12 @@ def _checkpoint(
     if parts is not None:
         retry.call("redis", parts.save, sorted(parts.owned), offsets)
     elif checkpoints is not None:
-        # Views of the detector's arrays, not a copy: this thread is the only one that
-        # writes them (batches, eviction, hooks) and it saves before the next batch, so
-        # they cannot change under the save. The explainer's state is copied (the
-        # worker thread writes it).
+        # Views of the detector's arrays and the explainer's history, not copies: this
+        # thread is the only one that writes them (batches, eviction, hooks) and it saves
+        # before the next batch, so they cannot change under the save. The rest of the
+        # explainer's state is copied (the worker thread writes it).
         with stage.cores.lock:
-            cp = stage.snapshot(detector_views=True)
+            cp = stage.snapshot(views=True)
         cp.offsets = dict(offsets)
         if rebuild:
             cp.meta["rebuild"] = [[t, p, o] for (t, p), o in sorted(rebuild.items())]
