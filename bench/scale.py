@@ -192,7 +192,7 @@ def one_million(role: str, n_series: int, n_points: int, redis_url: str) -> dict
 # ------------------------------------------------------------------------------ part 2
 def fill_samples_topic(bootstrap: str, topic: str, n_series: int, n_points: int) -> int:
     """The samples topic as ``run ingest`` writes it: one columnar message per series group
-    and step, keyed by the group."""
+    and step, keyed by the group, in the group's own partition."""
     ensure_topics(bootstrap, {topic: PARTITIONS})
     from causalwatch.app.pipeline.stages import _group_key, _partitioned
     from causalwatch.settings import KafkaSettings
@@ -203,6 +203,7 @@ def fill_samples_topic(bootstrap: str, topic: str, n_series: int, n_points: int)
     t0 = time.time() - n_points * 60.0
     sink = KafkaSink(KafkaSettings(bootstrap_servers=bootstrap))
     items = []
+    parts: list[int] = []
     n = 0
     per = 500  # samples per message, as ingest's polls would give at this rate
     for k in range(n_points):
@@ -215,12 +216,13 @@ def fill_samples_topic(bootstrap: str, topic: str, n_series: int, n_points: int)
                     [keys[i] for i in sel.tolist()], np.full(len(sel), t0 + k * 60.0), vals[sel]
                 )
                 items.append((_group_key(part), body, []))
+                parts.append(part)
                 n += len(sel)
         if len(items) >= 500:
-            sink.write_batch(topic, items)
-            items = []
+            sink.write_batch(topic, items, parts)
+            items, parts = [], []
     if items:
-        sink.write_batch(topic, items)
+        sink.write_batch(topic, items, parts)
     sink.close()
     return n
 
@@ -271,7 +273,7 @@ def detectors(
                     "detector",
                 ],
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stderr=(Path(tmp) / f"det-{tag}-{i}.log").open("wb"),
             )
         )
     try:
@@ -308,6 +310,10 @@ def detectors(
                 c.wait(30)
             except subprocess.TimeoutExpired:
                 c.kill()
+    if sum(per_proc) < n_samples:  # cut short: say why, from the detectors' own logs
+        for i in range(n_proc):
+            log_text = (Path(tmp) / f"det-{tag}-{i}.log").read_text(errors="replace")
+            print(f"detector {i} of {n_proc} (log tail):\n{log_text[-3000:]}", file=sys.stderr)
     cpu = cpu_delta(cpu0, cpu1)
     cpu.pop("proc", None)
     return {

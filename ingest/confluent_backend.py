@@ -47,7 +47,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 from causalwatch.errors import BackendError
 from causalwatch.models import RawRecord, raw_record
 from causalwatch.settings import KafkaSettings
-from ingest.kafka_config import librdkafka_config, secrets_of
+from ingest.kafka_config import librdkafka_config, secrets_of, spread_partitions
 from ingest.kafka_errors import map_kafka_errors
 
 __all__ = ["ConfluentSink", "ConfluentSource", "ensure_topics_confluent"]
@@ -381,11 +381,24 @@ class ConfluentSink:
         }
         with map_kafka_errors("producer start", self._secrets):
             self._producer = Producer(conf, logger=_lib_log)
+        self._n_partitions: dict[str, int] = {}
+
+    def _count_partitions(self, topic: str) -> int:
+        if not self._n_partitions.get(topic):
+            meta = self._producer.list_topics(topic, timeout=self.flush_timeout_s)
+            found = meta.topics.get(topic)
+            ok = found is not None and found.error is None
+            self._n_partitions[topic] = len(found.partitions) if ok and found else 0
+        return self._n_partitions[topic]
 
     def write_batch(
-        self, topic: str, items: Sequence[tuple[bytes | None, bytes, list[Header]]]
+        self,
+        topic: str,
+        items: Sequence[tuple[bytes | None, bytes, list[Header]]],
+        partitions: Sequence[int] | None = None,
     ) -> None:
-        """Send ``(key, value, headers)`` items and wait until all are acknowledged."""
+        """Send ``(key, value, headers)`` items and wait until all are acknowledged;
+        ``partitions`` as in :meth:`ingest.kafka_sink.KafkaSink.write_batch`."""
         failed: list[Any] = []
 
         def on_delivery(err: Any, _msg: Any) -> None:
@@ -394,7 +407,10 @@ class ConfluentSink:
 
         deadline = time.monotonic() + self.flush_timeout_s
         with map_kafka_errors(f"produce to {topic!r}", self._secrets):
-            for key, value, headers in items:
+            parts = spread_partitions(partitions, len(items), topic, self._count_partitions)
+            for (key, value, headers), part in zip(items, parts, strict=True):
+                # librdkafka's "no partition given" is -1 (RD_KAFKA_PARTITION_UA)
+                where = -1 if part is None else part
                 while True:
                     try:
                         self._producer.produce(
@@ -403,6 +419,7 @@ class ConfluentSink:
                             key=key,
                             headers=headers,  # type: ignore[arg-type]
                             on_delivery=on_delivery,
+                            partition=where,
                         )
                         break
                     except BufferError:  # local queue full: serve deliveries, then retry

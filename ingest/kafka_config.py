@@ -9,12 +9,13 @@ credentials agree) when they were built.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from causalwatch.settings import KafkaSettings
 from ingest.kafka_errors import demote_close_cancellations, redact_library_logs
 
-__all__ = ["kafka_python_config", "librdkafka_config", "secrets_of"]
+__all__ = ["kafka_python_config", "librdkafka_config", "secrets_of", "spread_partitions"]
 
 
 def secrets_of(settings: KafkaSettings) -> list[str]:
@@ -95,3 +96,35 @@ def librdkafka_config(settings: KafkaSettings) -> dict[str, Any]:
         cfg["sasl.username"] = s.sasl_username
         cfg["sasl.password"] = s.sasl_password.get_secret_value()
     return cfg
+
+
+def spread_partitions(
+    partitions: Sequence[int] | None, n_items: int, topic: str, count: Callable[[str], int]
+) -> list[int | None]:
+    """The partition each of ``n_items`` goes to: ``partitions[i]`` modulo the topic's
+    partition count (``count(topic)``, asked only when needed), or ``None`` (the client's
+    partitioner) for every item when no partitions are given or the count is unknown.
+
+    Why explicit partitions for the internal topics: a series group ``g`` of
+    ``kafka.internal_partitions`` must land in partition ``g`` so that detectors in one
+    consumer group share the series evenly. Keyed by the group, the client's partitioner
+    (murmur2 in kafka-python, CRC32 in librdkafka) hashes four group keys onto three
+    partitions or fewer as often as not, and one detector then gets half the series or
+    more (seen in `bench/scale.py`: a 3:1 split). The modulo keeps a topic created with
+    fewer partitions than the setting working, each group still in one partition.
+
+    >>> spread_partitions([0, 1, 2, 3], 4, "t", lambda t: 4)
+    [0, 1, 2, 3]
+    >>> spread_partitions([0, 1, 2, 3], 4, "t", lambda t: 3)
+    [0, 1, 2, 0]
+    >>> spread_partitions(None, 2, "t", lambda t: 4)
+    [None, None]
+    """
+    if partitions is None:
+        return [None] * n_items
+    if len(partitions) != n_items:
+        raise ValueError(f"{len(partitions)} partitions for {n_items} items")
+    n = count(topic)
+    if n <= 0:
+        return [None] * n_items
+    return [int(p) % n for p in partitions]

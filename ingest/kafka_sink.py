@@ -26,7 +26,7 @@ from kafka.structs import TopicPartition
 
 from causalwatch.errors import BackendError
 from causalwatch.settings import KafkaSettings
-from ingest.kafka_config import kafka_python_config, secrets_of
+from ingest.kafka_config import kafka_python_config, secrets_of, spread_partitions
 from ingest.kafka_errors import map_kafka_errors
 
 __all__ = ["KafkaSink", "ensure_topics"]
@@ -49,6 +49,7 @@ class KafkaSink:
         self._secrets = secrets_of(settings)
         self._producer: Any = None
         self._producer = self._make_producer()
+        self._n_partitions: dict[str, int] = {}
 
     def _make_producer(self) -> Any:
         settings, flush_timeout_s = self.settings, self.flush_timeout_s
@@ -66,9 +67,16 @@ class KafkaSink:
             )
 
     def write_batch(
-        self, topic: str, items: Sequence[tuple[bytes | None, bytes, list[Header]]]
+        self,
+        topic: str,
+        items: Sequence[tuple[bytes | None, bytes, list[Header]]],
+        partitions: Sequence[int] | None = None,
     ) -> None:
         """Send ``(key, value, headers)`` items and wait until all are acknowledged.
+
+        ``partitions`` (one per item) sends each item to that partition, modulo the topic's
+        partition count, instead of where the client's partitioner hashes its key
+        (:func:`ingest.kafka_config.spread_partitions`).
 
         On failure the producer and its unsent records are dropped (see the module
         docstring) and a retryable ``BackendError`` is raised for a broker that is away.
@@ -77,9 +85,12 @@ class KafkaSink:
             self._producer = self._make_producer()
         try:
             with map_kafka_errors(f"produce to {topic!r}", self._secrets):
+                parts = spread_partitions(partitions, len(items), topic, self._count_partitions)
                 futures = [
-                    self._producer.send(topic, value=value, key=key, headers=headers)
-                    for key, value, headers in items
+                    self._producer.send(
+                        topic, value=value, key=key, headers=headers, partition=part
+                    )
+                    for (key, value, headers), part in zip(items, parts, strict=True)
                 ]
                 self._producer.flush(timeout=self.flush_timeout_s)
                 for fut in futures:
@@ -88,7 +99,13 @@ class KafkaSink:
             self._abandon()
             raise
 
+    def _count_partitions(self, topic: str) -> int:
+        if topic not in self._n_partitions:
+            self._n_partitions[topic] = len(self._producer.partitions_for(topic) or ())
+        return self._n_partitions[topic]
+
     def _abandon(self) -> None:
+        self._n_partitions.clear()
         producer, self._producer = self._producer, None
         if producer is None:
             return

@@ -444,3 +444,27 @@ def test_dead_letters_are_not_written_again_after_a_restart(
         for r in got
     ]
     assert len(positions) == 6 and len(set(positions)) == 6
+
+
+@pytest.mark.parametrize("n_partitions", [4, 3])
+def test_explicit_partitions_put_each_group_in_its_own_partition(
+    broker: EmbeddedBroker, uid: str, backend: str, n_partitions: int
+) -> None:
+    """The internal topics' series groups go to partition ``group % count``, whatever the
+    client's partitioner would make of their keys (these four keys are all the same)."""
+    topic = f"internal-{uid}-{n_partitions}"
+    settings = kafka_settings(broker, uid, [TopicSettings(name=topic, format="json")], backend)
+    ensure_topics(broker.bootstrap, {topic: n_partitions})
+    sink = make_sink(settings)
+    try:
+        items = [(b"one-key", f"group-{g}".encode(), []) for g in range(4)]
+        sink.write_batch(topic, items, [0, 1, 2, 3])
+        sink.write_batch(topic, [(b"one-key", b"keyed", [])])  # no partitions: the key's
+    finally:
+        sink.close()
+    got = read_topic(broker.bootstrap, topic, 5)
+    where = {bytes(r.value): r.partition for r in got}  # type: ignore[attr-defined]
+    assert {k: where[k] for k in where if k != b"keyed"} == {
+        f"group-{g}".encode(): g % n_partitions for g in range(4)
+    }
+    assert b"keyed" in where

@@ -38,7 +38,7 @@ from causalwatch.publish.metrics import PipelineStats
 from causalwatch.series import SeriesIndex, series_hash
 from causalwatch.settings import Settings
 from causalwatch.store.checkpoint import Checkpoint
-from causalwatch.wire import SCORE_FIELDS, decode_columns, encode_columns
+from causalwatch.wire import SCORE_FIELDS, decode_columns, encode_column_messages
 from detector.core import Detector
 from explainer.core import Explainer
 from ingest import IngestLimits, assign_rows
@@ -80,7 +80,9 @@ class Snapshots(Protocol):
 
 
 class Producer(Protocol):
-    def write_batch(self, topic: str, items: list[Item]) -> None: ...
+    def write_batch(
+        self, topic: str, items: list[Item], partitions: Sequence[int] | None = None
+    ) -> None: ...
 
 
 @dataclass
@@ -272,20 +274,25 @@ class Stage:
     def _produce_columns(
         self, topic: str, batch: SampleBatch, cols: Mapping[str, npt.NDArray[Any]]
     ) -> None:
-        """One columnar message per series group to an internal topic, keyed by the group
-        so a series always lands in the same partition."""
+        """Columnar messages per series group to an internal topic (one, or more past the
+        size bound: :func:`~causalwatch.wire.encode_column_messages`), each sent to its
+        group's own partition (not where the client hashes the key: four keys often share
+        partitions), so a series always lands in the same partition and the groups spread
+        evenly over the consumers of the next stage."""
         producer = self.sinks.producer
         if producer is None:
             return
         items: list[Item] = []
+        parts: list[int] = []
         for part, idx in _partitioned(
             batch.series_keys, self.settings.kafka.internal_partitions
         ).items():
             keys = [batch.series_keys[i] for i in idx.tolist()]
             extra = {name: arr[idx] for name, arr in cols.items()}
-            body = encode_columns(keys, batch.ts[idx], batch.value[idx], **extra)
-            items.append((_group_key(part), body, []))
-        producer.write_batch(topic, items)
+            for body in encode_column_messages(keys, batch.ts[idx], batch.value[idx], **extra):
+                items.append((_group_key(part), body, []))
+                parts.append(part)
+        producer.write_batch(topic, items, parts)
 
     def _kick(self, batch: SampleBatch) -> list[Explanation]:
         """Wake the explainer worker after a batch (inline: its explanations, to publish)."""
