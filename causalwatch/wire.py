@@ -14,6 +14,7 @@ They are trusted (written by causalwatch) but still checked: a malformed message
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -54,24 +55,26 @@ def encode_column_messages(
     keys: list[str],
     ts: npt.NDArray[Any],
     value: npt.NDArray[Any],
+    extra: Mapping[str, npt.NDArray[Any]] | None = None,
+    *,
     max_bytes: int = MAX_MESSAGE_BYTES,
-    **extra: npt.NDArray[Any],
 ) -> list[bytes]:
     """:func:`encode_columns` of the samples in order, as as many messages as it takes to
     keep each within ``max_bytes`` (a chunk over it is halved until it fits; one sample
     alone is sent whatever its size, and the broker's answer to it is the producer's).
 
-    >>> msgs = encode_column_messages(["a"] * 5000, np.zeros(5000), np.ones(5000), 20_000)
+    >>> msgs = encode_column_messages(["a"] * 5000, np.zeros(5000), np.ones(5000), max_bytes=20_000)
     >>> len(msgs) > 1, all(len(m) <= 20_000 for m in msgs)
     (True, True)
     >>> sum(len(decode_columns(m)[0]) for m in msgs)
     5000
     """
     out: list[bytes] = []
+    cols = dict(extra or {})
 
     def emit(lo: int, hi: int) -> None:
         body = encode_columns(
-            keys[lo:hi], ts[lo:hi], value[lo:hi], **{k: v[lo:hi] for k, v in extra.items()}
+            keys[lo:hi], ts[lo:hi], value[lo:hi], **{k: v[lo:hi] for k, v in cols.items()}
         )
         if len(body) <= max_bytes or hi - lo == 1:
             out.append(body)

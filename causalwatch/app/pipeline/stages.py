@@ -289,7 +289,7 @@ class Stage:
         ).items():
             keys = [batch.series_keys[i] for i in idx.tolist()]
             extra = {name: arr[idx] for name, arr in cols.items()}
-            for body in encode_column_messages(keys, batch.ts[idx], batch.value[idx], **extra):
+            for body in encode_column_messages(keys, batch.ts[idx], batch.value[idx], extra):
                 items.append((_group_key(part), body, []))
                 parts.append(part)
         producer.write_batch(topic, items, parts)
