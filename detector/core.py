@@ -99,6 +99,7 @@ import hashlib
 import importlib
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from types import ModuleType
 from typing import Any, ClassVar
@@ -430,25 +431,38 @@ class Detector:
             )
 
     def _fresh(self, n: int) -> dict[str, np.ndarray[Any, Any]]:
-        s: dict[str, np.ndarray[Any, Any]] = {}
+        return dict(self._fresh_fields(n))
+
+    def _fresh_fields(self, n: int) -> Iterator[tuple[str, np.ndarray[Any, Any]]]:
+        """The state arrays of ``n`` new rows, one at a time (so :meth:`_alloc` can let
+        each old array go as soon as it is copied)."""
         for name, (dt, init) in _SCALAR_FIELDS.items():
-            s[name] = np.full(n, init, dtype=dt)
-        s["season"] = np.full((n, self.config.season_bins), np.nan, dtype=self._SEASON_DTYPE)
+            yield name, np.full(n, init, dtype=dt)
+        yield "season", np.full((n, self.config.season_bins), np.nan, dtype=self._SEASON_DTYPE)
         # time-of-season profile of the absolute error (busy hours are noisier)
-        s["season_err"] = np.full((n, self.config.scale_bins), np.nan, dtype=self._SEASON_DTYPE)
-        prior = prior_table(self.config.tail_prior)
-        s["tails"] = np.tile(prior, (n, _N_STATS, 1)).astype(np.float32)
+        yield (
+            "season_err",
+            np.full((n, self.config.scale_bins), np.nan, dtype=self._SEASON_DTYPE),
+        )
+        # float32 before tiling: no float64 temporary of the whole table
+        prior = prior_table(self.config.tail_prior).astype(np.float32)
+        yield "tails", np.tile(prior, (n, _N_STATS, 1))
         # the point view is calibrated per direction: tails[:, 0] holds upward deviations,
         # tail_dn downward ones (a series with frequent surges can still be surprised by a
         # drop)
-        s["tail_dn"] = np.tile(prior, (n, 1)).astype(np.float32)
-        return s
+        yield "tail_dn", np.tile(prior, (n, 1))
 
     def _alloc(self, n: int) -> None:
-        fresh = self._fresh(n)
-        for name, arr in self._s.items():
-            fresh[name][: self._capacity] = arr
-        self._s = fresh
+        """Grow to ``n`` rows. Each old array is dropped as soon as it is copied, so the
+        peak is the new state plus one old array, not old plus new (at 1M series the
+        doubling from 512k rows held both: about 1.5 GB for a moment)."""
+        old, self._s = self._s, {}
+        for name, arr in self._fresh_fields(n):
+            prev = old.pop(name, None)
+            if prev is not None:
+                arr[: self._capacity] = prev
+            del prev
+            self._s[name] = arr
         self._capacity = n
 
     def _ensure(self, rows: IntArray) -> None:

@@ -215,6 +215,24 @@ def test_capacity_grows_and_views_are_read_only() -> None:
         det.last_value[0] = 5.0
 
 
+def test_growing_keeps_every_row_as_a_detector_born_that_large() -> None:
+    """Growth copies each state array into the larger one (and lets the old one go): the
+    result equals a detector that had the room from the start."""
+    rng = np.random.default_rng(8)
+    grown, roomy = Detector(capacity=1), Detector(capacity=100)
+    for k in range(40):
+        rows = rng.integers(0, 2 + k, 30)  # new rows beyond capacity every few batches
+        ts = 1_800_000_000.0 + 60.0 * (k * 30 + np.arange(30))
+        vals = rng.normal(10.0, 1.0, 30)
+        a, b = grown.step(rows, ts, vals), roomy.step(rows, ts, vals)
+        np.testing.assert_array_equal(a.score, b.score)
+    assert grown.capacity < roomy.capacity
+    snap_g, snap_r = grown.snapshot(), roomy.snapshot()
+    for name, arr in snap_g.items():
+        if arr.ndim and arr.shape[0] == grown.capacity:
+            np.testing.assert_array_equal(arr, snap_r[name][: grown.capacity], err_msg=name)
+
+
 def test_a_drop_right_after_a_spike_is_news_but_a_smaller_spike_is_not() -> None:
     rng = np.random.default_rng(4)
     x = rng.normal(100.0, 2.0, 3000)
