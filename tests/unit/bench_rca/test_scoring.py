@@ -116,3 +116,23 @@ def test_peers_survive_constant_and_missing_columns(peers: ModuleType) -> None:
     x[:100, 5] = np.nan  # a series that starts late
     ranked = peers.baro(x, nodes, start)
     assert ranked[0] == "db"
+
+
+def test_variants_without_a_loso_system_report_and_exit_cleanly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--variant`` runs of systems outside the leave-one-system-out set (``--systems
+    dowhy``) print their tables and say there is nothing to leave out (it used to end in a
+    ValueError after the tables)."""
+    import json
+
+    res = {
+        "variants": {v: {"cases": {}, "overrides": {}} for v in ("a", "b")},
+        "peers": {},
+        "truth": {},
+        "meta": {},
+    }
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(res))
+    assert _bench("rca_suite").main(["--from-results", str(path)]) == 0
+    assert "nothing to leave out" in capsys.readouterr().out
