@@ -192,20 +192,15 @@ def _decode_regex_fast(ctx: _Ctx, value: bytes, idx: int, allow_str: bool) -> in
     limits = ctx.limits  # the memo is for these limits (decode_batch checked)
     if value[:1] == b"[":
         return _decode_array_fast(ctx, value, idx)
-    if value.startswith(b'{"timestamp"'):
+    # the adapter's key order when the message says so, else native first, then the adapter's
+    m = None if value.startswith(b'{"timestamp"') else _NATIVE_ONE.fullmatch(value)
+    if m is not None:
+        name_b, labels_b, t_b, v_b = m.groups()
+    else:
         m = _ADAPTER_ONE.fullmatch(value)
         if m is None:
             return -1
         t_b, v_b, name_b, labels_b = m.groups()
-    else:
-        m = _NATIVE_ONE.fullmatch(value)
-        if m is None:
-            m = _ADAPTER_ONE.fullmatch(value)
-            if m is None:
-                return -1
-            t_b, v_b, name_b, labels_b = m.groups()
-        else:
-            name_b, labels_b, t_b, v_b = m.groups()
     key = _frag_keys.get((name_b, labels_b))
     if key is None:
         key = _frag_key(name_b, labels_b, limits)
