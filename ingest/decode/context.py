@@ -22,6 +22,8 @@ from ingest.validate import (
     IngestLimits,
     IngestSchemaError,
     Problem,
+    check_timestamp,
+    check_value,
     parse_rfc3339,
 )
 
@@ -59,6 +61,13 @@ class _Ctx:
                 sample_index=sample_index,
             )
         )
+
+    def fail_sample(self, rec: RawRecord, key: str, v: float, t: float, sample_index: int) -> None:
+        """Dead-letter a sample whose value is not finite or whose timestamp (unix seconds)
+        is outside the window, as the caller's one comparison found: the value's problem
+        first, then the timestamp's."""
+        problem = check_value(v, key) or check_timestamp(t, self.now_s, self.limits, key)
+        self.fail(rec, problem or _never(), sample_index)
 
     def mark(self) -> tuple[int, int]:
         return len(self.keys), len(self.errors)

@@ -20,7 +20,7 @@ from ingest.decode.influx_line import (
     _parse_rest,
 )
 from ingest.decode.keys import _cache_key, _key_cache
-from ingest.validate import check_labels, check_name, check_timestamp, check_value
+from ingest.validate import check_labels, check_name
 
 _NOT_NAME = re.compile(r"[^a-zA-Z0-9_:]")
 _NOT_LABEL = re.compile(r"[^a-zA-Z0-9_]")
@@ -132,11 +132,8 @@ def _decode_influx(ctx: _Ctx, rec: RawRecord, idx: int) -> int:
                     line_no,
                 )
                 continue
-            if v - v != 0.0:
-                ctx.fail(rec, check_value(v, key) or _never(), line_no)
-                continue
-            if t - t != 0.0 or not lo <= t <= hi:
-                ctx.fail(rec, check_timestamp(t, now_s, limits, key) or _never(), line_no)
+            if v - v != 0.0 or t - t != 0.0 or not lo <= t <= hi:
+                ctx.fail_sample(rec, key, v, t, line_no)
                 continue
             keys.append(key)
             tss.append(t)

@@ -11,9 +11,8 @@ import json
 from typing import Any
 
 from causalwatch.models import RawRecord
-from ingest.decode.context import _cache_ts, _Ctx, _never
+from ingest.decode.context import _cache_ts, _Ctx
 from ingest.decode.keys import _key_of
-from ingest.validate import check_timestamp, check_value
 
 
 def _decode_json(ctx: _Ctx, rec: RawRecord, idx: int, *, allow_str_value: bool) -> int:
@@ -107,11 +106,8 @@ def _decode_json(ctx: _Ctx, rec: RawRecord, idx: int, *, allow_str_value: bool) 
                 j,
             )
             continue
-        if v - v != 0.0:  # NaN or +/-Inf in one comparison
-            ctx.fail(rec, check_value(v, key) or _never(), j)
-            continue
-        if t - t != 0.0 or not lo <= t <= hi:
-            ctx.fail(rec, check_timestamp(t, now_s, limits, key) or _never(), j)
+        if v - v != 0.0 or t - t != 0.0 or not lo <= t <= hi:  # (NaN or +/-Inf: x - x != 0)
+            ctx.fail_sample(rec, key, v, t, j)
             continue
         keys.append(key)
         tss.append(t)
