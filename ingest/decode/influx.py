@@ -19,7 +19,7 @@ from ingest.decode.influx_line import (
     _parse_line,
     _parse_rest,
 )
-from ingest.decode.keys import _cache_key, _key_cache
+from ingest.decode.keys import _cache_key, _key_cache, _remember
 from ingest.validate import check_labels, check_name
 
 _NOT_NAME = re.compile(r"[^a-zA-Z0-9_:]")
@@ -167,11 +167,7 @@ def _remember_head(head: str, measurement: str, suffix: str) -> None:
     if len(head) > _HEAD_MAX_CHARS:
         return
     cost = 2 * len(head) + len(suffix) + 200
-    if _heads_bytes[0] + cost > _HEADS_BYTES:
-        _heads.clear()
-        _heads_bytes[0] = 0
-    _heads[head] = (measurement, suffix)
-    _heads_bytes[0] += cost
+    _remember(_heads, _heads_bytes, 0, head, (measurement, suffix), cost, _HEADS_BYTES)
 
 
 def _forget_heads() -> None:

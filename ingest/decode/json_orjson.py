@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 from ingest.decode.context import _cache_ts, _Ctx, _take_all
 from ingest.decode.json_regex import _FRAG_CACHE_BYTES
-from ingest.decode.keys import _fast_key_of
+from ingest.decode.keys import _fast_key_of, _remember
 from ingest.validate import IngestLimits
 
 _orjson_loads: Callable[[bytes], Any] | None = orjson.loads if orjson is not None else None
@@ -69,12 +69,7 @@ def _obj_key(obj: dict[str, Any], memo_key: tuple[Any, Any], limits: IngestLimit
         return None
     # the key, about as many bytes of name and label strings, the tuples and the entry
     cost = 2 * len(key) + 170 * len(memo_key[1]) + 250
-    if _obj_state[0] + cost > _FRAG_CACHE_BYTES:
-        _obj_keys.clear()
-        _obj_state[0] = 0
-    _obj_keys[memo_key] = key
-    _obj_state[0] += cost
-    return key
+    return _remember(_obj_keys, _obj_state, 0, memo_key, key, cost, _FRAG_CACHE_BYTES)
 
 
 def _decode_parsed_fast(ctx: _Ctx, value: bytes, idx: int, allow_str: bool) -> int:

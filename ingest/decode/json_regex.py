@@ -23,7 +23,7 @@ import json
 import re
 
 from ingest.decode.context import _Ctx, _take_all
-from ingest.decode.keys import _fast_key_of
+from ingest.decode.keys import _fast_key_of, _remember
 from ingest.validate import IngestLimits, parse_rfc3339
 
 # possessive quantifiers (Python 3.11+): no backtracking state kept, about a third faster;
@@ -135,12 +135,7 @@ def _frag_key(name_b: bytes, labels_b: bytes, limits: IngestLimits) -> str | Non
     if key is None:
         return None
     cost = 2 * (len(name_b) + len(labels_b)) + len(key) + 200
-    if _frag_state[0] + cost > _FRAG_CACHE_BYTES:
-        _frag_keys.clear()
-        _frag_state[0] = 0
-    _frag_keys[(name_b, labels_b)] = key
-    _frag_state[0] += cost
-    return key
+    return _remember(_frag_keys, _frag_state, 0, (name_b, labels_b), key, cost, _FRAG_CACHE_BYTES)
 
 
 def _frag_text_key(frag: bytes, limits: IngestLimits) -> str | None:

@@ -1,14 +1,16 @@
 """Series keys of JSON samples, validated and memoised across calls.
 
 Series come back every scrape, so the key of a sample's name and labels (and the regex
-checks of metric and label names) is computed once and then looked up. Every memo is
-bounded in bytes and cleared when its budget is used, so hostile input cannot grow it.
-Influx lines share the series-key memo (:func:`_cache_key`).
+checks of metric and label names) is computed once and then looked up. Every memo of the
+decoder (these, the fast paths' and the Influx heads') stores through :func:`_remember`:
+bounded in bytes and emptied whole when its budget is used, so hostile input cannot grow
+it. Influx lines share the series-key memo (:func:`_cache_key`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import Any, TypeVar
 
 from causalwatch.series import series_key
 from ingest.decode.context import _never
@@ -22,6 +24,30 @@ from ingest.validate import (
     is_valid_metric_name,
     label_count,
 )
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _remember(
+    memo: dict[_K, _V],
+    used: list[int],
+    slot: int,
+    key: _K,
+    value: _V,
+    cost: int,
+    budget: int,
+    max_entries: int = sys.maxsize,
+) -> _V:
+    """Store ``key -> value`` in a memo bounded in bytes and entries: ``used[slot]`` counts
+    the bytes held (``cost`` estimates this entry's), and when the entry would pass
+    ``budget`` or ``max_entries`` the memo is emptied first. Returns ``value``."""
+    if used[slot] + cost > budget or len(memo) >= max_entries:
+        memo.clear()
+        used[slot] = 0
+    memo[key] = value
+    used[slot] += cost
+    return value
 
 
 def _key_of(
@@ -68,12 +94,9 @@ _key_cache_bytes = [0]
 def _cache_key(ck: tuple[Any, ...], name: str, labels: dict[str, str]) -> str:
     key = series_key(name, labels)
     cost = 2 * len(key) + 200  # the key, the tuple's strings (about the key's size), overhead
-    if len(_key_cache) >= _KEY_CACHE_MAX or _key_cache_bytes[0] + cost > _KEY_CACHE_BYTES:
-        _key_cache.clear()
-        _key_cache_bytes[0] = 0
-    _key_cache[ck] = key
-    _key_cache_bytes[0] += cost
-    return key
+    return _remember(
+        _key_cache, _key_cache_bytes, 0, ck, key, cost, _KEY_CACHE_BYTES, _KEY_CACHE_MAX
+    )
 
 
 # Metric and label names repeat a lot; memoising the regex checks of these pure functions
@@ -86,13 +109,7 @@ _names_bytes = [0, 0]
 
 
 def _memo(cache: dict[str, bool], slot: int, name: str, ok: bool) -> bool:
-    cost = len(name) + 100
-    if _names_bytes[slot] + cost > _NAME_CACHE_BYTES:
-        cache.clear()
-        _names_bytes[slot] = 0
-    cache[name] = ok
-    _names_bytes[slot] += cost
-    return ok
+    return _remember(cache, _names_bytes, slot, name, ok, len(name) + 100, _NAME_CACHE_BYTES)
 
 
 def _name_ok(name: str) -> bool:
