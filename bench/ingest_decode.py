@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 from causalwatch.models import RawRecord
 from ingest import IngestLimits, decode_batch
-from ingest.decode import _key_cache
+from ingest.decode.keys import _key_cache
 
 NOW = 1_700_000_000.0
 

@@ -66,7 +66,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Protocol
 
-from causalwatch.errors import DecodeError, SchemaError
+from causalwatch.errors import DecodeError, RecordError, SchemaError
 from causalwatch.models import RawRecord
 
 __all__ = [
@@ -203,38 +203,29 @@ def _origin(record: RawRecord | None) -> dict[str, Any]:
     }
 
 
-class IngestDecodeError(DecodeError):
+class _FromRecord(RecordError):
+    """Builds a :class:`RecordError` from the record it came from (and the bad sample)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str,
+        field: str | None = None,
+        record: RawRecord | None = None,
+        sample_index: int | None = None,
+    ) -> None:
+        super().__init__(
+            message, reason=reason, field=field, sample_index=sample_index, **_origin(record)
+        )
+
+
+class IngestDecodeError(_FromRecord, DecodeError):
     """A :class:`DecodeError` built from the record it came from (and the bad sample)."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        reason: str,
-        field: str | None = None,
-        record: RawRecord | None = None,
-        sample_index: int | None = None,
-    ) -> None:
-        super().__init__(
-            message, reason=reason, field=field, sample_index=sample_index, **_origin(record)
-        )
 
-
-class IngestSchemaError(SchemaError):
+class IngestSchemaError(_FromRecord, SchemaError):
     """A :class:`SchemaError` built from the record it came from (and the bad sample)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        reason: str,
-        field: str | None = None,
-        record: RawRecord | None = None,
-        sample_index: int | None = None,
-    ) -> None:
-        super().__init__(
-            message, reason=reason, field=field, sample_index=sample_index, **_origin(record)
-        )
 
 
 # A check returns None when fine, else (reason, field, message); the decoder turns that

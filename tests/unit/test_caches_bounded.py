@@ -11,8 +11,7 @@ import pytest
 
 from causalwatch.models import RawRecord
 from explainer import view
-from ingest import decode
-from ingest.decode import decode_batch
+from ingest.decode import decode_batch, influx, json_orjson, keys
 from ingest.validate import IngestLimits
 
 NOW = 1_700_000_100.0
@@ -61,15 +60,15 @@ def test_decode_series_key_memo_is_bounded_in_bytes() -> None:
             assert len(batch) == 100 and not errors
 
     run()
-    assert decode._key_cache_bytes[0] <= decode._KEY_CACHE_BYTES
-    held = sum(_size(k) + _size(v) for k, v in decode._key_cache.items())
-    assert held < decode._KEY_CACHE_BYTES * 1.2, held
-    assert len(decode._key_cache) < 1_200
+    assert keys._key_cache_bytes[0] <= keys._KEY_CACHE_BYTES
+    held = sum(_size(k) + _size(v) for k, v in keys._key_cache.items())
+    assert held < keys._KEY_CACHE_BYTES * 1.2, held
+    assert len(keys._key_cache) < 1_200
 
 
 def test_decode_parsed_key_memo_is_bounded_in_bytes() -> None:
     """The orjson fast path's memo (name + label items -> key) keeps to its byte budget."""
-    if decode.orjson is None:
+    if json_orjson.orjson is None:
         pytest.skip("orjson is not installed")
     for start in range(0, 1_200, 100):  # 1,200 distinct 33 kB series: 40 MB of labels
         recs = [
@@ -85,11 +84,11 @@ def test_decode_parsed_key_memo_is_bounded_in_bytes() -> None:
         ]
         batch, errors = decode_batch(recs, {"t": "json"}, IngestLimits(), NOW)
         assert len(batch) == 100 and not errors
-    assert decode._obj_keys  # the fast path took them
-    assert decode._obj_state[0] <= decode._FRAG_CACHE_BYTES
-    held = sum(_size(k) + _size(v) for k, v in decode._obj_keys.items())
-    assert held < decode._FRAG_CACHE_BYTES * 1.2, held
-    assert len(decode._obj_keys) < 1_200
+    assert json_orjson._obj_keys  # the fast path took them
+    assert json_orjson._obj_state[0] <= json_orjson._FRAG_CACHE_BYTES
+    held = sum(_size(k) + _size(v) for k, v in json_orjson._obj_keys.items())
+    assert held < json_orjson._FRAG_CACHE_BYTES * 1.2, held
+    assert len(json_orjson._obj_keys) < 1_200
 
 
 def test_influx_head_memo_is_bounded_in_bytes() -> None:
@@ -107,17 +106,17 @@ def test_influx_head_memo_is_bounded_in_bytes() -> None:
             NOW,
         )
         assert len(batch) == 1_000 and not errors
-    assert decode._heads
-    assert decode._heads_bytes[0] <= decode._HEADS_BYTES
-    held = sum(_size(k) + _size(v) for k, v in decode._heads.items())
-    assert held < decode._HEADS_BYTES * 1.2, held
-    assert len(decode._heads) < 12_000
+    assert influx._heads
+    assert influx._heads_bytes[0] <= influx._HEADS_BYTES
+    held = sum(_size(k) + _size(v) for k, v in influx._heads.items())
+    assert held < influx._HEADS_BYTES * 1.2, held
+    assert len(influx._heads) < 12_000
     long_head = "m," + ",".join(f"l{j}=" + "v" * 200 for j in range(8))
-    assert len(long_head) > decode._HEAD_MAX_CHARS
+    assert len(long_head) > influx._HEAD_MAX_CHARS
     batch, _ = decode_batch(
         [RawRecord("t", 0, 0, f"{long_head} f=1 {int(NOW)}000000000".encode())],
         {"t": "influx"},
         IngestLimits(max_samples_per_message=1_000),
         NOW,
     )
-    assert len(batch) == 1 and long_head not in decode._heads
+    assert len(batch) == 1 and long_head not in influx._heads

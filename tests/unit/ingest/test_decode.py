@@ -11,7 +11,8 @@ import pytest
 from causalwatch.errors import ConfigError, DecodeError, SchemaError
 from causalwatch.models import RawRecord, SampleBatch
 from causalwatch.series import series_key
-from ingest.decode import _parse_line, _parse_line_escaped, decode_batch, decode_record
+from ingest.decode import decode_batch, decode_record
+from ingest.decode.influx_line import _parse_line, _parse_line_escaped
 from ingest.validate import IngestLimits
 
 NOW = 1_700_000_100.0

@@ -19,6 +19,7 @@ import pytest
 import ingest.decode as decode
 from causalwatch.models import RawRecord
 from ingest import IngestLimits, decode_batch
+from ingest.decode import json_orjson
 
 NOW = 1_700_000_000.0
 
@@ -27,7 +28,7 @@ NOW = 1_700_000_000.0
 def fast_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Which fast path decodes: orjson's (skipped without orjson) or the regexes'."""
     if request.param == "orjson":
-        if decode.orjson is None:
+        if json_orjson.orjson is None:
             pytest.skip("orjson is not installed")
     else:
         monkeypatch.setattr(decode, "_orjson_loads", None)

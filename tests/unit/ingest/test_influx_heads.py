@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-import ingest.decode as decode
 from causalwatch.models import RawRecord
 from ingest import IngestLimits, decode_batch
+from ingest.decode import influx
 
 NOW = 1_700_000_000.0
 NS = "1700000000000000000"
@@ -85,7 +85,7 @@ def _both(records: list[RawRecord], monkeypatch: pytest.MonkeyPatch, limits: Ing
     _fingerprint(warm + records, limits)
     memo = _fingerprint(warm + records, limits)
     with monkeypatch.context() as m:
-        m.setattr(decode, "_heads", _NoMemo())
+        m.setattr(influx, "_heads", _NoMemo())
         full = _fingerprint(warm + records, limits)
     assert memo == full
 
@@ -102,7 +102,7 @@ def test_head_memo_equals_full_parse(
 def test_head_memo_is_used() -> None:
     """The memo really is filled and read for plain lines (else this suite tests nothing)."""
     _fingerprint([RawRecord("t", 0, 0, GOOD)], LIMITS)
-    assert decode._heads.get("cpu,host=h0,az=b") == ("cpu", '{az="b",host="h0"}')
+    assert influx._heads.get("cpu,host=h0,az=b") == ("cpu", '{az="b",host="h0"}')
 
 
 def test_head_memo_follows_the_limits(monkeypatch: pytest.MonkeyPatch) -> None:

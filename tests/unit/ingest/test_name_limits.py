@@ -10,8 +10,7 @@ import tracemalloc
 
 from causalwatch.models import RawRecord
 from causalwatch.settings import IngestSettings
-from ingest import decode
-from ingest.decode import decode_batch
+from ingest.decode import decode_batch, keys
 from ingest.validate import IngestLimits
 
 NOW = 1_700_000_100.0
@@ -96,7 +95,7 @@ def test_memos_stay_within_their_byte_budgets() -> None:
             for i in range(500)
         ]
         assert reasons(values) == []
-        assert decode._names_bytes[0] <= decode._NAME_CACHE_BYTES
-        assert decode._names_bytes[1] <= decode._NAME_CACHE_BYTES
-        assert decode._key_cache_bytes[0] <= decode._KEY_CACHE_BYTES
-    assert sum(len(k) for k in decode._names) <= decode._NAME_CACHE_BYTES
+        assert keys._names_bytes[0] <= keys._NAME_CACHE_BYTES
+        assert keys._names_bytes[1] <= keys._NAME_CACHE_BYTES
+        assert keys._key_cache_bytes[0] <= keys._KEY_CACHE_BYTES
+    assert sum(len(k) for k in keys._names) <= keys._NAME_CACHE_BYTES

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from causalwatch.errors import RecordError
 from causalwatch.models import RawRecord
-from ingest.decode import FORMATS, _parse_line, _parse_line_escaped, decode_batch
+from ingest.decode import FORMATS, decode_batch
+from ingest.decode.influx_line import _parse_line, _parse_line_escaped
 from ingest.validate import REASONS, IngestLimits
 
 NOW = 1_700_000_100.0
