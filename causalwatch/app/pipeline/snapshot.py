@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from causalwatch.app.pipeline.steps import Cores
+from causalwatch.app.pipeline.trail import Trail
 from causalwatch.models import Explanation
 from detector.severity import severity_from_score
 from explainer.dag import DependencyGraph
@@ -36,12 +37,30 @@ def _num(x: float) -> float | None:
 
 
 def _nums(a: np.ndarray[Any, Any]) -> list[float | None]:
-    return [_num(float(v)) for v in a.tolist()]
+    """:func:`_num` of each value (inlined: a snapshot formats about 3,000 of them)."""
+    isfinite = math.isfinite
+    return [float(f"{v:.6g}") if isfinite(v) else None for v in a.astype(np.float64).tolist()]
 
 
 def _times(a: np.ndarray[Any, Any]) -> list[float | None]:
     """Unix seconds to the millisecond (six significant digits would round to hours)."""
     return [round(float(v), 3) if math.isfinite(v) else None for v in a.tolist()]
+
+
+def _node_severity(trail: Trail, rows: Sequence[int], win_start: float) -> float:
+    """The highest severity of a node's samples in the trail from ``win_start`` on (0 when
+    it has none). All of its rows at once: a slot never written has a NaN time, so the
+    whole ring of each row can be read (what :meth:`Trail.read` returns plus NaN slots,
+    which the window test leaves out)."""
+    live = [r for r in rows if 0 <= r < trail.capacity]
+    if not live:
+        return 0.0
+    idx = np.asarray(live, dtype=np.int64)
+    in_win = trail.ts[idx] >= win_start
+    if not in_win.any():
+        return 0.0
+    scores = trail.cols["score"][idx][in_win].astype(np.float64)
+    return max(0.0, float(severity_from_score(scores).max()))
 
 
 def _graph_nodes(g: DependencyGraph, exp: Explanation, max_nodes: int) -> list[str]:
@@ -106,15 +125,13 @@ def build_snapshots(
             series.append(
                 {"series": key, "node": node, "role": role, "ts": _times(data["ts"][keep]), **cols}
             )
-        node_out = []
-        for n in nodes:
-            sev = 0.0
-            for row in rows_by_node.get(n, []):
-                d = trail.read(row)
-                in_win = d["ts"] >= win_start
-                if in_win.any():
-                    sev = max(sev, float(severity_from_score(d["score"][in_win]).max()))
-            node_out.append({"node": n, "severity": round(sev, 1)})
+        node_out = [
+            {
+                "node": n,
+                "severity": round(_node_severity(trail, rows_by_node.get(n, []), win_start), 1),
+            }
+            for n in nodes
+        ]
         node_set = set(nodes)
         edges = [
             {
