@@ -80,15 +80,20 @@ except ImportError:  # pragma: no cover - optional extra
 
 # ------------------------------------------------------------------------------ workloads
 def make_workload(
-    kind: str, n_samples: int, n_series: int, spikes: float, seed: int
+    kind: str,
+    n_samples: int,
+    n_series: int,
+    spikes: float,
+    seed: int,
+    end_s: float | None = None,
 ) -> list[tuple[bytes, bytes]]:
     """(key, message) of ``kind``: ``n_samples`` samples over ``n_series`` series, one-minute
-    steps ending now, spikes in a fraction ``spikes`` of the points after the warm-up. The
-    key is the series (or block of series) so each series stays in one partition, in
-    order, as a keyed producer sends it."""
+    steps ending now (or at ``end_s``), spikes in a fraction ``spikes`` of the points after
+    the warm-up. The key is the series (or block of series) so each series stays in one
+    partition, in order, as a keyed producer sends it."""
     rng = np.random.default_rng(seed)
     n_pts = max(n_samples // n_series, WARMUP_POINTS + 10)
-    t0 = time.time() - n_pts * 60.0
+    t0 = (time.time() if end_s is None else end_s) - n_pts * 60.0
     level = 10.0 + 5.0 * rng.random(n_series)
     out: list[tuple[bytes, bytes]] = []
     buf: list[Any] = []
