@@ -41,7 +41,7 @@ from causalwatch.store.checkpoint import Checkpoint
 from causalwatch.wire import SCORE_FIELDS, decode_columns, encode_column_messages
 from detector.core import Detector
 from explainer.core import Explainer
-from ingest import IngestLimits, assign_rows, decode_batch
+from ingest import IngestLimits, assign_rows
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -371,13 +371,10 @@ class AllStage(Stage):
     def handle(self, records: list[RawRecord], now_s: float) -> None:
         self._count_in(records)
         t0 = time.perf_counter()
-        # Decoding reads no core state, so it runs before the lock is taken: while the
-        # explainer worker ranks under the lock, this thread decodes the next poll (numpy
-        # in the ranking releases the GIL) instead of waiting for the lock to do it.
-        decoded, errors = decode_batch(records, self.formats, self.limits, now_s)
         with self.cores.lock:
-            rows, batch, refused = assign_rows(decoded, self.cores.index, records)
-            errors += refused
+            rows, batch, errors = ingest_records(
+                records, self.formats, self.limits, self.cores.index, now_s
+            )
             t1 = time.perf_counter()
             out = process_samples(self.cores, rows, batch, records=records, wall_s=now_s)
             explanations = self._kick(out.batch)
