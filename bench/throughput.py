@@ -53,6 +53,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -79,15 +80,20 @@ except ImportError:  # pragma: no cover - optional extra
 
 # ------------------------------------------------------------------------------ workloads
 def make_workload(
-    kind: str, n_samples: int, n_series: int, spikes: float, seed: int
+    kind: str,
+    n_samples: int,
+    n_series: int,
+    spikes: float,
+    seed: int,
+    end_s: float | None = None,
 ) -> list[tuple[bytes, bytes]]:
     """(key, message) of ``kind``: ``n_samples`` samples over ``n_series`` series, one-minute
-    steps ending now, spikes in a fraction ``spikes`` of the points after the warm-up. The
-    key is the series (or block of series) so each series stays in one partition, in
-    order, as a keyed producer sends it."""
+    steps ending now (or at ``end_s``), spikes in a fraction ``spikes`` of the points after
+    the warm-up. The key is the series (or block of series) so each series stays in one
+    partition, in order, as a keyed producer sends it."""
     rng = np.random.default_rng(seed)
     n_pts = max(n_samples // n_series, WARMUP_POINTS + 10)
-    t0 = time.time() - n_pts * 60.0
+    t0 = (time.time() if end_s is None else end_s) - n_pts * 60.0
     level = 10.0 + 5.0 * rng.random(n_series)
     out: list[tuple[bytes, bytes]] = []
     buf: list[Any] = []
@@ -290,6 +296,7 @@ def run_all(
     py_spy: str | None = None,
     overrides: dict[str, Any] | None = None,
     label: str = "",
+    tree: str | None = None,
 ) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:8]
     port = free_port()
@@ -316,6 +323,8 @@ def run_all(
     path = Path(tmp) / f"settings-{tag}.json"  # JSON is YAML
     path.write_text(json.dumps(cfg))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAUSALWATCH_")}
+    if tree is not None:  # --tree-b: the service from another checkout
+        env["PYTHONPATH"] = tree
     cmd = [sys.executable, "-m", "causalwatch.app.cli", "--config", str(path), "run", "all"]
     proc = subprocess.Popen(
         cmd,
@@ -488,6 +497,12 @@ def main() -> None:
         help="a setting of the service (repeatable); with --ab, runs both without and with",
     )
     ap.add_argument("--ab", action="store_true", help="each run all twice: default, --set")
+    ap.add_argument(
+        "--tree-b",
+        metavar="DIR",
+        help="each run all twice, back to back: this checkout, then the service from DIR "
+        "(another checkout, put first on PYTHONPATH): code A/B in one run",
+    )
     args = ap.parse_args()
     if args.quick:
         args.samples_a, args.samples, args.max_run_s = 20_000, 50_000, 30.0
@@ -495,6 +510,10 @@ def main() -> None:
     overrides = {k: json.loads(v) for k, _, v in (a.partition("=") for a in args.set)}
     variants = [({}, " (defaults)"), (overrides, f" ({' '.join(args.set)})")] if args.ab else []
     variants = variants or [(overrides, f" ({' '.join(args.set)})" if args.set else "")]
+    trees: list[tuple[str | None, str]] = [(None, "")]
+    if args.tree_b:
+        here = str(Path(__file__).resolve().parent.parent)
+        trees = [(here, f" [{Path(here).name}]"), (args.tree_b, f" [{Path(args.tree_b).name}]")]
     spikes = [float(s) for s in args.spikes.split(",")]
     print(
         f"# bench/throughput.py {'--quick ' if args.quick else ''}on {os.cpu_count()} cores; "
@@ -513,10 +532,12 @@ def main() -> None:
     ):
         assert broker.proc is not None and redis_srv.proc is not None
         procs = Procs(broker.proc.pid, redis_srv.proc.pid)
+        case = -1
         for kind in args.workloads.split(","):
             n_series = args.series_a if kind == "prometheus" else args.series
             n_samples = args.samples_a if kind == "prometheus" else args.samples
             for p in spikes:
+                case += 1
                 keyed = make_workload(kind, n_samples, n_series, p, seed=int(p * 1e4) + 1)
                 topic = f"thru-{kind}-{uuid.uuid4().hex[:6]}"
                 produce(broker.bootstrap, topic, keyed)
@@ -529,7 +550,10 @@ def main() -> None:
                 for r in raws:
                     print(fmt_row(kind, p, r, raw_kp), flush=True)
                 for b in backends:
-                    for over, label in variants:
+                    # the order of the trees alternates between cases (the first run all on
+                    # a topic can be the slower one)
+                    flip = trees[::-1] if case % 2 else trees
+                    for (over, label), (tree, where) in product(variants, flip):
                         try:
                             r = run_all(
                                 b,
@@ -544,7 +568,8 @@ def main() -> None:
                                 args.max_run_s,
                                 args.py_spy,
                                 over,
-                                label,
+                                label + where,
+                                tree,
                             )
                         except RuntimeError as exc:  # a run that never started: say so
                             print(f"| {kind} | {p * 100:g} % | run all {b}: {exc} |", flush=True)

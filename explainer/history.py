@@ -136,18 +136,81 @@ class History:
         rows has a sample count, so gaps are skipped. A row's value in a bin is the mean of
         its samples there, NaN when it has none. Returns ``(bin_end_ts, values)`` with
         ``values`` of shape ``(len(rows), bins)``, oldest first. Cost ``O(rows · points)``.
+
+        Why two paths: a ranking aligns every candidate row (all series, without a graph),
+        and with the defaults only the newest ``n_points`` of the ``points`` held (130 of
+        512) are used. When every one of the ``n_points`` nearest bins holds a sample of
+        some row (the usual case: rows sampled at the step), or no sample lies beyond them
+        (a young history), the bins kept are known from those samples alone and only they
+        are binned (:meth:`_aligned_dense`); otherwise (a gap among the nearest bins and
+        older data behind it) :meth:`_aligned_general` finds the occupied bins. Both give the
+        same bins and the same values, bit for bit (the same samples summed in the same
+        order).
         """
         if step_s <= 0:
             raise StateError(f"history: step_s must be > 0 (got {step_s})")
         rows = np.asarray(rows, dtype=np.int64)
-        m = rows.size
-        if m == 0:
+        if rows.size == 0:
             return np.empty(0), np.empty((0, 0))
+        got = self._aligned_dense(rows, end_ts, step_s, n_points)
+        if got is not None:
+            return got
+        return self._aligned_general(rows, end_ts, step_s, n_points)
+
+    def _rows_of(self, rows: IntArray, arr: FloatArray) -> FloatArray:
+        """``arr[rows]``, NaN for rows beyond the capacity (not appended yet)."""
+        if rows.size and int(rows.max()) < self.capacity:
+            return arr[rows]
+        out = np.full((rows.size, self.points), np.nan)
         live = rows < self.capacity
-        T = np.full((m, self.points), np.nan)
-        V = np.full((m, self.points), np.nan)
-        T[live] = self.ts[rows[live]]
-        V[live] = self.value[rows[live]]
+        out[live] = arr[rows[live]]
+        return out
+
+    def _aligned_dense(
+        self, rows: IntArray, end_ts: float, step_s: float, n_points: int
+    ) -> tuple[FloatArray, FloatArray] | None:
+        """:meth:`aligned` when the bins kept are among the ``n_points`` nearest: all of
+        those are occupied, or no sample lies farther (a young history); else None."""
+        if n_points <= 0:
+            return None
+        m = rows.size
+        T = self._rows_of(rows, self.ts)
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(T)
+            ok &= end_ts >= T
+            # the same expression as the general path's, so j is the same per sample
+            d = (end_ts - T) / step_s + 1e-9
+            near_mask = d < n_points  # floor(d) < n_points
+            use = ok & near_mask
+        ri, pi = np.nonzero(use)
+        j = np.floor(d[ri, pi]).astype(np.int64)
+        occupied = np.zeros(n_points, dtype=bool)
+        occupied[j] = True
+        if not occupied.all():
+            if (ok & ~near_mask).any():
+                return None  # an occupied bin farther away may be among those kept
+            if not occupied.any():
+                return np.empty(0), np.empty((m, 0))
+        near = np.flatnonzero(occupied)  # the kept bins, nearest first
+        b = near.size
+        col = np.full(n_points, -1, dtype=np.int64)
+        col[near] = np.arange(b - 1, -1, -1, dtype=np.int64)  # oldest first
+        flat = ri * b + col[j]
+        V = self.value[rows[ri], pi] if ri.size else np.empty(0)
+        sums = np.bincount(flat, weights=V, minlength=m * b)
+        cnt = np.bincount(flat, minlength=m * b)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            vals = np.where(cnt > 0, sums / np.maximum(cnt, 1), np.nan)
+        bin_ts = np.asarray(end_ts - near[::-1] * step_s, dtype=np.float64)
+        out: FloatArray = vals.reshape(m, b)
+        return bin_ts, out
+
+    def _aligned_general(
+        self, rows: IntArray, end_ts: float, step_s: float, n_points: int
+    ) -> tuple[FloatArray, FloatArray]:
+        m = rows.size
+        T = self._rows_of(rows, self.ts)
+        V = self._rows_of(rows, self.value)
         ok = np.isfinite(T) & (end_ts >= T)
         j = np.floor((end_ts - np.where(ok, T, end_ts)) / step_s + 1e-9).astype(np.int64)
         if not ok.any():
@@ -167,7 +230,9 @@ class History:
         cnt = np.bincount(flat, minlength=m * bins.size)
         with np.errstate(invalid="ignore", divide="ignore"):
             vals = np.where(cnt > 0, sums / np.maximum(cnt, 1), np.nan)
-        return end_ts - bins * step_s, vals.reshape(m, bins.size)
+        bin_ts = np.asarray(end_ts - bins * step_s, dtype=np.float64)
+        out: FloatArray = vals.reshape(m, bins.size)
+        return bin_ts, out
 
     def to_arrays(self, prefix: str = "history.", *, copy: bool = True) -> dict[str, np.ndarray]:
         """The buffers as arrays: copies, or with ``copy=False`` read-only views of the live

@@ -322,13 +322,18 @@ class Incidents:
         """The incident ``ev`` joins: a new one, or the oldest match with the other matches
         merged into it (their touched targets move along)."""
         window = self.window_s()
-        match = [
-            inc
-            for inc in sorted(self.open.values(), key=lambda i: (i.start_ts, i.incident_id))
-            if ev.ts - inc.last_ts <= window
-            and inc.start_ts - ev.ts <= window
-            and related(ev.node, inc.nodes, graph)
-        ]
+        # filtered, then sorted (the key is a total order: ids are unique): the same list as
+        # sorting every open incident for every event, which grew with the alert rate
+        match = sorted(
+            (
+                inc
+                for inc in self.open.values()
+                if ev.ts - inc.last_ts <= window
+                and inc.start_ts - ev.ts <= window
+                and related(ev.node, inc.nodes, graph)
+            ),
+            key=lambda i: (i.start_ts, i.incident_id),
+        )
         if not match:
             iid = "inc-" + digest(f"{ev.node}|{ev.series_key}|{ev.ts!r}", 6)
             new = Incident(iid, ev.ts, ev.ts, [], {})

@@ -266,9 +266,10 @@ def _rank_robust_z(
         n_anom = int(min(max((t_bins > window_start - 1e-9).sum(), 1), T - 2))
     z = _robust_z(V, n_anom)
     best: dict[str, int] = {node: 0}  # node -> column of its most deviated series
+    absz_col = np.abs(z).tolist()  # Python floats: the loop runs over every candidate row
     for col in range(1, len(rows_all)):
         n = owner[col]
-        if n != node and (n not in best or abs(z[col]) > abs(z[best[n]])):
+        if n != node and (n not in best or absz_col[col] > absz_col[best[n]]):
             best[n] = col
     nodes = sorted(best, key=lambda n: (-abs(float(z[best[n]])), n))
     absz = np.array([abs(float(z[best[n]])) for n in nodes])

@@ -7,6 +7,7 @@ plain values and can be tested with a history and an index built by hand.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from causalwatch.errors import StateError
@@ -72,14 +73,20 @@ class View:
             raise StateError(f"explainer: cannot infer step_s from series row {row}")
         return step
 
-    def node_rows(self) -> dict[str, list[int]]:
-        """Every node's series rows, ascending."""
+    @functools.cached_property
+    def _node_rows(self) -> dict[str, list[int]]:
         out: dict[str, list[int]] = {}
         for _, row in self.index.items():
             out.setdefault(self.index.node_of(row), []).append(row)
         for rows in out.values():
             rows.sort()
         return out
+
+    def node_rows(self) -> dict[str, list[int]]:
+        """Every node's series rows, ascending; built once per view (a view lives for one
+        explanation call, under the cores' lock, while the index does not change; every
+        ranking of the call reads it, ``O(series)`` each time before). Read-only."""
+        return self._node_rows
 
     def identity(self, row: int) -> Identity:
         """:func:`identity` of a row's series key."""

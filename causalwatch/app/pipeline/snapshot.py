@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 
 from causalwatch.app.pipeline.steps import Cores
+from causalwatch.app.pipeline.trail import Trail
 from causalwatch.models import Explanation
 from detector.severity import severity_from_score
 from explainer.dag import DependencyGraph
 
-__all__ = ["SCHEMA_VERSION", "build_snapshots"]
+__all__ = ["SCHEMA_VERSION", "build_snapshots", "gather_snapshots", "render_snapshots"]
 
 SCHEMA_VERSION = 1
 _AFTER_STEPS = 30  # samples kept after the anomaly window, in explainer steps
@@ -36,12 +37,30 @@ def _num(x: float) -> float | None:
 
 
 def _nums(a: np.ndarray[Any, Any]) -> list[float | None]:
-    return [_num(float(v)) for v in a.tolist()]
+    """:func:`_num` of each value (inlined: a snapshot formats about 3,000 of them)."""
+    isfinite = math.isfinite
+    return [float(f"{v:.6g}") if isfinite(v) else None for v in a.astype(np.float64).tolist()]
 
 
 def _times(a: np.ndarray[Any, Any]) -> list[float | None]:
     """Unix seconds to the millisecond (six significant digits would round to hours)."""
     return [round(float(v), 3) if math.isfinite(v) else None for v in a.tolist()]
+
+
+def _node_severity(trail: Trail, rows: Sequence[int], win_start: float) -> float:
+    """The highest severity of a node's samples in the trail from ``win_start`` on (0 when
+    it has none). All of its rows at once: a slot never written has a NaN time, so the
+    whole ring of each row can be read (what :meth:`Trail.read` returns plus NaN slots,
+    which the window test leaves out)."""
+    live = [r for r in rows if 0 <= r < trail.capacity]
+    if not live:
+        return 0.0
+    idx = np.asarray(live, dtype=np.int64)
+    in_win = trail.ts[idx] >= win_start
+    if not in_win.any():
+        return 0.0
+    scores = trail.cols["score"][idx][in_win].astype(np.float64)
+    return max(0.0, float(severity_from_score(scores).max()))
 
 
 def _graph_nodes(g: DependencyGraph, exp: Explanation, max_nodes: int) -> list[str]:
@@ -78,6 +97,42 @@ def build_snapshots(
     max_nodes: int = 40,
 ) -> list[dict[str, Any]]:
     """One snapshot per explanation (JSON-ready). Call with the cores' lock held."""
+    gathered = gather_snapshots(
+        cores,
+        explanations,
+        reference_points=reference_points,
+        max_series=max_series,
+        max_nodes=max_nodes,
+    )
+    return render_snapshots(gathered)
+
+
+def render_snapshots(gathered: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """:func:`gather_snapshots`' output made JSON-ready: each series' arrays become lists
+    (times to the millisecond, values to six significant digits). Needs no lock: the
+    arrays are copies. Formatting is most of a snapshot's cost (about 3,000 numbers)."""
+    for snap in gathered:
+        snap["series"] = [
+            {
+                k: (_times(v) if k == "ts" else _nums(v)) if isinstance(v, np.ndarray) else v
+                for k, v in one.items()
+            }
+            for one in snap["series"]
+        ]
+    return gathered
+
+
+def gather_snapshots(
+    cores: Cores,
+    explanations: Sequence[Explanation],
+    *,
+    reference_points: int,
+    max_series: int = 4,
+    max_nodes: int = 40,
+) -> list[dict[str, Any]]:
+    """What :func:`build_snapshots` reads from the cores, with each series' samples as
+    arrays (copies) not yet formatted: call with the cores' lock held, then
+    :func:`render_snapshots` outside it."""
     trail, ex = cores.trail, cores.explainer
     if trail is None or ex is None or not explanations:
         return []
@@ -102,19 +157,17 @@ def build_snapshots(
             keep = (data["ts"] >= ref_start - 10 * step_s) & (
                 data["ts"] <= win_end + _AFTER_STEPS * max(step_s, 1.0)
             )
-            cols = {name: _nums(col[keep]) for name, col in data.items() if name != "ts"}
+            cols = {name: col[keep] for name, col in data.items() if name != "ts"}
             series.append(
-                {"series": key, "node": node, "role": role, "ts": _times(data["ts"][keep]), **cols}
+                {"series": key, "node": node, "role": role, "ts": data["ts"][keep], **cols}
             )
-        node_out = []
-        for n in nodes:
-            sev = 0.0
-            for row in rows_by_node.get(n, []):
-                d = trail.read(row)
-                in_win = d["ts"] >= win_start
-                if in_win.any():
-                    sev = max(sev, float(severity_from_score(d["score"][in_win]).max()))
-            node_out.append({"node": n, "severity": round(sev, 1)})
+        node_out = [
+            {
+                "node": n,
+                "severity": round(_node_severity(trail, rows_by_node.get(n, []), win_start), 1),
+            }
+            for n in nodes
+        ]
         node_set = set(nodes)
         edges = [
             {

@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from causalwatch.app.pipeline.snapshot import build_snapshots
+from causalwatch.app.pipeline.snapshot import gather_snapshots, render_snapshots
 from causalwatch.app.pipeline.steps import (
     Cores,
     apply_sensitivity,
@@ -253,12 +253,13 @@ class Stage:
         if self.sinks.snapshots is not None and self.cores.trail is not None:
             # before the results: a page opened from the notification finds its plots
             with self.cores.lock:
-                snaps = build_snapshots(
+                gathered = gather_snapshots(
                     self.cores,
                     explanations,
                     reference_points=self.settings.explainer.reference_points,
                 )
-            self.sinks.snapshots.write_batch(snaps)
+            # formatted outside the lock: the loop's next batch need not wait for it
+            self.sinks.snapshots.write_batch(render_snapshots(gathered))
         if self.sinks.results is not None:
             self.sinks.results.publish(explanations)
         if self.sinks.outbox is not None:

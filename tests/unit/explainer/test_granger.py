@@ -110,3 +110,80 @@ def test_bad_arguments_raise_state_error() -> None:
         GrangerState.empty(2, np.array([[0, 1]]), forgetting=1.5)
     with pytest.raises(StateError, match="out of range"):
         GrangerState.empty(2, np.array([[0, 5]]))
+
+
+def _select_pairs_by_sorting(
+    X: np.ndarray,
+    per_effect: int,
+    groups: np.ndarray | None,
+    forced: np.ndarray | None,
+    exclude_same_group: np.ndarray | None,
+) -> np.ndarray:
+    """select_pairs as it was written before the partition (a stable argsort of the whole
+    correlation matrix and Python sets): the reference the fast one must equal."""
+    X = np.asarray(X, dtype=np.float64)
+    n = X.shape[1]
+    out: set[tuple[int, int]] = set()
+    if X.shape[0] >= 4 and n > 1 and per_effect > 0:
+        D = np.diff(X, axis=0)
+        D = np.where(np.isfinite(D), D, np.nan)
+        finite = np.isfinite(D)
+        count = finite.sum(axis=0)
+        mu = np.where(finite, D, 0.0).sum(axis=0) / np.maximum(count, 1)
+        Z = np.where(np.isfinite(D), D - mu, 0.0)
+        sd = np.sqrt((Z**2).sum(axis=0))
+        sd = np.where(sd > 0, sd, np.inf)
+        Z = Z / sd
+        C = np.maximum(np.abs(Z.T @ Z), np.abs(Z[:-1].T @ Z[1:]))
+        np.fill_diagonal(C, -1.0)
+        if exclude_same_group is not None:
+            g = np.asarray(exclude_same_group)
+            C[g[:, None] == g[None, :]] = -1.0
+        kk = min(per_effect, n - 1)
+        top = np.argsort(-C, axis=0, kind="stable")[:kk]
+        for e in range(n):
+            for ca in top[:, e].tolist():
+                if C[ca, e] > 0:
+                    out.add((int(ca), e))
+    if groups is not None:
+        g = np.asarray(groups)
+        for gid in np.unique(g).tolist():
+            members = np.flatnonzero(g == gid).tolist()
+            out.update((a, b) for a in members for b in members if a != b)
+    if forced is not None:
+        for a, b in np.asarray(forced, dtype=np.int64).reshape(-1, 2).tolist():
+            if a != b:
+                out.add((a, b))
+    if exclude_same_group is not None:
+        g = np.asarray(exclude_same_group)
+        out = {(a, b) for a, b in out if g[a] != g[b]}
+    return np.array(sorted(out, key=lambda t: (t[1], t[0])), dtype=np.int64).reshape(-1, 2)
+
+
+def test_select_pairs_equals_the_sorting_reference() -> None:
+    """Random windows with ties (duplicated and constant columns), NaN gaps, groups, forced
+    pairs and same-node exclusion: the partition gives exactly the pairs the full stable
+    sort gave."""
+    rng = np.random.default_rng(12)
+    for trial in range(200):
+        n = int(rng.integers(1, 30))
+        T = int(rng.integers(2, 40))
+        X = rng.normal(size=(T, n)).cumsum(axis=0)
+        if n > 2 and rng.random() < 0.5:
+            X[:, 1] = X[:, 0]  # identical columns: tied correlations
+        if n > 3 and rng.random() < 0.3:
+            X[:, 2] = 5.0  # constant: correlation 0 with everything
+        X[rng.random(X.shape) < 0.1] = np.nan
+        if rng.random() < 0.2:
+            X[:, 0] = np.nan  # a series with no data in the window
+        per_effect = int(rng.integers(0, 7))
+        groups = rng.integers(0, 4, n) if rng.random() < 0.3 else None
+        n_forced = int(rng.integers(0, 6))
+        forced = rng.integers(0, n, size=(n_forced, 2)) if rng.random() < 0.5 else None
+        excl = rng.integers(0, max(1, n // 2), n) if rng.random() < 0.6 else None
+        want = _select_pairs_by_sorting(X, per_effect, groups, forced, excl)
+        got = select_pairs(
+            X, per_effect=per_effect, groups=groups, forced=forced, exclude_same_group=excl
+        )
+        assert got.dtype == np.int64 and got.shape == want.shape, trial
+        np.testing.assert_array_equal(got, want, err_msg=f"trial {trial}")

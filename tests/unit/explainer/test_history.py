@@ -64,3 +64,55 @@ def test_memory_is_fixed_per_row() -> None:
     for k in range(50):
         h.append(np.arange(10), np.full(10, float(k)), np.zeros(10))
     assert h.nbytes() == size
+
+
+def _filled(rng: np.random.Generator, n_rows: int, points: int, n: int, gap_p: float) -> History:
+    """A history of ``n_rows`` series sampled near a 60 s step, with jitter, repeats within
+    a bin, NaN values and (with probability ``gap_p`` per step) steps no series has."""
+    h = History(points=points)
+    t = 1_000.0
+    for _ in range(n):
+        t += 60.0 * (1 + int(rng.random() < gap_p) * int(rng.integers(1, 50)))
+        rows = rng.choice(n_rows, size=int(rng.integers(1, n_rows + 1)), replace=False)
+        rows = np.concatenate([rows, rows[: int(rng.integers(0, 3))]])  # repeats in a bin
+        ts = t + rng.uniform(-25.0, 25.0, rows.size)
+        x = rng.normal(size=rows.size)
+        x[rng.random(rows.size) < 0.05] = np.nan
+        order = np.lexsort((ts, rows))
+        h.append(rows[order], ts[order], x[order])
+    return h
+
+
+@pytest.mark.parametrize("gap_p", [0.0, 0.02, 0.3])
+def test_aligned_dense_path_equals_the_general_path_bit_for_bit(gap_p: float) -> None:
+    """The fast path (every one of the n nearest bins occupied) must give exactly what the
+    general path gives, and must step aside (None) whenever a bin among them is empty."""
+    rng = np.random.default_rng(int(gap_p * 100) + 7)
+    dense_used = general_only = 0
+    for trial in range(60):
+        h = _filled(rng, n_rows=int(rng.integers(1, 12)), points=32, n=80, gap_p=gap_p)
+        rows = rng.integers(0, h.capacity + 3, size=int(rng.integers(1, 15)))  # some unknown
+        hi = float(np.nanmax(h.ts))
+        end = hi - 60.0 * float(rng.integers(0, 40)) + float(rng.uniform(-30.0, 30.0))
+        n_points = int(rng.integers(1, 40))
+        want_t, want_v = h._aligned_general(rows, end, 60.0, n_points)
+        fast = h._aligned_dense(rows, end, 60.0, n_points)
+        got_t, got_v = h.aligned(rows, end, 60.0, n_points)
+        np.testing.assert_array_equal(got_t, want_t)
+        np.testing.assert_array_equal(got_v, want_v)
+        nearest = end - 60.0 * np.arange(n_points - 1, -1, -1)
+        older = np.isfinite(h.ts) & (h.ts < end - 60.0 * n_points)  # beyond the n nearest
+        beyond = bool(older[rows[rows < h.capacity]].any())
+        # it steps aside exactly when a gap among the n nearest bins has data behind it
+        assert (fast is None) == (beyond and not np.array_equal(want_t, nearest)), trial
+        if fast is None:
+            general_only += 1
+        else:
+            dense_used += 1
+            np.testing.assert_array_equal(fast[0], want_t)
+            np.testing.assert_array_equal(fast[1], want_v)
+    # both paths were exercised where they should be
+    if gap_p < 0.1:
+        assert dense_used > 0
+    if gap_p > 0.0:
+        assert general_only > 0
