@@ -31,17 +31,11 @@ MAE_TO_SIGMA = math.sqrt(math.pi / 2.0)  # E|N(0, s)| = s * sqrt(2 / pi)
 # fields through object.__setattr__, about 6 us per build against 1.7 us, and the numpy
 # path builds two per round (a tenth of a one-series round). Nothing writes them after.
 @dataclass(slots=True)
-class Evaluation:
-    """What scoring one sample per row hands to alerting and learning (arrays per row).
-
-    The forecast (``p_*`` per forecaster, the time-of-season bins ``b``/``bs`` and the
-    profile value ``sb``), its scale (``sigma``, ``floor``, Huber bound ``hk``), the
-    residual statistics (``r``, the updated means ``f_new``/``q_new``,
-    the capped view sizes ``a``), and the outcome (``p_raw`` before novelty, ``p`` after,
-    ``score``, ``severity``, the band ``expected``/``lower``/``upper``, ``scored`` past
-    warm-up, ``surprise`` in nats, the point surprise's direction ``up`` and size
-    ``z1_abs``).
-    """
+class _Modelled:
+    """Per row: the sample as modelled (a counter as its rate ``v``; ``valid`` False for a
+    counter reset), the time-of-season bins ``b``/``bs`` and profile value ``sb``, each
+    forecaster's prediction ``p_*`` and the trusted one's scale ``sigma`` (``floor`` its
+    lower bound)."""
 
     n: IntArray
     n_model: IntArray
@@ -58,6 +52,21 @@ class Evaluation:
     p_seas: FloatArray
     p_fseas: FloatArray
     sigma: FloatArray
+    floor: FloatArray
+    bs: IntArray
+
+
+@dataclass(slots=True)
+class Evaluation(_Modelled):
+    """What scoring one sample per row hands to alerting and learning (arrays per row).
+
+    Beyond the forecast: the residual statistics (``r``, Huber bound ``hk``, the updated
+    means ``f_new``/``q_new``, the mean-shift view ``z2``, the views' capped sizes ``a``)
+    and the outcome (``p_raw`` before novelty, ``p`` after, ``score``, ``severity``, the
+    band ``expected``/``lower``/``upper``, ``scored`` past warm-up, ``surprise`` in nats,
+    the point surprise's direction ``up`` and size ``z1_abs``).
+    """
+
     hk: FloatArray
     r: FloatArray
     f_new: FloatArray
@@ -72,36 +81,19 @@ class Evaluation:
     upper: FloatArray
     scored: BoolArray
     surprise: FloatArray
-    floor: FloatArray
-    bs: IntArray
     up: BoolArray
     p_raw: FloatArray
     z1_abs: FloatArray
 
 
 @dataclass(slots=True)
-class _Forecast:
-    """The first half of scoring: the sample as modelled, each forecaster's prediction,
-    the trusted forecast and its scale."""
+class _Forecast(_Modelled):
+    """The first half of scoring: what the second half and the band need besides."""
 
-    n: IntArray
-    n_model: IntArray
-    dt: FloatArray
-    dx: FloatArray
     dt_typ: FloatArray
     safe_dt: FloatArray
     is_ctr: BoolArray
     last_x: FloatArray
-    v: FloatArray
-    valid: BoolArray
-    has_prev: BoolArray
-    b: IntArray
-    sb: FloatArray
-    sb_known: BoolArray
-    p_slow: FloatArray
-    p_fast: FloatArray
-    p_seas: FloatArray
-    p_fseas: FloatArray
     seas_ok: BoolArray
     plain: FloatArray
     e_sbest: FloatArray
@@ -109,9 +101,6 @@ class _Forecast:
     pred_seas: FloatArray
     pred: FloatArray
     err: FloatArray
-    floor: FloatArray
-    sigma: FloatArray
-    bs: IntArray
     gap: FloatArray
 
 
