@@ -15,11 +15,12 @@ The state machine reads and writes only its own arrays (``in_alert``, ``calm_run
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from detector.config import DetectorConfig
 from detector.result import BoolArray, FloatArray, IntArray, StateArrays
-from detector.scoring import Evaluation
 
 __all__ = ["alerts", "p_alert", "would_page"]
 
@@ -34,31 +35,31 @@ def p_alert(c: DetectorConfig, dt_typ: FloatArray) -> FloatArray:
 
 
 def _levels(
-    c: DetectorConfig, s: StateArrays, rows: IntArray, e: Evaluation
+    c: DetectorConfig, s: StateArrays, rows: IntArray, e: dict[str, Any]
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Per sample: the row's sensitivity, the tail probability it adjusts and the level."""
     sens = s["sensitivity"][rows]
-    p_adj = np.minimum(1.0, e.p / sens)
+    p_adj = np.minimum(1.0, e["p"] / sens)
     return sens, p_adj, p_alert(c, s["dt_typ"][rows])
 
 
-def would_page(c: DetectorConfig, s: StateArrays, rows: IntArray, e: Evaluation) -> BoolArray:
+def would_page(c: DetectorConfig, s: StateArrays, rows: IntArray, e: dict[str, Any]) -> BoolArray:
     """Where a scored sample reaches its row's alert level (read-only: no state machine)."""
     _, p_adj, p_star = _levels(c, s, rows, e)
-    out: BoolArray = e.scored & (p_adj <= p_star)
+    out: BoolArray = e["scored"] & (p_adj <= p_star)
     return out
 
 
 def alerts(
-    c: DetectorConfig, s: StateArrays, rows: IntArray, ts: FloatArray, e: Evaluation
+    c: DetectorConfig, s: StateArrays, rows: IntArray, ts: FloatArray, e: dict[str, Any]
 ) -> tuple[BoolArray, BoolArray]:
     """Run the state machine on one sample per row (rows unique): (alert open, fired)."""
     sens, p_adj, p_star = _levels(c, s, rows, e)
-    hot = e.scored & (p_adj <= p_star)
+    hot = e["scored"] & (p_adj <= p_star)
     if c.confirm_points > 1:
         # one surprising point pages only when overwhelming; otherwise the surprise
         # (before novelty gating) must persist for confirm_points points in a row
-        raw_hot = e.scored & (np.minimum(1.0, e.p_raw / sens) <= p_star)
+        raw_hot = e["scored"] & (np.minimum(1.0, e["p_raw"] / sens) <= p_star)
         run = np.where(raw_hot, s["hot_run"][rows] + 1, 0)
         s["hot_run"][rows] = np.minimum(run, 1_000_000)
         hot = (hot & (p_adj * c.overwhelm_factor <= p_star)) | (raw_hot & (run >= c.confirm_points))

@@ -15,12 +15,14 @@ a row is learned in rounds, see :mod:`detector.numpy_step`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from detector.calibrate import update_table
 from detector.config import N_STATS, DetectorConfig
-from detector.result import BoolArray, FloatArray, IntArray, StateArrays
-from detector.scoring import MAE_TO_SIGMA, Evaluation, tail_rates
+from detector.result import FloatArray, IntArray, StateArrays
+from detector.scoring import MAE_TO_SIGMA, tail_rates
 from detector.state import SEASON_DTYPE, fresh
 
 __all__ = ["learn"]
@@ -40,34 +42,13 @@ def learn(
     rows: IntArray,
     ts: FloatArray,
     x: FloatArray,
-    e: Evaluation,
+    e: dict[str, Any],
 ) -> None:
     """Fold one sample per row (rows unique) into the state."""
-    _learn_clock(s, rows, ts, x, e)
-    # model update, only for valid samples
-    ok = e.valid
-    rr, v = rows[ok], e.v[ok]
-    nm = e.n_model[ok]
-    first = nm == 0
-    deseason0, dev, hk_seas = _learn_levels(c, s, rr, v, nm, first, e, ok)
-    _learn_profiles(c, s, rr, ts[ok], first, dev, hk_seas, e, ok)
-    warm = nm >= c.warmup_points
-    up = e.up[ok]
-    _learn_tails(c, s, rr, nm, warm, up, e.a[ok])
-    _learn_shift(c, s, rr, v, deseason0, warm, e, ok)
-    s["n_model"][rr] = nm + 1
-    _learn_memory(c, s, rr, warm, up, e, ok)
-    _become_counters(c, s, rows)
-
-
-def _learn_clock(
-    s: StateArrays, rows: IntArray, ts: FloatArray, x: FloatArray, e: Evaluation
-) -> None:
-    """Every sample, valid or not: the counts, the clock, the sampling interval and the
-    typical step (for gaps and the scale floor)."""
-    n = e.n
-    has_prev = e.has_prev
-    dt, dx = e.dt, e.dx
+    n = e["n"]
+    has_prev = e["has_prev"]
+    dt, dx = e["dt"], e["dx"]
+    # sampling interval and step size (for gaps and the scale floor)
     dt_typ = s["dt_typ"][rows]
     dtc = np.where(dt_typ > 0, np.clip(dt, 0.2 * dt_typ, 5.0 * dt_typ), dt)
     s["dt_typ"][rows] = np.where(
@@ -86,53 +67,44 @@ def _learn_clock(
     s["last_ts"][rows] = ts
     s["last_value"][rows] = x
 
+    # model update, only for valid samples
+    ok = e["valid"]
+    rr, v = rows[ok], e["v"][ok]
+    nm = e["n_model"][ok]
+    first = nm == 0
 
-def _young(alpha: float, nm: IntArray) -> FloatArray:
-    """A running mean while the series is young, then exponential forgetting."""
-    out: FloatArray = np.maximum(alpha, 1.0 / (nm + 1.0))
-    return out
+    def w(alpha: float) -> FloatArray:
+        # a running mean while the series is young, then exponential forgetting
+        out: FloatArray = np.maximum(alpha, 1.0 / (nm + 1.0))
+        return out
 
-
-def _learn_levels(
-    c: DetectorConfig,
-    s: StateArrays,
-    rr: IntArray,
-    v: FloatArray,
-    nm: IntArray,
-    first: BoolArray,
-    e: Evaluation,
-    ok: BoolArray,
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """The four forecasters' errors and levels; (deseasonalised sample, its deviation from
-    the old baseline, the seasonal Huber bound) for the profiles and the level shift."""
-    floor = e.floor[ok]
-    sb, sb_known = e.sb[ok], e.sb_known[ok]
+    sigma = e["sigma"][ok]
+    floor = e["floor"][ok]
+    sb, sb_known = e["sb"][ok], e["sb_known"][ok]
     lvl_slow = s["lvl_slow"][rr]
     deseason0 = v - np.where(sb_known, sb, 0.0)
     # each view is robustified with its own scale, so a view that is currently poor
     # (e.g. the seasonal profile still learning a large daily swing) can still learn
     hks = {}
     views = (
-        ("err_slow", e.p_slow),
-        ("err_fast", e.p_fast),
-        ("err_seas", e.p_seas),
-        ("err_fseas", e.p_fseas),
+        ("err_slow", "p_slow"),
+        ("err_fast", "p_fast"),
+        ("err_seas", "p_seas"),
+        ("err_fseas", "p_fseas"),
     )
-    for name, pred in views:
+    for name, pname in views:
         old = s[name][rr]
         hks[name] = c.huber_k * np.maximum(MAE_TO_SIGMA * old, floor)
-        ri = np.minimum(np.abs(v - pred[ok]), hks[name])
-        s[name][rr] = np.where(first, 0.0, old + _young(c.error_alpha, nm) * (ri - old))
+        ri = np.minimum(np.abs(v - e[pname][ok]), hks[name])
+        s[name][rr] = np.where(first, 0.0, old + w(c.error_alpha) * (ri - old))
     hk_slow, hk_fast, hk_seas = hks["err_slow"], hks["err_fast"], hks["err_seas"]
     hk_fs = hks["err_fseas"]
     lfs = s["lvl_fseas"][rr]
     s["lvl_fseas"][rr] = np.where(
-        first, v, lfs + _young(c.level_alpha_fast, nm) * np.clip(deseason0 - lfs, -hk_fs, hk_fs)
+        first, v, lfs + w(c.level_alpha_fast) * np.clip(deseason0 - lfs, -hk_fs, hk_fs)
     )
     s["lvl_slow"][rr] = np.where(
-        first,
-        v,
-        lvl_slow + _young(c.level_alpha_slow, nm) * np.clip(v - lvl_slow, -hk_slow, hk_slow),
+        first, v, lvl_slow + w(c.level_alpha_slow) * np.clip(v - lvl_slow, -hk_slow, hk_slow)
     )
     # the seasonal profile hangs off a baseline that forgets over about one season, so
     # the profile, not the baseline, carries the within-season swing
@@ -146,53 +118,29 @@ def _learn_levels(
     )
     lf = s["lvl_fast"][rr]
     s["lvl_fast"][rr] = np.where(
-        first, v, lf + _young(c.level_alpha_fast, nm) * np.clip(v - lf, -hk_fast, hk_fast)
+        first, v, lf + w(c.level_alpha_fast) * np.clip(v - lf, -hk_fast, hk_fast)
     )
-    return deseason0, v - base, hk_seas
-
-
-def _learn_profiles(
-    c: DetectorConfig,
-    s: StateArrays,
-    rr: IntArray,
-    ts: FloatArray,
-    first: BoolArray,
-    dev: FloatArray,
-    hk_seas: FloatArray,
-    e: Evaluation,
-    ok: BoolArray,
-) -> None:
-    """The time-of-season profile (and the error profile), and the residual statistics."""
-    sb, sb_known = e.sb[ok], e.sb_known[ok]
-    b = e.b[ok]
+    dev = v - base
+    b = e["b"][ok]
     # a running mean over the first seasons, then exponential forgetting
-    seasons_seen = np.floor((ts - s["first_ts"][rr]) / c.season_s)
+    seasons_seen = np.floor((ts[ok] - s["first_ts"][rr]) / c.season_s)
     a_s = np.maximum(c.season_alpha, 1.0 / (seasons_seen + 1.0))
     new_sb = np.where(sb_known, sb + a_s * np.clip(dev - sb, -hk_seas, hk_seas), dev)
     s["season"][rr, b] = np.where(first, 0.0, new_sb).astype(SEASON_DTYPE)
     if c.scale_bins > 0:
-        bs = e.bs[ok]
+        bs = e["bs"][ok]
         eb = s["season_err"][rr, bs].astype(np.float64)
-        ar_ = np.minimum(np.abs(e.r[ok]), e.hk[ok])
+        ar_ = np.minimum(np.abs(e["r"][ok]), e["hk"][ok])
         new_eb = np.where(np.isnan(eb), ar_, eb + a_s * (ar_ - eb))
         s["season_err"][rr, bs] = np.where(first, np.nan, new_eb).astype(SEASON_DTYPE)
-    s["resid_mean"][rr] = np.where(first, 0.0, e.f_new[ok])
-    s["resid_sq"][rr] = np.where(first, 0.0, e.q_new[ok])
-
-
-def _learn_tails(
-    c: DetectorConfig,
-    s: StateArrays,
-    rr: IntArray,
-    nm: IntArray,
-    warm: BoolArray,
-    up: BoolArray,
-    a: FloatArray,
-) -> None:
-    """The views' tail tables, once the series is warm."""
+    s["resid_mean"][rr] = np.where(first, 0.0, e["f_new"][ok])
+    s["resid_sq"][rr] = np.where(first, 0.0, e["q_new"][ok])
+    warm = nm >= c.warmup_points
     tails = s["tails"][rr]
+    a = e["a"][ok]
     wm = warm[:, None]
     # the point view's table is per direction: each side learns from its own points only
+    up = e["up"][ok]
     up1 = up[:, None]
     t_dn = s["tail_dn"][rr]
     rate_pt, rate_all = tail_rates(c, nm)
@@ -204,23 +152,10 @@ def _learn_tails(
             wm, update_table(tails[:, k, :], a[:, k], rate_all), tails[:, k, :]
         )
     s["tails"][rr] = tails
-
-
-def _learn_shift(
-    c: DetectorConfig,
-    s: StateArrays,
-    rr: IntArray,
-    v: FloatArray,
-    deseason0: FloatArray,
-    warm: BoolArray,
-    e: Evaluation,
-    ok: BoolArray,
-) -> None:
-    """Level shift: a sustained one-sided mean shift re-anchors the levels (pages once)."""
-    sigma = e.sigma[ok]
-    z2 = e.z2[ok]
+    # level shift: a sustained one-sided mean shift re-anchors the levels (pages once)
+    z2 = e["z2"][ok]
     run = s["shift_run"][rr]
-    same_side = np.sign(z2) == np.sign(e.r[ok])
+    same_side = np.sign(z2) == np.sign(e["r"][ok])
     run = np.where((np.abs(z2) >= c.shift_z) & same_side & warm, run + 1, 0)
     shifted = run >= c.shift_points
     if shifted.any():
@@ -232,27 +167,18 @@ def _learn_shift(
         s["resid_sq"][rr] = np.where(shifted, sigma * sigma, s["resid_sq"][rr])
         run = np.where(shifted, 0, run)
     s["shift_run"][rr] = run
-
-
-def _learn_memory(
-    c: DetectorConfig,
-    s: StateArrays,
-    rr: IntArray,
-    warm: BoolArray,
-    up: BoolArray,
-    e: Evaluation,
-    ok: BoolArray,
-) -> None:
-    """The fading records of the largest point surprises and the novelty memory."""
+    s["n_model"][rr] = nm + 1
     if c.record_s > 0:
-        fade = np.exp(-np.maximum(e.dt[ok], 0.0) / c.record_s)
-        z1a = np.where(warm, np.minimum(e.z1_abs[ok], 1e6), 0.0)
+        fade = np.exp(-np.maximum(dt[ok], 0.0) / c.record_s)
+        z1a = np.where(warm, np.minimum(e["z1_abs"][ok], 1e6), 0.0)
         for name, side in (("zmax_up", up), ("zmax_dn", ~up)):
             s[name][rr] = np.maximum(s[name][rr] * fade, np.where(side, z1a, 0.0))
-    su = e.surprise[ok]
+    su = e["surprise"][ok]
     for name, side in (("surprise_mem", up), ("surprise_mem_dn", ~up)):
         mem = np.maximum(s[name][rr], np.where(side, su, 0.0)) - c.novelty_decay
         s[name][rr] = np.maximum(mem, 0.0)
+
+    _become_counters(c, s, rows)
 
 
 def _become_counters(c: DetectorConfig, s: StateArrays, rows: IntArray) -> None:

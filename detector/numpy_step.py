@@ -15,13 +15,15 @@ with many points each (that is what the compiled loop is for).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from detector.alerting import alerts, would_page
 from detector.config import DetectorConfig
 from detector.learning import learn
 from detector.result import DetectorResult, FloatArray, IntArray, StateArrays
-from detector.scoring import Evaluation, evaluate
+from detector.scoring import evaluate
 
 __all__ = ["occurrence_rank", "rounds", "run", "score"]
 
@@ -51,12 +53,12 @@ def rounds(r: IntArray) -> list[IntArray]:
     return np.split(order, np.cumsum(counts)[:-1])
 
 
-def _fill(out: DetectorResult, idx: IntArray, e: Evaluation) -> None:
-    out.score[idx] = e.score
-    out.severity[idx] = e.severity
-    out.expected[idx] = e.expected
-    out.lower[idx] = e.lower
-    out.upper[idx] = e.upper
+def _fill(out: DetectorResult, idx: IntArray, e: dict[str, Any]) -> None:
+    out.score[idx] = e["score"]
+    out.severity[idx] = e["severity"]
+    out.expected[idx] = e["expected"]
+    out.lower[idx] = e["lower"]
+    out.upper[idx] = e["upper"]
 
 
 def score(
@@ -93,8 +95,8 @@ def run(
         if out is not None:
             _fill(out, idx, e)
             out.alert[idx], out.fired[idx] = alerts(c, s, rr, tt, e)
-            s["last_score"][rr] = e.score
-            s["last_expected"][rr] = e.expected
-            s["last_lower"][rr] = e.lower
-            s["last_upper"][rr] = e.upper
+            s["last_score"][rr] = e["score"]
+            s["last_expected"][rr] = e["expected"]
+            s["last_lower"][rr] = e["lower"]
+            s["last_upper"][rr] = e["upper"]
         learn(c, s, rr, tt, vv, e)

@@ -14,140 +14,23 @@ operation order, so both paths give identical results.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from detector.calibrate import tail_probability
 from detector.config import N_STATS, DetectorConfig
-from detector.result import BoolArray, FloatArray, IntArray, StateArrays
+from detector.result import FloatArray, IntArray, StateArrays
 
-__all__ = ["MAE_TO_SIGMA", "Evaluation", "evaluate", "tail_rates"]
+__all__ = ["MAE_TO_SIGMA", "evaluate", "tail_rates"]
 
 MAE_TO_SIGMA = math.sqrt(math.pi / 2.0)  # E|N(0, s)| = s * sqrt(2 / pi)
 
 
-# Plain (not frozen) slotted dataclasses: a frozen one's __init__ sets each of these ~30
-# fields through object.__setattr__, about 6 us per build against 1.7 us, and the numpy
-# path builds two per round (a tenth of a one-series round). Nothing writes them after.
-@dataclass(slots=True)
-class _Modelled:
-    """Per row: the sample as modelled (a counter as its rate ``v``; ``valid`` False for a
-    counter reset), the time-of-season bins ``b``/``bs`` and profile value ``sb``, each
-    forecaster's prediction ``p_*`` and the trusted one's scale ``sigma`` (``floor`` its
-    lower bound)."""
-
-    n: IntArray
-    n_model: IntArray
-    dt: FloatArray
-    dx: FloatArray
-    v: FloatArray
-    valid: BoolArray
-    has_prev: BoolArray
-    b: IntArray
-    sb: FloatArray
-    sb_known: BoolArray
-    p_slow: FloatArray
-    p_fast: FloatArray
-    p_seas: FloatArray
-    p_fseas: FloatArray
-    sigma: FloatArray
-    floor: FloatArray
-    bs: IntArray
-
-
-@dataclass(slots=True)
-class Evaluation(_Modelled):
-    """What scoring one sample per row hands to alerting and learning (arrays per row).
-
-    Beyond the forecast: the residual statistics (``r``, Huber bound ``hk``, the updated
-    means ``f_new``/``q_new``, the mean-shift view ``z2``, the views' capped sizes ``a``)
-    and the outcome (``p_raw`` before novelty, ``p`` after, ``score``, ``severity``, the
-    band ``expected``/``lower``/``upper``, ``scored`` past warm-up, ``surprise`` in nats,
-    the point surprise's direction ``up`` and size ``z1_abs``).
-    """
-
-    hk: FloatArray
-    r: FloatArray
-    f_new: FloatArray
-    q_new: FloatArray
-    z2: FloatArray
-    a: FloatArray
-    p: FloatArray
-    score: FloatArray
-    severity: FloatArray
-    expected: FloatArray
-    lower: FloatArray
-    upper: FloatArray
-    scored: BoolArray
-    surprise: FloatArray
-    up: BoolArray
-    p_raw: FloatArray
-    z1_abs: FloatArray
-
-
-@dataclass(slots=True)
-class _Forecast(_Modelled):
-    """The first half of scoring: what the second half and the band need besides."""
-
-    dt_typ: FloatArray
-    safe_dt: FloatArray
-    is_ctr: BoolArray
-    last_x: FloatArray
-    seas_ok: BoolArray
-    plain: FloatArray
-    e_sbest: FloatArray
-    pred_plain: FloatArray
-    pred_seas: FloatArray
-    pred: FloatArray
-    err: FloatArray
-    gap: FloatArray
-
-
 def evaluate(
     c: DetectorConfig, s: StateArrays, rows: IntArray, ts: FloatArray, x: FloatArray
-) -> Evaluation:
+) -> dict[str, Any]:
     """Everything the score needs, from the state before the sample (rows unique). Pure."""
-    f = _forecast(c, s, rows, ts, x)
-    r, hk, f_new, q_new, z1, z2, a = _residuals(c, s, rows, f)
-    # the record keeps the uncapped size (a spike 3x the record is news even past 60)
-    z1_abs = np.where(np.isfinite(z1), np.abs(z1), 1e12)
-    up = z1 >= 0  # the direction of the point surprise (its table and its memory)
-    p_raw = _combined_p(c, s, rows, f, a, up, z1_abs)
-    old_enough = f.has_prev & (ts - s["first_ts"][rows] >= c.warmup_s)
-    scored = f.valid & (f.n_model >= c.warmup_points) & old_enough
-    p_raw = np.where(scored, p_raw, 1.0)
-    # novelty: surprise already explained by a recent, larger surprise in the same
-    # direction (or a much larger one in the other) is not news
-    surprise = -np.log(np.maximum(p_raw, 1e-300))
-    m_up, m_dn = s["surprise_mem"][rows], s["surprise_mem_dn"][rows]
-    same, other = np.where(up, m_up, m_dn), np.where(up, m_dn, m_up)
-    mem = np.maximum(same, c.novelty_cross * other)
-    p = np.exp(-np.maximum(surprise - mem, 0.0)) if c.novelty_decay > 0 else p_raw
-    score = 1.0 - p
-    severity = np.clip(100.0 * (-np.log10(np.maximum(p, 1e-300))) / 8.0, 0.0, 100.0)
-    half = c.band_z * f.sigma * f.gap
-    if f.is_ctr.any():
-        # back to the counter's own units: last value plus the expected increase
-        exp_x = np.where(f.is_ctr, f.last_x + f.pred * f.safe_dt, f.pred)
-        half_x = np.where(f.is_ctr, half * f.safe_dt, half)
-    else:
-        exp_x, half_x = f.pred, half
-    return Evaluation(
-        n=f.n, n_model=f.n_model, dt=f.dt, dx=f.dx, v=f.v, valid=f.valid,
-        has_prev=f.has_prev, b=f.b, sb=f.sb, sb_known=f.sb_known,
-        p_slow=f.p_slow, p_fast=f.p_fast, p_seas=f.p_seas, p_fseas=f.p_fseas,
-        sigma=f.sigma, hk=hk, r=r, f_new=f_new, q_new=q_new, z2=z2, a=a,
-        p=p, score=score, severity=severity, expected=exp_x,
-        lower=exp_x - half_x, upper=exp_x + half_x, scored=scored,
-        surprise=surprise, floor=f.floor, bs=f.bs, up=up, p_raw=p_raw, z1_abs=z1_abs,
-    )  # fmt: skip
-
-
-def _forecast(
-    c: DetectorConfig, s: StateArrays, rows: IntArray, ts: FloatArray, x: FloatArray
-) -> _Forecast:
-    """The trusted forecaster's prediction of each sample and its robust scale."""
     n = s["n"][rows]
     n_model = s["n_model"][rows]
     last_ts = s["last_ts"][rows]
@@ -205,22 +88,7 @@ def _forecast(
         bs = np.zeros(len(rows), dtype=np.int64)
     ratio = np.where(dt_typ > 0, dt / np.where(dt_typ > 0, dt_typ, 1.0), 1.0)
     gap = 1.0 + 0.5 * np.log(np.maximum(ratio, 1.0))
-    return _Forecast(
-        n=n, n_model=n_model, dt=dt, dx=dx, dt_typ=dt_typ, safe_dt=safe_dt, is_ctr=is_ctr,
-        last_x=last_x, v=v, valid=valid, has_prev=has_prev, b=b, sb=sb,
-        sb_known=sb_known, p_slow=p_slow, p_fast=p_fast, p_seas=p_seas, p_fseas=p_fseas,
-        seas_ok=seas_ok, plain=plain, e_sbest=e_sbest, pred_plain=pred_plain,
-        pred_seas=pred_seas, pred=pred, err=err, floor=floor, sigma=sigma, bs=bs, gap=gap,
-    )  # fmt: skip
-
-
-def _residuals(
-    c: DetectorConfig, s: StateArrays, rows: IntArray, f: _Forecast
-) -> tuple[FloatArray, ...]:
-    """The residual statistics: (r, hk, f_new, q_new, z1, z2, a), ``a`` the three
-    views' sizes (point surprise, mean shift, variance shift) capped at 60."""
-    sigma, gap, floor = f.sigma, f.gap, f.floor
-    r = f.v - f.pred
+    r = v - pred
     hk = c.huber_k * sigma
     rc = np.clip(r, -hk, hk)
     ar = c.resid_alpha
@@ -230,9 +98,10 @@ def _residuals(
     if c.point_view == "min":
         # a point is surprising only if neither the best plain nor the best seasonal
         # forecaster explains it
-        z_pl = (f.v - f.pred_plain) / (np.maximum(MAE_TO_SIGMA * f.plain, floor) * gap)
-        z_se = (f.v - f.pred_seas) / (np.maximum(MAE_TO_SIGMA * f.e_sbest, floor) * gap)
-        z_se = np.where(f.seas_ok, z_se, np.inf)
+        e_pl = np.minimum(e_slow, e_fast)
+        z_pl = (v - pred_plain) / (np.maximum(MAE_TO_SIGMA * e_pl, floor) * gap)
+        z_se = (v - pred_seas) / (np.maximum(MAE_TO_SIGMA * e_sbest, floor) * gap)
+        z_se = np.where(seas_ok, z_se, np.inf)
         stack = np.stack([z_pl, z_se], axis=1)
         pick = np.argmin(np.abs(stack), axis=1)
         z1 = stack[np.arange(len(pick)), pick]
@@ -241,37 +110,26 @@ def _residuals(
         2.0 * ar / (2.0 - ar)
     )
     # "went quiet" only means something for a series that was not already flat
-    z3 = np.where(MAE_TO_SIGMA * f.err > 4.0 * floor, z3, np.maximum(z3, 0.0))
+    z3 = np.where(MAE_TO_SIGMA * err > 4.0 * floor, z3, np.maximum(z3, 0.0))
     if c.variance_side == "up":
         z3 = np.maximum(z3, 0.0)
     elif c.variance_side == "down":
         z3 = np.minimum(z3, 0.0)
+    # the record keeps the uncapped size (a spike 3x the record is news even past 60)
+    z1_abs = np.where(np.isfinite(z1), np.abs(z1), 1e12)
     a = np.minimum(np.abs(np.stack([z1, z2, z3], axis=1)), 60.0)
     a = np.where(np.isfinite(a), a, 60.0)
-    return r, hk, f_new, q_new, z1, z2, a
-
-
-def _combined_p(
-    c: DetectorConfig,
-    s: StateArrays,
-    rows: IntArray,
-    f: _Forecast,
-    a: FloatArray,
-    up: BoolArray,
-    z1_abs: FloatArray,
-) -> FloatArray:
-    """The views' calibrated tail probabilities (with the extreme-value floor on the point
-    view), combined into one (before warm-up and novelty)."""
     tails = s["tails"][rows]
+    up = z1 >= 0  # the direction of the point surprise (its table and its memory)
     point = np.where(up[:, None], tails[:, 0, :], s["tail_dn"][rows])
-    rate_pt, rate_all = tail_rates(c, f.n_model)
+    rate_pt, rate_all = tail_rates(c, n_model)
     p_rec = None
     if c.record_s > 0:
         # extreme-value view: a point surprise no larger than one this series produced
         # recently (its fading record) happens about once per record_s, whatever the
         # calibration table says (heavy-tailed series stay quiet by construction)
         zmax = np.where(up, s["zmax_up"][rows], s["zmax_dn"][rows])
-        once = np.minimum(1.0, np.maximum(f.dt_typ, 1.0) / c.record_s)
+        once = np.minimum(1.0, np.maximum(dt_typ, 1.0) / c.record_s)
         p_rec = np.where(z1_abs <= c.record_margin * zmax, once, 0.0)
     p_each = np.stack(
         [
@@ -288,18 +146,47 @@ def _combined_p(
         p_each[:, 0] = np.maximum(p_each[:, 0], p_rec)
     if c.combine == "fisher":
         y = -np.log(np.maximum(p_each, 1e-300)).sum(axis=1)
-        p_raw: FloatArray = np.minimum(1.0, np.exp(-y) * (1.0 + y + 0.5 * y * y))
-        return p_raw
-    used = [k for k in range(N_STATS) if c.views[k] == "1"]
-    wv = np.asarray(c.view_weights, dtype=np.float64)[used]
-    pw = p_each[:, used] * (wv.sum() / wv)
-    p_raw = np.minimum(1.0, pw.min(axis=1))
-    if c.agree_factor > 0 and len(used) > 1:
-        # agreement or overwhelming evidence: one view alone must be agree_factor
-        # times more surprised than when a second view backs it
-        second = np.sort(pw, axis=1)[:, 1]
-        p_raw = np.minimum(1.0, np.minimum(c.agree_factor * p_raw, second))
-    return p_raw
+        p_raw = np.minimum(1.0, np.exp(-y) * (1.0 + y + 0.5 * y * y))
+    else:
+        used = [k for k in range(N_STATS) if c.views[k] == "1"]
+        wv = np.asarray(c.view_weights, dtype=np.float64)[used]
+        pw = p_each[:, used] * (wv.sum() / wv)
+        p_raw = np.minimum(1.0, pw.min(axis=1))
+        if c.agree_factor > 0 and len(used) > 1:
+            # agreement or overwhelming evidence: one view alone must be agree_factor
+            # times more surprised than when a second view backs it
+            second = np.sort(pw, axis=1)[:, 1]
+            p_raw = np.minimum(1.0, np.minimum(c.agree_factor * p_raw, second))
+    old_enough = has_prev & (ts - s["first_ts"][rows] >= c.warmup_s)
+    scored = valid & (n_model >= c.warmup_points) & old_enough
+    p_raw = np.where(scored, p_raw, 1.0)
+    # novelty: surprise already explained by a recent, larger surprise in the same
+    # direction (or a much larger one in the other) is not news
+    surprise = -np.log(np.maximum(p_raw, 1e-300))
+    m_up, m_dn = s["surprise_mem"][rows], s["surprise_mem_dn"][rows]
+    same, other = np.where(up, m_up, m_dn), np.where(up, m_dn, m_up)
+    mem = np.maximum(same, c.novelty_cross * other)
+    p = np.exp(-np.maximum(surprise - mem, 0.0)) if c.novelty_decay > 0 else p_raw
+    score = 1.0 - p
+    severity = np.clip(100.0 * (-np.log10(np.maximum(p, 1e-300))) / 8.0, 0.0, 100.0)
+    half = c.band_z * sigma * gap
+    if is_ctr.any():
+        # back to the counter's own units: last value plus the expected increase
+        exp_x = np.where(is_ctr, last_x + pred * safe_dt, pred)
+        half_x = np.where(is_ctr, half * safe_dt, half)
+    else:
+        exp_x, half_x = pred, half
+    return {
+        "n": n, "n_model": n_model, "dt": dt, "dx": dx, "v": v, "valid": valid,
+        "has_prev": has_prev, "reset": reset, "b": b, "sb": sb, "sb_known": sb_known,
+        "p_slow": p_slow, "p_fast": p_fast, "p_seas": p_seas, "p_fseas": p_fseas,
+        "sigma": sigma,
+        "hk": hk, "r": r, "rc": rc, "f_new": f_new, "q_new": q_new, "z2": z2, "a": a,
+        "p": p, "score": score, "severity": severity, "expected": exp_x,
+        "lower": exp_x - half_x, "upper": exp_x + half_x, "scored": scored,
+        "surprise": surprise, "floor": floor, "bs": bs, "up": up, "p_raw": p_raw,
+        "z1_abs": z1_abs,
+    }  # fmt: skip
 
 
 def tail_rates(c: DetectorConfig, n_model: IntArray) -> tuple[FloatArray, FloatArray]:
