@@ -3,8 +3,8 @@
 Why: :class:`detector.core.Detector` is vectorised across series, so a batch costs one
 full numpy pass (about 300 calls) per *repeat* of a row. A Kafka poll hands out one
 partition's records at a time, i.e. few series, each many times: 50 series x 400 repeats
-is 400 passes at 50 wide. This loop does, per sample, exactly what ``_evaluate`` +
-``_fill`` + ``_alerts`` + the ``last_*`` bookkeeping + ``_learn`` do, on the same
+is 400 passes at 50 wide. This loop does, per sample, exactly what ``evaluate`` +
+``_fill`` + ``alerts`` + the ``last_*`` bookkeeping + ``learn`` do, on the same
 struct-of-arrays state (same names, dtypes and shapes, updated in place), so its cost is
 the same per point however the batch is laid out.
 
@@ -14,10 +14,11 @@ caches the machine code on disk) with no build step, no compiler on the target a
 per-platform wheels of our own; the numpy path stays the reference and the fallback when
 numba is not importable.
 
-The numpy code in :mod:`detector.core` is the reference: every statement here mirrors one
-there, with the same operation order (IEEE results are then identical, except for ULPs
-where numpy's SIMD ``exp``/``log`` and libm's differ). ``tests/unit/detector/
-test_kernel_equivalence.py`` checks both paths agree.
+The numpy code (:mod:`detector.numpy_step` over :mod:`detector.scoring`,
+:mod:`detector.alerting` and :mod:`detector.learning`) is the reference: every statement
+here mirrors one there, with the same operation order (IEEE results are then identical,
+except for ULPs where numpy's SIMD ``exp``/``log`` and libm's differ).
+``tests/unit/detector/test_kernel_equivalence.py`` checks both paths agree.
 
 State is passed as three tuples of 1-D arrays (``F8_FIELDS``, ``I8_FIELDS``, ``B1_FIELDS``,
 indexed by the constants below) plus the four 2-D tables; configuration as one float64
@@ -67,7 +68,7 @@ IS_COUNTER, IN_ALERT = range(len(B1_FIELDS))
     N_CONFIG,
 ) = range(44)  # fmt: skip
 
-# per-sample evaluation scratch (what _evaluate returns in the numpy path)
+# per-sample evaluation scratch (what scoring.evaluate returns in the numpy path)
 (
     E_N, E_NM, E_DT, E_DX, E_V, E_VALID, E_HAS_PREV, E_B, E_SB, E_SB_KNOWN, E_P_SLOW,
     E_P_FAST, E_P_SEAS, E_P_FSEAS, E_SIGMA, E_HK, E_R, E_F_NEW, E_Q_NEW, E_Z2, E_A0,
@@ -84,7 +85,7 @@ _LOG_LAST_GAP = float(np.log(LEVELS[-1] / LEVELS[-2]))
 
 
 def config_vector(c: Any) -> FloatArray:
-    """The :class:`detector.core.DetectorConfig` fields the loop reads, as one vector."""
+    """The :class:`detector.config.DetectorConfig` fields the loop reads, as one vector."""
     cf = np.zeros(N_CONFIG, dtype=np.float64)
     ar = c.resid_alpha
     used = [k for k in range(3) if c.views[k] == "1"]
@@ -208,11 +209,11 @@ def _update_table(tb: FloatArray, k: int, a: float, rate: float) -> None:
         tb[k, j] = np.float64(np.float32((1.0 - rate) * tb[k, j] + rate * hit))
 
 
-# ---------------------------------------------------------------- Detector._evaluate
+# ---------------------------------------------------------------- scoring.evaluate
 @_step
 def _forecast(r: int, ts: float, x: float, st: Any, si: Any, sb: Any, season: Any,
               season_err: Any, cf: FloatArray, e: FloatArray) -> None:  # fmt: skip
-    """First half of ``_evaluate``: the forecast, its scale and the residual statistics."""
+    """First half of ``evaluate``: the forecast, its scale and the residual statistics."""
     n, n_model = si[N], si[N_MODEL]
     dt_typ, is_ctr = st[DT_TYP], sb[IS_COUNTER]
     has_prev = n > 0
@@ -291,7 +292,7 @@ def _forecast(r: int, ts: float, x: float, st: Any, si: Any, sb: Any, season: An
 
 @_step
 def _score(ts: float, st: Any, tb: FloatArray, cf: FloatArray, e: FloatArray) -> None:
-    """Second half of ``_evaluate``: calibrated views, combination, warm-up and novelty."""
+    """Second half of ``evaluate``: calibrated views, combination, warm-up and novelty."""
     up = e[E_UP] > 0
     nm = int(e[E_NM])
     rate_pt, rate_all = _tail_rates(
@@ -336,7 +337,7 @@ def _score(ts: float, st: Any, tb: FloatArray, cf: FloatArray, e: FloatArray) ->
     e[E_SEVERITY] = _clip(sev, 0.0, 100.0)
 
 
-# ---------------------------------------------------------------- Detector._alerts
+# ---------------------------------------------------------------- alerting.alerts
 @_step
 def _alerts(
     ts: float, st: Any, si: Any, sb: Any, cf: FloatArray, e: FloatArray
@@ -367,7 +368,7 @@ def _alerts(
     return new_alert, fired
 
 
-# ---------------------------------------------------------------- Detector._learn
+# ---------------------------------------------------------------- learning.learn
 @_step
 def _learn_clock(ts: float, x: float, st: Any, si: Any, e: FloatArray) -> None:
     """Sampling interval, step size, counts and last sample (every sample)."""
