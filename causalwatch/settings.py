@@ -116,12 +116,13 @@ class KafkaSettings(_Section):
     max_poll_records: int = Field(default=20_000, ge=1)
     # While polls come back full (a backlog), up to this many are handled as one batch, so
     # a batch of small messages spans partitions (roles with one checkpoint of the whole
-    # state: `all`, `ingest`, `explainer`); 1: one poll per batch. Off by default: 4 gave
-    # +5-75 % at one sample per message under a backlog, but under the hostile stream
-    # (tests/faults/test_hostile.py) RSS after the warm-up grew 36-57 MB at 20k records
-    # (1: 20-36 MB; at 80k 75-80 against 64-67 MB: about 12 MB of batch high-water), over
-    # the test's 50 MB bound (BENCHMARKS.md, "Throughput after profiling").
-    backlog_polls: int = Field(default=1, ge=1, le=64)
+    # state: `all`, `ingest`, `explainer`); 1: one poll per batch. 4 runs one sample per
+    # message at 1.2-1.3x raw kafka-python's rate at 0.1-1 % alerts (1: 0.58-0.65), same-run
+    # A/B in BENCHMARKS.md. It was 1 while the hostile stream's RSS growth after warm-up
+    # (tests/faults/test_hostile.py, bound 50 MB) reached 36-57 MB with 4; since the heap is
+    # handed back after each checkpoint (causalwatch/app/heap.py) it is 27-30 MB with 4
+    # against 21-31 MB with 1 (4 runs each).
+    backlog_polls: int = Field(default=4, ge=1, le=64)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     #: Codec of the batches this service produces (dead letters, internal topics). Every
     #: codec is always *consumed*, whatever this says.
