@@ -129,9 +129,11 @@ def test_broker_cut_30s(
     workload = Workload(broker.bootstrap, uid, tmp_path, n_points=n_points, chunk=100)
     settings = settings_for(broker, redis_aof, uid, workload, receiver)
     if pending_dead_letters:
-        # small polls, so that the backlog outlasts the wait below however fast the
-        # detector is (with 200 records per poll it was all consumed before the cut)
+        # small polls, one per batch, so that the backlog outlasts the wait below however
+        # fast the detector is (with 200 records per poll, or 10 with four polls merged
+        # under a backlog, it was all consumed before the cut)
         settings["kafka"]["max_poll_records"] = 10
+        settings["kafka"]["backlog_polls"] = 1
     svc = ServiceProcess(settings, tmp_path)
     svc.start()
     workload.produce(100)
