@@ -325,8 +325,13 @@ class ConfluentSource:
         with map_kafka_errors("position", self._secrets):
             return self._positions(self._timeout_s)
 
-    def lag(self) -> dict[TP, int]:
-        """Records behind the end of each assigned partition; asks the broker.
+    def lag(self, *, fresh: bool = True) -> dict[TP, int]:
+        """Records behind the end of each assigned partition: the larger of the broker's
+        answer (``fresh``) and the end the last fetch of a partition brought (tansu's
+        ListOffsets can report less than the true end); with ``fresh=False`` the latter
+        alone, asking only for the partitions not fetched yet. A query waits behind the
+        fetches in flight (up to ``fetch.wait.max.ms`` each on an idle partition), so
+        ``fresh=False`` is what a busy loop asks for.
 
         The whole call takes at most about ``lag_timeout_s``; past it (broker away) a
         retryable ``BackendError`` is raised, so the caller shows the lag as stale.
@@ -336,13 +341,16 @@ class ConfluentSource:
             pos = self._positions(self._lag_timeout_s)
             out = {}
             for (t, p), position in pos.items():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "lag: broker slow"))
-                _, hi = self._consumer.get_watermark_offsets(
-                    TopicPartition(t, p), timeout=left, cached=False
-                )
-                out[(t, p)] = max(0, int(hi) - position)
+                tp = TopicPartition(t, p)
+                got = self._consumer.get_watermark_offsets(tp, cached=True)
+                hi = int(got[1]) if got else -1  # -1001 (OFFSET_INVALID): not fetched yet
+                if fresh or hi < 0:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "lag: broker slow"))
+                    _, end = self._consumer.get_watermark_offsets(tp, timeout=left, cached=False)
+                    hi = max(hi, int(end))  # tansu's ListOffsets can report less than the end
+                out[(t, p)] = max(0, hi - position)
             self.lag_measured_at = time.monotonic()
             return out
 

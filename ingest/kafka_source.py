@@ -290,12 +290,14 @@ class KafkaSource:
                 for tp in self._consumer.assignment()
             }
 
-    def lag(self) -> dict[TP, int]:
+    def lag(self, *, fresh: bool = True) -> dict[TP, int]:
         """Records behind the end of each assigned partition (end offset - position).
 
         Asks the broker for the end offsets (at most ``lag_timeout_s``) and takes the larger
         of that and the high watermark of the last fetch (tansu's ListOffsets can report
-        less than the true end). Raises a retryable ``BackendError`` when the broker does
+        less than the true end). With ``fresh=False`` the high watermark alone where a
+        fetch brought one (a query waits behind the fetches in flight), asking only for
+        the partitions not fetched yet. Raises a retryable ``BackendError`` when the broker does
         not answer, so a caller can show the lag as stale rather than frozen;
         :attr:`lag_measured_at` is the monotonic time of the last answer.
         """
@@ -304,10 +306,12 @@ class KafkaSource:
             if not tps:
                 self.lag_measured_at = time.monotonic()
                 return {}
-            ends = self._consumer.end_offsets(tps, timeout_ms=self._lag_timeout_ms)
+            high = {tp: self._consumer.highwater(tp) for tp in tps}
+            ask = tps if fresh else [tp for tp in tps if high[tp] is None]
+            ends = self._consumer.end_offsets(ask, timeout_ms=self._lag_timeout_ms) if ask else {}
             out = {}
             for tp in tps:
-                end = max(int(ends[tp]), int(self._consumer.highwater(tp) or 0))
+                end = max(int(ends.get(tp, 0)), int(high[tp] or 0))
                 pos = int(self._consumer.position(tp, self._lag_timeout_ms))
                 out[(tp.topic, tp.partition)] = max(0, end - pos)
             self.lag_measured_at = time.monotonic()

@@ -468,3 +468,32 @@ def test_explicit_partitions_put_each_group_in_its_own_partition(
         f"group-{g}".encode(): g % n_partitions for g in range(4)
     }
     assert b"keyed" in where
+
+
+def test_lag_from_the_fetched_ends_equals_the_brokers_answer(
+    broker: EmbeddedBroker, uid: str, backend: str
+) -> None:
+    """``lag(fresh=False)`` (what the loop asks after each checkpoint) takes the ends the
+    fetches brought instead of asking the broker, and gives the broker's answer."""
+    topic = f"lagcache-{uid}"
+    settings = kafka_settings(broker, uid, [TopicSettings(name=topic, format="json")], backend)
+    ensure_topics(settings, {topic: 1})  # so the partition has surely been fetched
+    sink = make_sink(settings)
+    _produce_numbered(sink, topic, 0, 400)
+    source = make_source(settings)
+    try:
+        got: list[RawRecord] = []
+        deadline = time.monotonic() + 30
+        while len(got) < 20 and time.monotonic() < deadline:
+            got.extend(source.next_batch(20))  # part of the topic: a lag to measure
+        fresh = source.lag()
+        cached = source.lag(fresh=False)
+        assert cached == fresh == {(topic, 0): 400 - len(got)}
+        consume(source, 400 - len(got))
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and sum(source.lag(fresh=False).values()):
+            source.next_batch(1_000)  # a fetch brings the partitions' ends
+        assert source.lag(fresh=False) == source.lag() == {(topic, 0): 0}
+    finally:
+        source.close()
+        sink.close()

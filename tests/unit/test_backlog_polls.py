@@ -26,7 +26,7 @@ class Polls:
         return nxt[:max_records]
 
     def commit(self, next_offsets: Mapping[tuple[str, int], int]) -> None: ...
-    def lag(self) -> dict[tuple[str, int], int]:
+    def lag(self, *, fresh: bool = True) -> dict[tuple[str, int], int]:
         return {}
 
     def close(self) -> None: ...

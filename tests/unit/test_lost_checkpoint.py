@@ -52,7 +52,7 @@ class ListSource:
     def commit(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
         pass
 
-    def lag(self) -> dict[tuple[str, int], int]:
+    def lag(self, *, fresh: bool = True) -> dict[tuple[str, int], int]:
         return {}
 
     def close(self) -> None:

@@ -47,7 +47,7 @@ TP = tuple[str, int]
 class Source(Protocol):
     def next_batch(self, max_records: int) -> list[RawRecord]: ...
     def commit(self, next_offsets: Mapping[tuple[str, int], int]) -> None: ...
-    def lag(self) -> dict[tuple[str, int], int]: ...
+    def lag(self, *, fresh: bool = True) -> dict[tuple[str, int], int]: ...
     def close(self) -> None: ...
 
 
@@ -320,12 +320,17 @@ def _handle(
         health.rebuilding = None
 
 
-def _measure_lag(stage: Stage, source: Source, now: float, health: BackendHealth) -> None:
+def _measure_lag(
+    stage: Stage, source: Source, now: float, health: BackendHealth, *, fresh: bool = True
+) -> None:
     """Refresh the lag gauge; when the broker does not answer, keep the last values and
     let ``lag_last_success_ts`` (exported) show how stale they are. The lag is also how an
-    idle loop notices the broker is gone (polls do not fail, they return nothing)."""
+    idle loop notices the broker is gone (polls do not fail, they return nothing), so the
+    idle loop asks the broker (``fresh``); after a checkpoint's commit the partitions'
+    ends from the last fetches are used where known (asking the broker waited behind the
+    fetches in flight: 1.9 s of every checkpoint under a backlog, BENCHMARKS.md)."""
     try:
-        stage.stats.lag = source.lag()
+        stage.stats.lag = source.lag(fresh=fresh)
     except BackendError as exc:
         log.info("consumer lag unavailable", extra={"stage": stage.name, "error": str(exc)})
         if exc.retryable:
@@ -369,7 +374,8 @@ def _checkpoint(
         if exc.retryable:
             retry.health.down("kafka", str(exc))
     else:
-        _measure_lag(stage, source, now, retry.health)
+        # the commit just reached the broker: the ends the last fetches brought will do
+        _measure_lag(stage, source, now, retry.health, fresh=False)
     stage.stats.checkpoint_last_success_ts = now
     release_free_heap()  # what the batches since the last checkpoint freed (heap.py)
     stage.timers.observe("checkpoint", time.perf_counter() - t0)
