@@ -36,9 +36,10 @@ views*, all updated in O(1) per point and vectorised across series:
 * **novelty**: surprise already explained by a recent, larger surprise is not news: the
   reported ``-log p`` is reduced by a memory of recent surprise that fades by
   ``novelty_decay`` nats per point. The memory is kept per direction (a drop right after a
-  spike is still news; the other direction's memory counts at ``novelty_cross``). A long
-  incident therefore scores high at its onset and when it escalates, not on every point
-  (one incident, one alert).
+  spike is still news; the other direction's memory counts at ``novelty_cross``). It takes
+  in at most ``novelty_cap`` nats (50), so no single surprise mutes a series for more than
+  500 points. A long incident therefore scores high at its onset and when it escalates,
+  not on every point (one incident, one alert).
 * **agreement** (``agree_factor``, off by default) and **persistence**
   (``confirm_points`` / ``overwhelm_factor``, off): an alert could require a second view or
   a second surprising point unless the evidence is overwhelming. Both were measured and left

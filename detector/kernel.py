@@ -65,8 +65,8 @@ IS_COUNTER, IN_ALERT = range(len(B1_FIELDS))
     C_NOV_DECAY, C_NOV_CROSS, C_HUBER, C_SHIFT_Z, C_SHIFT_POINTS, C_BAND_Z, C_GAIN,
     C_FISHER, C_USE0, C_USE1, C_USE2, C_W0, C_W1, C_W2, C_N_USED, C_PV_MIN, C_AGREE,
     C_CONFIRM, C_OVERWHELM, C_RECORD_S, C_RECORD_MARGIN, C_VAR_SIDE, C_Z2K, C_Z3K,
-    N_CONFIG,
-) = range(44)  # fmt: skip
+    C_NOV_CAP, N_CONFIG,
+) = range(45)  # fmt: skip
 
 # per-sample evaluation scratch (what scoring.evaluate returns in the numpy path)
 (
@@ -109,6 +109,7 @@ def config_vector(c: Any) -> FloatArray:
         C_RECORD_MARGIN: c.record_margin,
         C_VAR_SIDE: {"up": 1.0, "down": -1.0}.get(c.variance_side, 0.0),
         C_Z2K: math.sqrt(ar / (2.0 - ar)), C_Z3K: math.sqrt(2.0 * ar / (2.0 - ar)),
+        C_NOV_CAP: c.novelty_cap,
     }  # fmt: skip
     for k, val in vals.items():
         cf[k] = float(val)
@@ -496,6 +497,8 @@ def _learn_memory(st: Any, si: Any, cf: FloatArray, e: FloatArray) -> None:
         st[ZMAX_UP] = _mx(st[ZMAX_UP] * fade, z1a if up else 0.0)
         st[ZMAX_DN] = _mx(st[ZMAX_DN] * fade, 0.0 if up else z1a)
     su, decay = e[E_SURPRISE], cf[C_NOV_DECAY]
+    if cf[C_NOV_CAP] > 0:
+        su = _mn(su, cf[C_NOV_CAP])
     st[MEM_UP] = _mx(_mx(st[MEM_UP], su if up else 0.0) - decay, 0.0)
     st[MEM_DN] = _mx(_mx(st[MEM_DN], 0.0 if up else su) - decay, 0.0)
 

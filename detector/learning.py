@@ -174,6 +174,8 @@ def learn(
         for name, side in (("zmax_up", up), ("zmax_dn", ~up)):
             s[name][rr] = np.maximum(s[name][rr] * fade, np.where(side, z1a, 0.0))
     su = e["surprise"][ok]
+    if c.novelty_cap > 0:
+        su = np.minimum(su, c.novelty_cap)
     for name, side in (("surprise_mem", up), ("surprise_mem_dn", ~up)):
         mem = np.maximum(s[name][rr], np.where(side, su, 0.0)) - c.novelty_decay
         s[name][rr] = np.maximum(mem, 0.0)

@@ -265,6 +265,8 @@ def test_snapshot_restore_keeps_the_backend_and_the_results() -> None:
         {"agree_factor": 10.0},
         {"confirm_points": 3, "overwhelm_factor": 10.0},
         {"record_s": 0.0, "novelty_decay": 0.0},
+        {"novelty_cap": 5.0},
+        {"novelty_cap": 0.0},
         {"variance_side": "both", "views": "101"},
         {"variance_side": "up", "view_weights": (1.0, 2.0, 3.0)},
         {"min_alert_gap_points": 1, "clear_points": 1, "alert_threshold": 0.99},

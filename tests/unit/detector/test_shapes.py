@@ -335,3 +335,28 @@ def test_an_outlier_within_the_series_record_is_not_rarer_than_the_record() -> N
         scores.append(float(again.score[0]))
     assert scores[0] <= 1.0 - STEP_S / DetectorConfig().record_s + 1e-12
     assert scores[1] > scores[0]
+
+
+def test_one_huge_surprise_mutes_its_series_for_at_most_cap_over_decay_points() -> None:
+    # a step of ~1,000 sigma: tens of nats of surprise, more than the memory takes in
+    rng = np.random.default_rng(5)
+    x = rng.normal(6.0, 0.3, 3000)
+    x[1500:] += 300.0
+    cfg = DetectorConfig(novelty_cap=20.0)
+    det = Detector(cfg)
+    mem = []
+    for i in range(len(x)):
+        det.step(np.zeros(1, dtype=np.int64), np.array([i * STEP_S]), x[i : i + 1])
+        mem.append(max(det._s["surprise_mem"][0], det._s["surprise_mem_dn"][0]))
+    assert max(mem) == pytest.approx(cfg.novelty_cap - cfg.novelty_decay)
+    quiet_after = int(cfg.novelty_cap / cfg.novelty_decay)
+    # the step's memory is gone once cap / decay points have passed (noise refills a little)
+    assert min(mem[1500 + quiet_after : 1500 + quiet_after + 20]) < 5.0
+    uncapped = Detector(DetectorConfig(novelty_cap=0.0))
+    uncapped.step(np.zeros(1501, dtype=np.int64), np.arange(1501) * STEP_S, x[:1501])
+    assert max(uncapped._s["surprise_mem"][0], uncapped._s["surprise_mem_dn"][0]) > 30.0
+
+
+def test_novelty_cap_must_be_a_non_negative_number() -> None:
+    with pytest.raises(StateError, match="novelty_cap"):
+        Detector(DetectorConfig(novelty_cap=-1.0))
