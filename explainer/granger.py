@@ -365,9 +365,8 @@ def select_pairs(
         sd = np.sqrt((Z**2).sum(axis=0))
         sd = np.where(sd > 0, sd, np.inf)
         Z = Z / sd
-        C0 = np.abs(Z.T @ Z)
-        C1 = np.abs(Z[:-1].T @ Z[1:])  # cause at t-1, effect at t
-        C = np.maximum(C0, C1)
+        C = np.abs(Z.T @ Z)
+        np.maximum(C, np.abs(Z[:-1].T @ Z[1:]), out=C)  # or cause at t-1, effect at t
         np.fill_diagonal(C, -1.0)
         if exclude_same_group is not None:
             g = np.asarray(exclude_same_group)
@@ -399,17 +398,27 @@ def select_pairs(
 def _top_causes(C: FloatArray, kk: int) -> IntArray:
     """``(cause, effect)`` for each effect column of ``C``: its ``kk`` largest entries
     (ties to the lower cause index, as a stable sort of ``-C`` gives), those above 0.
-    ``O(n²)`` by partition; a stable argsort of the whole ``n x n`` matrix per refresh was
-    the larger part of a refresh at 1,000 series."""
+    ``O(n²)`` by partition, on the rows of ``C.T`` (one contiguous row per effect); the
+    ties at the ``kk``-th value are settled in index order only for the effects that have
+    more of them than places left (exact floating-point ties: duplicated series). A stable
+    argsort of the whole ``n x n`` matrix per refresh was the larger part of a refresh at
+    1,000 series, then the column-wise partition and a cumulative sum over every effect
+    (36 ms at 1,000 series)."""
     n = C.shape[1]
-    if kk <= 0 or C.shape[0] == 0:
+    if kk <= 0 or C.shape[0] == 0 or n == 0:
         return np.zeros((0, 2), dtype=np.int64)
-    neg = np.where(np.isnan(C), np.inf, -C)  # NaN last, as the sort put it
-    kth = np.partition(neg, kk - 1, axis=0)[kk - 1]  # per effect: the kk-th best, negated
-    better = neg < kth
+    neg = np.negative(C.T)  # a contiguous copy: row e holds the causes of effect e
+    neg[np.isnan(neg)] = np.inf  # NaN last, as the sort put it
+    kth = np.partition(neg, kk - 1, axis=1)[:, kk - 1 : kk]  # per effect: the kk-th best
+    take = neg <= kth  # every strictly better cause, and every tied one
     tied = neg == kth
-    # every strictly better cause, then the tied ones in index order until kk are taken
-    room = kk - better.sum(axis=0)
-    take_tied = tied & (np.cumsum(tied, axis=0) <= room)
-    ca, ef = np.nonzero((better | take_tied) & (C > 0))
-    return np.c_[ca, ef].astype(np.int64).reshape(-1, 2) if n else np.zeros((0, 2), np.int64)
+    room = kk - (take.sum(axis=1) - tied.sum(axis=1))
+    over = np.flatnonzero(tied.sum(axis=1) > room)  # more ties than places: index order
+    if over.size:
+        t = tied[over]
+        take[over] = (neg[over] < kth[over]) | (t & (np.cumsum(t, axis=1) <= room[over, None]))
+    take &= neg < 0  # C > 0 (NaN is +inf here)
+    ef, ca = np.nonzero(take)
+    order = np.lexsort((ef, ca))  # by cause, then effect, as before
+    out: IntArray = np.c_[ca[order], ef[order]].astype(np.int64).reshape(-1, 2)
+    return out
