@@ -328,7 +328,7 @@ def _measure_lag(
     idle loop notices the broker is gone (polls do not fail, they return nothing), so the
     idle loop asks the broker (``fresh``); after a checkpoint's commit the partitions'
     ends from the last fetches are used where known (asking the broker waited behind the
-    fetches in flight: 1.9 s of every checkpoint under a backlog, BENCHMARKS.md)."""
+    fetches in flight: 1.9 s of one checkpoint in a backlog, BENCHMARKS.md)."""
     try:
         stage.stats.lag = source.lag(fresh=fresh)
     except BackendError as exc:
