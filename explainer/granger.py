@@ -412,8 +412,9 @@ def _top_causes(C: FloatArray, kk: int) -> IntArray:
     kth = np.partition(neg, kk - 1, axis=1)[:, kk - 1 : kk]  # per effect: the kk-th best
     take = neg <= kth  # every strictly better cause, and every tied one
     tied = neg == kth
-    room = kk - (take.sum(axis=1) - tied.sum(axis=1))
-    over = np.flatnonzero(tied.sum(axis=1) > room)  # more ties than places: index order
+    n_tied = tied.sum(axis=1)
+    room = kk - (take.sum(axis=1) - n_tied)  # places left after the strictly better
+    over = np.flatnonzero(n_tied > room)  # more ties than places: index order
     if over.size:
         t = tied[over]
         take[over] = (neg[over] < kth[over]) | (t & (np.cumsum(t, axis=1) <= room[over, None]))
