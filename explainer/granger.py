@@ -363,16 +363,21 @@ def select_pairs(
         mu = np.where(finite, D, 0.0).sum(axis=0) / np.maximum(count, 1)
         Z = np.where(np.isfinite(D), D - mu, 0.0)
         sd = np.sqrt((Z**2).sum(axis=0))
-        sd = np.where(sd > 0, sd, np.inf)
-        Z = Z / sd
-        C = np.abs(Z.T @ Z)
-        np.maximum(C, np.abs(Z[:-1].T @ Z[1:]), out=C)  # or cause at t-1, effect at t
-        np.fill_diagonal(C, -1.0)
-        if exclude_same_group is not None:
-            g = np.asarray(exclude_same_group)
-            C[g[:, None] == g[None, :]] = -1.0
-        kk = min(per_effect, n - 1)
-        parts.append(_top_causes(C, kk))
+        # A column that did not move in the window (no data, or constant) correlates 0 with
+        # everything, so it is neither a cause nor an effect here: the screen runs on the
+        # others only (the same pairs; in a backlog most columns of a window can be empty,
+        # and their ties made the partition several times slower).
+        active = np.flatnonzero(sd > 0)
+        if active.size >= 2:
+            Z = Z[:, active] / sd[active]
+            C = np.abs(Z.T @ Z)
+            np.maximum(C, np.abs(Z[:-1].T @ Z[1:]), out=C)  # or cause at t-1, effect at t
+            np.fill_diagonal(C, -1.0)
+            if exclude_same_group is not None:
+                g = np.asarray(exclude_same_group)[active]
+                C[g[:, None] == g[None, :]] = -1.0
+            kk = min(per_effect, active.size - 1)
+            parts.append(active[_top_causes(C, kk)])
     if groups is not None:
         g = np.asarray(groups)
         for gid in np.unique(g).tolist():
