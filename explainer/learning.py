@@ -1,7 +1,16 @@
 """Online Granger learning: time bins, the recent-window ring, pair selection, learned edges.
 
-Samples are averaged per series into time bins of ``step_s`` seconds. When a bin closes,
-its vector (one value per series row, NaN where a series had no sample) is
+Samples are averaged per series into time bins of ``step_s`` seconds. A bin closes at a
+low watermark: once a sample of a later bin arrived *and* every lagging series (one that
+sent a late sample, a sample of a bin older than one already seen, in the last
+``granger_window_points`` bins) has a sample past it. Why: a backlog read from Kafka comes
+partition by partition (up to ~1 MB each per fetch), so one batch can hold partition 0's
+series 40 bins ahead of partition 1's; closing at the newest bin (as before) dropped every
+slower partition's samples, and learned from about one partition at a time. When the input is in
+time order no sample is late and the bins close exactly as before (the same vectors, at
+the same ``observe`` call, so the same tests). The open bins are held as entries (row, bin,
+sum, count) of at most ``max(PENDING_FLOOR, PENDING_PER_ROW · rows)``: about the consumer's
+fetched but not yet closed samples. When its vector closes, a bin is
 
 - differenced against the previous bin and fed to the incremental Granger tests
   (:class:`explainer.granger.GrangerState`): levels share the daily load curve, which makes
@@ -12,13 +21,19 @@ its vector (one value per series row, NaN where a series had no sample) is
   (:func:`explainer.granger.select_pairs`), so batching cannot change the choice.
 
 After a refresh the tests are read into node-level learned edges: pairs whose FDR-adjusted
-q-value is at most ``granger_alpha``, the strongest pair per node pair. Cost: ``O(batch)``
-per ``observe`` plus ``O(pairs · k²)`` per closed bin; the correlation screen is
-``O(series² · window)`` per refresh, so above ``granger_max_screen_series`` only the given
-graph's pairs are tested.
+q-value is at most ``granger_alpha``, the strongest pair per node pair. Cost:
+``O(batch · log batch + rows + open entries)`` per ``observe`` plus ``O(pairs · k²)`` per
+closed bin; the correlation screen is ``O(series² · window)`` per refresh, so above
+``granger_max_screen_series`` only the given graph's pairs are tested.
 
 Works poorly when: effects land within one bin (Granger sees only lagged effects), or two
-series share a driver the tests do not see (a common cause reads as an edge).
+series share a driver the tests do not see (a common cause reads as an edge). The watermark
+only knows a series lags from its own late samples: a partition whose first backlog
+samples come after the fast ones closed bins loses those bins (as before); a lagging series
+(or a gappy one, for ``granger_window_points`` bins after its last late sample) that stops
+reporting holds the bins for ``granger_window_points`` bins (the entries grow
+meanwhile; at the cap the oldest bins close); a series more than ``granger_window_points``
+bins behind is not waited for.
 """
 
 from __future__ import annotations
@@ -43,6 +58,9 @@ IntArray = npt.NDArray[np.int64]
 
 #: refresh due after this many closed bins while no test has been read yet
 FIRST_REFRESH_STEPS = 32
+#: open-bin entries held at most: max(PENDING_FLOOR, PENDING_PER_ROW · rows) (32 B each)
+PENDING_FLOOR = 1 << 20
+PENDING_PER_ROW = 4
 
 
 class GrangerLearner:
@@ -58,9 +76,16 @@ class GrangerLearner:
         self.state = GrangerState.empty(
             0, np.zeros((0, 2), dtype=np.int64), config.granger_max_lag, config.granger_forgetting
         )
-        self.open_bin = -1
-        self.acc_sum = np.zeros(0)
-        self.acc_cnt = np.zeros(0)
+        self.open_bin = -1  # the newest bin seen (-1: none yet)
+        self.closed_to = -1  # every bin up to this one is closed
+        self.last_bin = -1  # the newest closed bin that held samples (-1: none yet)
+        self.gap_run = 0  # NaN vectors closed since last_bin (at most granger_max_lag)
+        self.newest = np.zeros(0, dtype=np.int64)  # per row: its newest bin (-1: none)
+        self.late_bin = np.zeros(0, dtype=np.int64)  # per row: open_bin at its last late sample
+        # the open bins' entries, in arrival order: (row, bin) and (sum, count) per row,
+        # bin and batch
+        self.p_rb = np.zeros((0, 2), dtype=np.int64)
+        self.p_sc = np.zeros((0, 2))
         self.since_refresh = 0
         # the last granger_window_points closed bin vectors (what Granger saw), oldest first
         # after a roll; candidate pairs are chosen from these, so batching cannot change them
@@ -83,20 +108,23 @@ class GrangerLearner:
         capacity: int,
         given: DependencyGraph,
     ) -> None:
-        """Accumulate samples into bins of ``step_s``; feed the bins that close to the tests.
+        """Hold samples in their bins of ``step_s``; feed the bins that close to the tests.
 
-        Samples older than the open bin are ignored; ``capacity`` is the history's row
-        capacity, ``given`` the graph whose edges are always tested.
+        A bin closes once the low watermark passes it (:meth:`_watermark`); samples of a
+        closed bin are ignored. ``capacity`` is the history's row capacity, ``given`` the
+        graph whose edges are always tested.
         """
         self._ensure_capacity(capacity)
         ok = np.isfinite(ts) & np.isfinite(x)
-        bins = np.floor(ts / step_s).astype(np.int64)
-        ok &= bins >= self.open_bin
         if not ok.any():
             return
-        closed = self._accumulate(rows[ok], bins[ok], x[ok])
+        bins = np.floor(np.where(ok, ts, 0.0) / step_s).astype(np.int64)
+        self._mark(rows[ok], bins[ok])
+        ok &= bins > self.closed_to
+        if ok.any():
+            self._hold(rows[ok], bins[ok], x[ok])
         pending: list[FloatArray] = []
-        for vec in closed:
+        for vec in self._close_to(self._watermark()):
             pending.append(vec - self.prev_vec)
             self.prev_vec = vec
             self.recent[self.recent_head] = vec
@@ -116,35 +144,88 @@ class GrangerLearner:
     def _ensure_capacity(self, cap: int) -> None:
         if self.state.n_series < cap:
             self.state.resize(cap)
-            pad = cap - self.acc_sum.size
-            self.acc_sum = np.concatenate([self.acc_sum, np.zeros(pad)])
-            self.acc_cnt = np.concatenate([self.acc_cnt, np.zeros(pad)])
+            pad = cap - self.newest.size
+            self.newest = np.concatenate([self.newest, np.full(pad, -1, dtype=np.int64)])
+            self.late_bin = np.concatenate([self.late_bin, np.full(pad, -1, dtype=np.int64)])
             self.prev_vec = np.concatenate([self.prev_vec, np.full(pad, np.nan)])
             extra = np.full((self.recent.shape[0], cap - self.recent.shape[1]), np.nan)
             self.recent = np.concatenate([self.recent, extra], axis=1)
 
-    def _accumulate(self, rows: IntArray, bins: IntArray, x: FloatArray) -> list[FloatArray]:
-        """Add samples to their bins; returns the vectors of the bins that closed, in order
-        (a gap of empty bins closes as NaN vectors, at most ``granger_max_lag`` of them)."""
-        cap = self.acc_sum.size
+    def _mark(self, rows: IntArray, bins: IntArray) -> None:
+        """Track each row's newest bin and its last late sample: a sample is late when an
+        earlier one (this batch in arrival order, or a previous batch) was of a later bin."""
+        before = np.maximum.accumulate(np.r_[self.open_bin, bins[:-1]])
+        late = bins < before
+        if late.any():
+            self.late_bin[rows[late]] = before[late]
+        np.maximum.at(self.newest, rows, bins)
+        self.open_bin = max(self.open_bin, int(bins.max()))
+
+    def _hold(self, rows: IntArray, bins: IntArray, x: FloatArray) -> None:
+        """Append the batch's per-(row, bin) sums and counts to the open-bin entries (each
+        sum in arrival order, so a bin's mean is bit for bit the one-accumulator one)."""
+        order = np.lexsort((rows, bins))
+        r, b = rows[order], bins[order]
+        start = np.r_[True, (r[1:] != r[:-1]) | (b[1:] != b[:-1])]
+        gid = np.empty(rows.size, dtype=np.int64)
+        gid[order] = np.cumsum(start) - 1
+        sc = np.column_stack([np.bincount(gid, weights=x), np.bincount(gid).astype(np.float64)])
+        rb = np.column_stack([r[start], b[start]])
+        self.p_rb = np.concatenate([self.p_rb, rb])
+        self.p_sc = np.concatenate([self.p_sc, sc])
+
+    def _watermark(self) -> int:
+        """The newest bin that may close: before the newest bin seen, and before the newest
+        bin of every lagging row: one that sent a late sample in the last ``S`` bins and
+        reported in the last ``S`` (``S = granger_window_points``; older ones stopped
+        reporting, or are too far behind to wait for); the entries held are capped at
+        ``max(PENDING_FLOOR, PENDING_PER_ROW · rows)`` by closing the oldest bins first
+        (never the newest bin)."""
+        w = self.open_bin - 1
+        recent = self.open_bin - self.recent.shape[0]
+        held = (self.late_bin >= max(recent, 0)) & (self.newest >= recent)
+        if held.any():
+            w = min(w, int(self.newest[held].min()) - 1)
+        limit = max(PENDING_FLOOR, PENDING_PER_ROW * self.newest.size)
+        n = self.p_rb.shape[0]
+        if n > limit:
+            u, cnt = np.unique(self.p_rb[:, 1], return_counts=True)
+            over = n - np.cumsum(cnt) <= limit  # entries left after closing up to u
+            w = max(w, min(int(u[int(np.argmax(over))]), self.open_bin - 1))
+        return max(w, self.closed_to)
+
+    def _close_to(self, w: int) -> list[FloatArray]:
+        """Close the bins up to ``w``, oldest first; returns their vectors (a gap of empty
+        bins closes as NaN vectors, at most ``granger_max_lag`` of them)."""
+        if w <= self.closed_to:
+            return []
+        cap = self.newest.size
+        sel = self.p_rb[:, 1] <= w
+        rb, sc = self.p_rb[sel], self.p_sc[sel]
+        self.p_rb, self.p_sc = self.p_rb[~sel], self.p_sc[~sel]
         closed: list[FloatArray] = []
-        for u in np.unique(bins).tolist():
-            if self.open_bin >= 0 and u > self.open_bin:
-                closed.append(self._close_bin())
-                gap = min(u - self.open_bin - 1, self.config.granger_max_lag)
-                closed.extend(np.full(cap, np.nan) for _ in range(gap))
-            self.open_bin = u
-            sel = bins == u
-            self.acc_sum += np.bincount(rows[sel], weights=x[sel], minlength=cap)
-            self.acc_cnt += np.bincount(rows[sel], minlength=cap)
+        for u in np.unique(rb[:, 1]).tolist():
+            closed.extend(self._gap(u - 1))
+            at = rb[:, 1] == u
+            s = np.bincount(rb[at, 0], weights=sc[at, 0], minlength=cap)
+            c = np.bincount(rb[at, 0], weights=sc[at, 1], minlength=cap)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                closed.append(np.where(c > 0, s / np.maximum(c, 1), np.nan))
+            self.last_bin, self.gap_run = u, 0
+        closed.extend(self._gap(w))
+        self.closed_to = w
         return closed
 
-    def _close_bin(self) -> FloatArray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            vec = np.where(self.acc_cnt > 0, self.acc_sum / np.maximum(self.acc_cnt, 1), np.nan)
-        self.acc_sum[:] = 0.0
-        self.acc_cnt[:] = 0.0
-        return vec
+    def _gap(self, upto: int) -> list[FloatArray]:
+        """NaN vectors for the empty bins after the last closed one up to ``upto``."""
+        if self.last_bin < 0:
+            return []
+        start = max(self.last_bin, self.closed_to) + 1
+        n = min(upto - start + 1, self.config.granger_max_lag - self.gap_run)
+        if n <= 0:
+            return []
+        self.gap_run += n
+        return [np.full(self.newest.size, np.nan) for _ in range(n)]
 
     def _refresh_pairs(self, given: DependencyGraph) -> None:
         """Re-select candidate pairs and re-read the tests into learned node edges."""
@@ -209,10 +290,12 @@ class GrangerLearner:
         self.learned = sorted(best.values(), key=lambda e: (e.cause, e.effect))
 
     def forget_rows(self, rows: IntArray) -> None:
-        """Forget evicted rows: their open-bin sums, their recent bins and their pairs."""
-        inside = rows[rows < self.acc_sum.size]
-        self.acc_sum[inside] = 0.0
-        self.acc_cnt[inside] = 0.0
+        """Forget evicted rows: their open-bin entries, their recent bins and their pairs."""
+        inside = rows[rows < self.newest.size]
+        self.newest[inside] = -1
+        self.late_bin[inside] = -1
+        held = ~np.isin(self.p_rb[:, 0], rows)
+        self.p_rb, self.p_sc = self.p_rb[held], self.p_sc[held]
         self.recent[:, rows[rows < self.recent.shape[1]]] = np.nan
         pairs = self.state.pairs
         if pairs.size:
@@ -257,8 +340,13 @@ class GrangerLearner:
     def bin_arrays(self) -> dict[str, np.ndarray]:
         """The binning and ring state (copies), under the snapshot's ``explainer.*`` keys."""
         return {
-            "explainer.acc_sum": self.acc_sum.copy(),
-            "explainer.acc_cnt": self.acc_cnt.copy(),
+            "explainer.pending_rb": self.p_rb.copy(),
+            "explainer.pending_sc": self.p_sc.copy(),
+            "explainer.newest": self.newest.copy(),
+            "explainer.late_bin": self.late_bin.copy(),
+            "explainer.marks": np.array(
+                [self.closed_to, self.last_bin, self.gap_run], dtype=np.int64
+            ),
             "explainer.recent": self.recent.copy(),
             "explainer.prev_vec": self.prev_vec.copy(),
             "explainer.recent_n": np.array([self.recent_n, self.recent_head], dtype=np.int64),
@@ -305,8 +393,7 @@ class GrangerLearner:
                 f" != config {config.granger_max_lag}"
             )
         ln.open_bin, ln.since_refresh = open_bin, since_refresh
-        ln.acc_sum = np.array(snap["explainer.acc_sum"], dtype=np.float64)
-        ln.acc_cnt = np.array(snap["explainer.acc_cnt"], dtype=np.float64)
+        ln._load_bins(snap)
         ln.recent = np.array(snap["explainer.recent"], dtype=np.float64)
         ln.prev_vec = np.array(snap["explainer.prev_vec"], dtype=np.float64)
         ln.recent_n, ln.recent_head = (int(v) for v in np.asarray(snap["explainer.recent_n"]))
@@ -327,3 +414,25 @@ class GrangerLearner:
             pairs = np.asarray(snap["result.pairs"], dtype=np.int64).reshape(-1, 2)
             ln.pair_pos = {(int(a), int(b)): i for i, (a, b) in enumerate(pairs.tolist())}
         return ln
+
+    def _load_bins(self, snap: dict[str, np.ndarray]) -> None:
+        """The open-bin state of :meth:`bin_arrays`, or of a snapshot written before the
+        watermark (one accumulator for ``open_bin``: every older bin was closed)."""
+        if "explainer.pending_rb" not in snap:
+            s = np.asarray(snap["explainer.acc_sum"], dtype=np.float64)
+            c = np.asarray(snap["explainer.acc_cnt"], dtype=np.float64)
+            r = np.flatnonzero(c > 0)
+            self.p_rb = np.column_stack([r, np.full(r.size, self.open_bin)]).astype(np.int64)
+            self.p_sc = np.column_stack([s[r], c[r]])
+            self.newest = np.full(s.size, -1, dtype=np.int64)
+            self.newest[r] = self.open_bin
+            self.late_bin = np.full(s.size, -1, dtype=np.int64)
+            self.closed_to = self.last_bin = max(self.open_bin - 1, -1)
+            return
+        self.p_rb = np.array(snap["explainer.pending_rb"], dtype=np.int64).reshape(-1, 2)
+        self.p_sc = np.array(snap["explainer.pending_sc"], dtype=np.float64).reshape(-1, 2)
+        self.newest = np.array(snap["explainer.newest"], dtype=np.int64)
+        self.late_bin = np.array(snap["explainer.late_bin"], dtype=np.int64)
+        self.closed_to, self.last_bin, self.gap_run = (
+            int(v) for v in np.asarray(snap["explainer.marks"])
+        )

@@ -217,7 +217,16 @@ def test_the_loop_saves_the_state_at_the_snapshot_and_only_its_thread_writes_the
                 assert np.shares_memory(arr, getattr(hist, name.removeprefix("history."))), name
             else:  # the rest (the worker writes some of it): copies
                 ln = exp._learner
-                live = [ln.acc_sum, ln.acc_cnt, ln.recent, ln.prev_vec, ln.state.A, ln.state.n]
+                live = [
+                    ln.p_rb,
+                    ln.p_sc,
+                    ln.newest,
+                    ln.late_bin,
+                    ln.recent,
+                    ln.prev_vec,
+                    ln.state.A,
+                    ln.state.n,
+                ]
                 assert not any(np.shares_memory(arr, a) for a in live), name
 
     monkeypatch.setattr(stage, "snapshot", snapshot)

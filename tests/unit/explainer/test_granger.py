@@ -177,7 +177,8 @@ def test_select_pairs_equals_the_sorting_reference() -> None:
         if rng.random() < 0.2:
             X[:, 0] = np.nan  # a series with no data in the window
         if rng.random() < 0.2:
-            X[:, rng.random(n) < 0.7] = np.nan  # most of them (a backlog read partition by partition)
+            # most of them (a backlog read partition by partition)
+            X[:, rng.random(n) < 0.7] = np.nan
         per_effect = int(rng.integers(0, 7))
         groups = rng.integers(0, 4, n) if rng.random() < 0.3 else None
         n_forced = int(rng.integers(0, 6))
