@@ -82,10 +82,11 @@ class GrangerLearner:
         self.gap_run = 0  # NaN vectors closed since last_bin (at most granger_max_lag)
         self.newest = np.zeros(0, dtype=np.int64)  # per row: its newest bin (-1: none)
         self.late_bin = np.zeros(0, dtype=np.int64)  # per row: open_bin at its last late sample
-        # the open bins' entries, in arrival order: (row, bin) and (sum, count) per row,
-        # bin and batch
-        self.p_rb = np.zeros((0, 2), dtype=np.int64)
-        self.p_sc = np.zeros((0, 2))
+        self.last_late = -1  # the newest of late_bin
+        # the open bins' entries, in arrival order: rows (row, bin) and (sum, count), one
+        # column per row, bin and batch
+        self.p_rb = np.zeros((2, 0), dtype=np.int64)
+        self.p_sc = np.zeros((2, 0))
         self.since_refresh = 0
         # the last granger_window_points closed bin vectors (what Granger saw), oldest first
         # after a roll; candidate pairs are chosen from these, so batching cannot change them
@@ -158,21 +159,31 @@ class GrangerLearner:
         late = bins < before
         if late.any():
             self.late_bin[rows[late]] = before[late]
-        np.maximum.at(self.newest, rows, bins)
+            self.last_late = int(before[late].max())
+        if bins[0] == bins[-1] and (bins == bins[0]).all():  # in time order: one bin
+            self.newest[rows] = np.maximum(self.newest[rows], bins[0])
+        else:
+            np.maximum.at(self.newest, rows, bins)
         self.open_bin = max(self.open_bin, int(bins.max()))
 
     def _hold(self, rows: IntArray, bins: IntArray, x: FloatArray) -> None:
         """Append the batch's per-(row, bin) sums and counts to the open-bin entries (each
         sum in arrival order, so a bin's mean is bit for bit the one-accumulator one)."""
-        order = np.lexsort((rows, bins))
-        r, b = rows[order], bins[order]
-        start = np.r_[True, (r[1:] != r[:-1]) | (b[1:] != b[:-1])]
-        gid = np.empty(rows.size, dtype=np.int64)
-        gid[order] = np.cumsum(start) - 1
-        sc = np.column_stack([np.bincount(gid, weights=x), np.bincount(gid).astype(np.float64)])
-        rb = np.column_stack([r[start], b[start]])
-        self.p_rb = np.concatenate([self.p_rb, rb])
-        self.p_sc = np.concatenate([self.p_sc, sc])
+        if bins[0] == bins[-1] and (bins == bins[0]).all():  # in time order: one bin
+            cnt = np.bincount(rows)
+            r = np.flatnonzero(cnt)
+            rb = np.vstack([r, np.full(r.size, bins[0])])
+            sc = np.vstack([np.bincount(rows, weights=x)[r], cnt[r].astype(np.float64)])
+        else:
+            order = np.lexsort((rows, bins))
+            r, b = rows[order], bins[order]
+            start = np.r_[True, (r[1:] != r[:-1]) | (b[1:] != b[:-1])]
+            gid = np.empty(rows.size, dtype=np.int64)
+            gid[order] = np.cumsum(start) - 1
+            rb = np.vstack([r[start], b[start]])
+            sc = np.vstack([np.bincount(gid, weights=x), np.bincount(gid).astype(np.float64)])
+        self.p_rb = np.concatenate([self.p_rb, rb], axis=1)
+        self.p_sc = np.concatenate([self.p_sc, sc], axis=1)
 
     def _watermark(self) -> int:
         """The newest bin that may close: before the newest bin seen, and before the newest
@@ -183,16 +194,29 @@ class GrangerLearner:
         (never the newest bin)."""
         w = self.open_bin - 1
         recent = self.open_bin - self.recent.shape[0]
-        held = (self.late_bin >= max(recent, 0)) & (self.newest >= recent)
-        if held.any():
-            w = min(w, int(self.newest[held].min()) - 1)
+        if self.last_late >= max(recent, 0):  # else no row lags: skip the O(rows) pass
+            held = (self.late_bin >= max(recent, 0)) & (self.newest >= recent)
+            if held.any():
+                w = min(w, int(self.newest[held].min()) - 1)
         limit = max(PENDING_FLOOR, PENDING_PER_ROW * self.newest.size)
-        n = self.p_rb.shape[0]
+        n = self.p_rb.shape[1]
         if n > limit:
-            u, cnt = np.unique(self.p_rb[:, 1], return_counts=True)
+            u, cnt = np.unique(self.p_rb[1], return_counts=True)
             over = n - np.cumsum(cnt) <= limit  # entries left after closing up to u
             w = max(w, min(int(u[int(np.argmax(over))]), self.open_bin - 1))
         return max(w, self.closed_to)
+
+    def _take(self, w: int) -> tuple[IntArray, FloatArray]:
+        """Remove and return the entries of the bins up to ``w`` (in arrival order)."""
+        sel = self.p_rb[1] <= w
+        k = int(np.count_nonzero(sel))
+        if sel[:k].all():  # the usual case: the oldest entries (slices, no copies)
+            rb, sc = self.p_rb[:, :k], self.p_sc[:, :k]
+            self.p_rb, self.p_sc = self.p_rb[:, k:], self.p_sc[:, k:]
+        else:
+            rb, sc = self.p_rb[:, sel], self.p_sc[:, sel]
+            self.p_rb, self.p_sc = self.p_rb[:, ~sel], self.p_sc[:, ~sel]
+        return rb, sc
 
     def _close_to(self, w: int) -> list[FloatArray]:
         """Close the bins up to ``w``, oldest first; returns their vectors (a gap of empty
@@ -200,17 +224,16 @@ class GrangerLearner:
         if w <= self.closed_to:
             return []
         cap = self.newest.size
-        sel = self.p_rb[:, 1] <= w
-        rb, sc = self.p_rb[sel], self.p_sc[sel]
-        self.p_rb, self.p_sc = self.p_rb[~sel], self.p_sc[~sel]
+        rb, sc = self._take(w)
+        one = rb.shape[1] == 0 or (rb[1] == rb[1, 0]).all()
         closed: list[FloatArray] = []
-        for u in np.unique(rb[:, 1]).tolist():
+        for u in rb[1, :1].tolist() if one else np.unique(rb[1]).tolist():
             closed.extend(self._gap(u - 1))
-            at = rb[:, 1] == u
-            s = np.bincount(rb[at, 0], weights=sc[at, 0], minlength=cap)
-            c = np.bincount(rb[at, 0], weights=sc[at, 1], minlength=cap)
+            r, c = (rb[0], sc) if one else (rb[0, rb[1] == u], sc[:, rb[1] == u])
+            tot = np.bincount(r, weights=c[0], minlength=cap)
+            cnt = np.bincount(r, weights=c[1], minlength=cap)
             with np.errstate(invalid="ignore", divide="ignore"):
-                closed.append(np.where(c > 0, s / np.maximum(c, 1), np.nan))
+                closed.append(np.where(cnt > 0, tot / np.maximum(cnt, 1), np.nan))
             self.last_bin, self.gap_run = u, 0
         closed.extend(self._gap(w))
         self.closed_to = w
@@ -294,8 +317,8 @@ class GrangerLearner:
         inside = rows[rows < self.newest.size]
         self.newest[inside] = -1
         self.late_bin[inside] = -1
-        held = ~np.isin(self.p_rb[:, 0], rows)
-        self.p_rb, self.p_sc = self.p_rb[held], self.p_sc[held]
+        held = ~np.isin(self.p_rb[0], rows)
+        self.p_rb, self.p_sc = self.p_rb[:, held], self.p_sc[:, held]
         self.recent[:, rows[rows < self.recent.shape[1]]] = np.nan
         pairs = self.state.pairs
         if pairs.size:
@@ -422,17 +445,18 @@ class GrangerLearner:
             s = np.asarray(snap["explainer.acc_sum"], dtype=np.float64)
             c = np.asarray(snap["explainer.acc_cnt"], dtype=np.float64)
             r = np.flatnonzero(c > 0)
-            self.p_rb = np.column_stack([r, np.full(r.size, self.open_bin)]).astype(np.int64)
-            self.p_sc = np.column_stack([s[r], c[r]])
+            self.p_rb = np.vstack([r, np.full(r.size, self.open_bin)]).astype(np.int64)
+            self.p_sc = np.vstack([s[r], c[r]])
             self.newest = np.full(s.size, -1, dtype=np.int64)
             self.newest[r] = self.open_bin
             self.late_bin = np.full(s.size, -1, dtype=np.int64)
             self.closed_to = self.last_bin = max(self.open_bin - 1, -1)
             return
-        self.p_rb = np.array(snap["explainer.pending_rb"], dtype=np.int64).reshape(-1, 2)
-        self.p_sc = np.array(snap["explainer.pending_sc"], dtype=np.float64).reshape(-1, 2)
+        self.p_rb = np.array(snap["explainer.pending_rb"], dtype=np.int64).reshape(2, -1)
+        self.p_sc = np.array(snap["explainer.pending_sc"], dtype=np.float64).reshape(2, -1)
         self.newest = np.array(snap["explainer.newest"], dtype=np.int64)
         self.late_bin = np.array(snap["explainer.late_bin"], dtype=np.int64)
+        self.last_late = int(self.late_bin.max()) if self.late_bin.size else -1
         self.closed_to, self.last_bin, self.gap_run = (
             int(v) for v in np.asarray(snap["explainer.marks"])
         )

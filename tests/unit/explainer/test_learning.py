@@ -115,7 +115,7 @@ def test_time_order_closes_at_the_next_bin() -> None:
                    capacity=16, given=g)  # fmt: skip
         assert ln.closed_to == t - 1 and ln.recent_n == t
     ln.observe(rows[:1], np.array([0.0]), np.array([9.0]), step_s=STEP, capacity=16, given=g)
-    assert ln.p_rb.shape[0] == 2 and (ln.p_rb[:, 1] == 2).all()
+    assert ln.p_rb.shape[1] == 2 and (ln.p_rb[1] == 2).all()
 
 
 def test_a_stopped_lagging_series_holds_the_bins_only_so_long() -> None:
@@ -139,7 +139,7 @@ def test_snapshot_restore_mid_backlog_round_trips() -> None:
     ln, _ = _learner()
     for poll in polls[:cut]:
         _feed(ln, poll)
-    assert ln.p_rb.shape[0] > GROUPS * PER and (ln.late_bin >= 0).any()  # mid-backlog
+    assert ln.p_rb.shape[1] > GROUPS * PER and (ln.late_bin >= 0).any()  # mid-backlog
     snap = {**ln.bin_arrays(), **ln.test_arrays()}
     back = GrangerLearner.from_arrays(
         snap, ln.config, ln.index, open_bin=ln.open_bin, since_refresh=ln.since_refresh
