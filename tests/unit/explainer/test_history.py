@@ -116,3 +116,27 @@ def test_aligned_dense_path_equals_the_general_path_bit_for_bit(gap_p: float) ->
         assert dense_used > 0
     if gap_p > 0.0:
         assert general_only > 0
+
+
+def test_partition_order_holds_what_time_order_holds() -> None:
+    """A backlog read partition by partition (each row's samples in order, rows far apart in
+    time) fills the rings as time order does: each row's ring is its own, so the skew between
+    rows cannot drop a sample (the learner's bins needed a watermark for this; the history
+    does not)."""
+    rng = np.random.default_rng(3)
+    n_rows, T, K = 6, 300, 40
+    X = rng.normal(size=(T, n_rows))
+    a, b = History(points=256), History(points=256)
+    for t in range(T):  # time order: one batch per step
+        a.append(np.arange(n_rows), np.full(n_rows, 60.0 * t), X[t])
+    for t0 in range(0, T, K):  # partitions {0,1,2} and {3,4,5}, K steps per poll each
+        for part in (np.arange(3), np.arange(3, 6)):
+            tt = np.arange(t0, min(t0 + K, T))
+            b.append(
+                np.tile(part, tt.size), np.repeat(60.0 * tt, part.size), X[tt][:, part].ravel()
+            )
+    for name in ("ts", "value", "head", "count"):
+        np.testing.assert_array_equal(getattr(b, name), getattr(a, name))
+    want = a.aligned(np.arange(n_rows), 60.0 * (T - 1), 60.0, 130)
+    got = b.aligned(np.arange(n_rows), 60.0 * (T - 1), 60.0, 130)
+    np.testing.assert_array_equal(got[1], want[1])
