@@ -156,3 +156,24 @@ def test_snapshot_restore_mid_backlog_round_trips() -> None:
     whole = _by_partition(X, rows)  # and as if it had not stopped
     np.testing.assert_array_equal(whole.state.A, ln.state.A)
     assert _edges(back) == _edges(ln) == _edges(whole)
+
+
+def test_the_open_entries_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lagging row that stops reporting would hold every bin for granger_window_points
+    bins; at the cap the oldest bins close anyway (never the newest)."""
+    import explainer.learning as learning
+
+    monkeypatch.setattr(learning, "PENDING_FLOOR", 40)
+    monkeypatch.setattr(learning, "PENDING_PER_ROW", 1)
+    ln, rows = _learner()
+    g = DependencyGraph()
+    ln.observe(rows[:2], np.array([STEP, 0.0]), np.ones(2), step_s=STEP, capacity=16,
+               given=g)  # fmt: skip
+    assert ln.closed_to == -1  # row 1 was late: it holds bin 0 on
+    others = rows[[0, 2, 3, 4]]  # row 1 stops reporting
+    for t in range(2, 60):
+        ln.observe(others, np.full(4, t * STEP), np.ones(4), step_s=STEP, capacity=16,
+                   given=g)  # fmt: skip
+        assert ln.p_rb.shape[1] <= 40
+        assert ln.closed_to < ln.open_bin
+    assert ln.closed_to > 40 and ln.recent_n > 40
