@@ -159,7 +159,7 @@ class GrangerLearner:
         late = bins < before
         if late.any():
             self.late_bin[rows[late]] = before[late]
-            self.last_late = int(before[late].max())
+            self.last_late = max(self.last_late, int(before[late].max()))
         if bins[0] == bins[-1] and (bins == bins[0]).all():  # in time order: one bin
             self.newest[rows] = np.maximum(self.newest[rows], bins[0])
         else:

@@ -177,3 +177,62 @@ def test_the_open_entries_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
         assert ln.p_rb.shape[1] <= 40
         assert ln.closed_to < ln.open_bin
     assert ln.closed_to > 40 and ln.recent_n > 40
+
+
+def test_a_snapshot_from_before_the_watermark_restores() -> None:
+    """An older snapshot holds one accumulator (``acc_sum``, ``acc_cnt``) for ``open_bin``:
+    it restores as that bin's entries and goes on as if never stopped (time order)."""
+    X = _data()
+    ln, rows = _learner()
+    for t in range(100):
+        _feed(ln, [_block(X, rows, g, t, t + 1) for g in range(GROUPS)])
+    snap = {**ln.bin_arrays(), **ln.test_arrays()}
+    for k in ("pending_rb", "pending_sc", "newest", "late_bin", "marks"):
+        del snap[f"explainer.{k}"]
+    r, sc = ln.p_rb[0], ln.p_sc
+    snap["explainer.acc_sum"] = np.bincount(r, weights=sc[0], minlength=16)
+    snap["explainer.acc_cnt"] = np.bincount(r, weights=sc[1], minlength=16)
+    back = GrangerLearner.from_arrays(
+        snap, ln.config, ln.index, open_bin=ln.open_bin, since_refresh=ln.since_refresh
+    )
+    back.learned = ln.learned
+    for t in range(100, T):
+        for a in (ln, back):
+            _feed(a, [_block(X, rows, g, t, t + 1) for g in range(GROUPS)])
+    np.testing.assert_array_equal(back.recent, ln.recent)
+    np.testing.assert_array_equal(back.state.A, ln.state.A)
+    assert _edges(back) == _edges(ln)
+
+
+def test_explainer_checkpoint_mid_backlog_round_trips() -> None:
+    """Through the explainer's snapshot and the checkpoint encoding, as the service does."""
+    from causalwatch.store.checkpoint import Checkpoint, decode, encode
+    from explainer.core import Explainer
+
+    X = _data()
+    _, rows = _learner()
+    polls = _polls(X, rows)
+    cfg = ExplainerConfig(step_s=STEP)
+
+    def build() -> Explainer:
+        idx = SeriesIndex()
+        idx.rows_for([f'm{{service="n{g}",i="{i}"}}' for g in range(GROUPS) for i in range(PER)])
+        return Explainer(cfg, DependencyGraph(), idx)
+
+    def feed(ex: Explainer, poll: list[tuple]) -> None:
+        r, t, x = (np.concatenate(a) for a in zip(*poll, strict=True))
+        ex.observe(r, t, x)
+
+    a, whole = build(), build()
+    for poll in polls[:23]:
+        feed(a, poll)
+        feed(whole, poll)
+    assert a._learner.p_rb.shape[1] > GROUPS * PER  # mid-backlog: bins held open
+    blob = encode(Checkpoint(arrays={"explainer": a.snapshot()}))
+    b = Explainer.restore(decode(blob).arrays["explainer"], cfg, DependencyGraph(), a.index)
+    for poll in polls[23:]:
+        feed(b, poll)
+        feed(whole, poll)
+    np.testing.assert_array_equal(b._learner.recent, whole._learner.recent)
+    np.testing.assert_array_equal(b._learner.state.A, whole._learner.state.A)
+    assert b.learned_edges() == whole.learned_edges() != []
