@@ -175,7 +175,11 @@ class GrangerLearner:
             rb = np.vstack([r, np.full(r.size, bins[0])])
             sc = np.vstack([np.bincount(rows, weights=x)[r], cnt[r].astype(np.float64)])
         else:
-            order = np.lexsort((rows, bins))
+            span, cap = int(bins.max() - bins.min()) + 1, self.newest.size
+            if span < (1 << 62) // max(cap, 1):  # one int64 key: sorts 2x faster
+                order = np.argsort((bins - bins.min()) * cap + rows, kind="stable")
+            else:
+                order = np.lexsort((rows, bins))
             r, b = rows[order], bins[order]
             start = np.r_[True, (r[1:] != r[:-1]) | (b[1:] != b[:-1])]
             gid = np.empty(rows.size, dtype=np.int64)
