@@ -144,7 +144,7 @@ class Explainer:
         """Record samples (history) and feed closed time bins to the Granger tests.
 
         ``rows`` are :class:`SeriesIndex` rows, ``ts`` unix seconds, ``x`` values; a row may
-        repeat. Samples older than the open Granger bin still enter the history. ``O(batch)``.
+        repeat. Samples of a closed Granger bin still enter the history. ``O(batch)``.
         """
         rows = np.asarray(rows, dtype=np.int64)
         ts = np.asarray(ts, dtype=np.float64)
