@@ -334,6 +334,10 @@ def run_all(
     proc = subprocess.Popen(
         cmd,
         env=env,
+        # `python -m` puts the working directory first on sys.path, before PYTHONPATH: run
+        # from the tree's own directory, or an A/B started inside one checkout imports that
+        # checkout's code on both sides
+        cwd=tree,
         stdout=subprocess.DEVNULL,
         stderr=log_path.open("wb") if log_path is not None else subprocess.PIPE,
     )
