@@ -297,11 +297,15 @@ def run_all(
     overrides: dict[str, Any] | None = None,
     label: str = "",
     tree: str | None = None,
+    *,
+    py_spy_mode: str = "gil",
+    scrape_s: float = 0.05,
+    trace: str | None = None,
 ) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:8]
     port = free_port()
     cfg = {
-        "log_level": "WARNING",
+        "log_level": "INFO" if trace else "WARNING",
         "kafka": {
             "backend": backend,
             "bootstrap_servers": bootstrap,
@@ -326,12 +330,18 @@ def run_all(
     if tree is not None:  # --tree-b: the service from another checkout
         env["PYTHONPATH"] = tree
     cmd = [sys.executable, "-m", "causalwatch.app.cli", "--config", str(path), "run", "all"]
+    log_path = Path(trace) / f"{kind}-{backend}-{tag}.log" if trace else None
     proc = subprocess.Popen(
         cmd,
         env=env,
+        # `python -m` puts the working directory first on sys.path, before PYTHONPATH: run
+        # from the tree's own directory, or an A/B started inside one checkout imports that
+        # checkout's code on both sides
+        cwd=tree,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log_path.open("wb") if log_path is not None else subprocess.PIPE,
     )
+    series: list[tuple[float, float, float]] = []  # (s since t0, records, samples)
     spy: subprocess.Popen[bytes] | None = None
     try:
         load0 = load1()
@@ -346,7 +356,11 @@ def run_all(
         zero_at, cpu_zero = time.perf_counter(), procs.snap(proc.pid)
         while time.monotonic() < deadline:  # wait for the first records (group joined)
             if proc.poll() is not None:
-                err = proc.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+                err = (
+                    log_path.read_text()[-2000:]
+                    if log_path is not None
+                    else proc.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+                )
                 raise RuntimeError(f"run all exited: {err}")
             sent, cpu_sent = time.perf_counter(), procs.snap(proc.pid)
             m = scrape(port)
@@ -361,7 +375,10 @@ def run_all(
         last = first
         if py_spy:  # sample the service's threads over the timed window (SIGINT writes)
             out = Path(py_spy) / f"{kind}-{backend}-{tag}.txt"
-            spy_cmd = ["py-spy", "record", "--format", "raw", "--threads", "--gil", "-r", "200"]
+            spy_cmd = ["py-spy", "record", "--format", "raw", "--threads", "-r", "200"]
+            # gil: only samples holding the GIL (pauses the process at each sample, which
+            # slows it); nonblocking: every thread's stack, the process never paused
+            spy_cmd.append("--gil" if py_spy_mode == "gil" else "--nonblocking")
             spy = subprocess.Popen(
                 [*spy_cmd, "--pid", str(proc.pid), "-o", str(out)],
                 stdout=subprocess.DEVNULL,
@@ -371,14 +388,27 @@ def run_all(
             m = scrape(port)
             if m:
                 last = m
+                series.append(
+                    (
+                        time.perf_counter() - t0,
+                        m["causalwatch_ingest_records_total"],
+                        m["causalwatch_ingest_samples_total"],
+                    )
+                )
             done = last["causalwatch_ingest_samples_total"]
             done += last["causalwatch_ingest_deadletter_total"]
             if last["causalwatch_ingest_records_total"] >= n_records and done >= n_samples:
                 break
-            time.sleep(0.05)
+            time.sleep(scrape_s)
         span = time.perf_counter() - t0
         cpu1 = procs.snap(proc.pid)
         load_end = load1()
+        if trace:  # the rate over the run, and the whole metrics page at its end
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                Path(trace, f"{kind}-{backend}-{tag}.metrics").write_bytes(resp.read())
+            Path(trace, f"{kind}-{backend}-{tag}.progress.json").write_text(
+                json.dumps({"label": label, "samples": n_samples, "series": series})
+            )
     finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -393,7 +423,7 @@ def run_all(
     # before that poll's samples were (records are counted when a poll is handed over)
     samples = last["causalwatch_ingest_samples_total"]
     return {
-        "what": f"run all {backend}{label}",
+        "what": f"run all {backend}{label}" + (f" <{tag}>" if trace else ""),
         "records": int(last["causalwatch_ingest_records_total"]),
         "samples": int(samples),
         "seconds": span,
@@ -488,6 +518,20 @@ def main() -> None:
         metavar="DIR",
         help="py-spy record the service's timed window (threads holding the GIL)",
     )
+    ap.add_argument(
+        "--py-spy-mode",
+        choices=("gil", "nonblocking"),
+        default="gil",
+        help="gil: samples holding the GIL, process paused per sample (slows it); "
+        "nonblocking: all threads, never paused",
+    )
+    ap.add_argument("--scrape-s", type=float, default=0.05, help="seconds between progress scrapes")
+    ap.add_argument(
+        "--trace",
+        metavar="DIR",
+        help="keep each run all's log (INFO), progress scrapes and final metrics page in DIR",
+    )
+    ap.add_argument("--no-in-process", action="store_true", help="skip the in-process stage")
     ap.add_argument("--top", type=int, default=18, help="functions shown per profile")
     ap.add_argument(
         "--set",
@@ -570,12 +614,17 @@ def main() -> None:
                                 over,
                                 label + where,
                                 tree,
+                                py_spy_mode=args.py_spy_mode,
+                                scrape_s=args.scrape_s,
+                                trace=args.trace,
                             )
                         except RuntimeError as exc:  # a run that never started: say so
                             print(f"| {kind} | {p * 100:g} % | run all {b}: {exc} |", flush=True)
                             continue
                         print(fmt_row(kind, p, r, raw_kp), flush=True)
                 msgs = [m for _, m in keyed]
+                if args.no_in_process:
+                    continue
                 r = in_process(kind, msgs, explain=False, profile=False, top=args.top)
                 print(fmt_row(kind, p, r, raw_kp), flush=True)
                 if args.profile and p == spikes[len(spikes) // 2]:

@@ -392,6 +392,11 @@ class Explainer:
     def open_incidents(self) -> list[IncidentSummary]:
         return self._incidents.summaries()
 
+    def root_cause_rows(self) -> list[tuple[str, str, str, float, float]]:
+        """``(incident_id, target node, cause node, score, share)`` of the open incidents'
+        root causes, in :meth:`open_incidents` order (the metrics' rows)."""
+        return self._incidents.root_cause_rows()
+
     def incident_counts(self) -> tuple[int, int, int]:
         """``(open incidents watching, incidents paged, incidents closed without paging)``;
         the two totals count since this explainer was built (:mod:`explainer.incidents`)."""

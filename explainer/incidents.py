@@ -490,6 +490,22 @@ class Incidents:
                 out.append(IncidentSummary(iid, t.node, key, t.version, tuple(t.root_causes)))
         return out
 
+    def root_cause_rows(self) -> list[tuple[str, str, str, float, float]]:
+        """``(incident_id, target node, cause node, score, share)`` of every root cause of
+        every open target, in :meth:`summaries` order: the metrics scrape's rows, without
+        building a summary per target (a scrape holds the cores' lock while it runs)."""
+        out: list[tuple[str, str, str, float, float]] = []
+        for iid in sorted(self.open):
+            targets = self.open[iid].targets
+            if not any(t.root_causes for t in targets.values()):
+                continue
+            for key in sorted(targets):
+                t = targets[key]
+                for rc in t.root_causes:
+                    share = float(rc[2]) if len(rc) > 2 else float("nan")
+                    out.append((iid, t.node, rc[0], float(rc[1]), share))
+        return out
+
     # -- snapshot ------------------------------------------------------------------------
     def to_json(self) -> list[dict[str, Any]]:
         """The open incidents as JSON-able dicts (the snapshot's ``incidents`` meta).

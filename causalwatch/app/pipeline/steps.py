@@ -416,11 +416,6 @@ def incident_scores(cores: Cores) -> list[IncidentScore]:
     exp = cores.explainer
     if exp is None:
         return []
-    with cores.lock:
-        out = []
-        for inc in exp.open_incidents():
-            for rc in inc.root_causes:
-                node, score = rc[0], rc[1]
-                share = float(rc[2]) if len(rc) > 2 else float("nan")
-                out.append(IncidentScore(inc.incident_id, inc.target_node, node, score, share))
-        return out
+    with cores.lock:  # only the rows: the scrape holds the lock the loop's batches need
+        rows = exp.root_cause_rows()
+    return [IncidentScore(*row) for row in rows]

@@ -136,6 +136,11 @@ def test_incident_groups_connected_nodes_and_versions_explanations() -> None:
         assert e.id not in {x.id for x in out1}
     opened = ex.open_incidents()
     assert {o.target_node for o in opened} == {"api", "web", "queue"}
+    # the metrics' rows: every root cause of every open target, in the summaries' order
+    rows = ex.root_cause_rows()
+    assert rows and rows == [
+        (o.incident_id, o.target_node, rc[0], rc[1], rc[2]) for o in opened for rc in o.root_causes
+    ]
     assert ex.close_stale(now_ts=299 * STEP + 901.0) == sorted({out1[0].incident_id, queue_inc})
     assert ex.open_incidents() == []
     assert ex.incident_counts() == (0, 1, 1)  # one paged, one closed without paging
