@@ -229,11 +229,18 @@ class GrangerLearner:
             return []
         cap = self.newest.size
         rb, sc = self._take(w)
-        one = rb.shape[1] == 0 or (rb[1] == rb[1, 0]).all()
+        if rb.shape[1] and not (rb[1] == rb[1, 0]).all():
+            # by bin, arrival order kept within each (stable): one pass, not one mask per bin
+            order = np.argsort(rb[1], kind="stable")
+            rb, sc = rb[:, order], sc[:, order]
+        cuts = np.flatnonzero(rb[1, 1:] != rb[1, :-1]) + 1
         closed: list[FloatArray] = []
-        for u in rb[1, :1].tolist() if one else np.unique(rb[1]).tolist():
+        for lo, hi in zip(np.r_[0, cuts].tolist(), np.r_[cuts, rb.shape[1]].tolist(), strict=True):
+            if hi <= lo:
+                continue
+            u = int(rb[1, lo])
             closed.extend(self._gap(u - 1))
-            r, c = (rb[0], sc) if one else (rb[0, rb[1] == u], sc[:, rb[1] == u])
+            r, c = rb[0, lo:hi], sc[:, lo:hi]
             tot = np.bincount(r, weights=c[0], minlength=cap)
             cnt = np.bincount(r, weights=c[1], minlength=cap)
             with np.errstate(invalid="ignore", divide="ignore"):
