@@ -107,3 +107,32 @@ def test_the_stage_is_busy_only_while_batches_take_most_of_the_wall_clock() -> N
     assert stage.is_busy()
     stage._handled_at = now - 2.0  # no batch for 2 s: not busy any more
     assert not stage.is_busy()
+
+
+def test_one_long_batch_makes_the_stage_busy() -> None:
+    """A large backlog comes in a few 1-2 s batches (``backlog_polls`` full polls each): the
+    first of them already counts, and a poll between them does not hide them. Short live
+    batches after a long wait stay idle."""
+    from causalwatch.app.pipeline import AllStage, Sinks, build_cores
+    from causalwatch.settings import load_settings
+
+    settings = load_settings(kafka={"topics": [{"name": "m", "format": "json"}]})
+    stage = AllStage(settings, build_cores(settings, None), Sinks(), PipelineStats())
+    now = time.perf_counter()
+    stage._note_handled(now - 1.5, now)  # the very first batch, 1.5 s
+    assert stage.is_busy()
+    live = AllStage(settings, build_cores(settings, None), Sinks(), PipelineStats())
+    live._note_handled(now - 0.001, now)  # a first batch of 1 ms
+    assert not live.is_busy()
+    t = now - 0.9
+    for _ in range(4):  # 1 ms batches, 300 ms apart (the last ends now)
+        live._note_handled(t, t + 0.001)
+        t += 0.3
+    assert not live.is_busy()
+    later = AllStage(settings, build_cores(settings, None), Sinks(), PipelineStats())
+    t = now - 3.0
+    for _ in range(4):  # the same live batches, then a 1.15 s batch after a 0.95 s wait
+        later._note_handled(t, t + 0.001)
+        t += 0.3
+    later._note_handled(now - 1.15, now)
+    assert later.is_busy()

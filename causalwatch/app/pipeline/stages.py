@@ -8,6 +8,7 @@ constructor; the builder (:mod:`~causalwatch.app.pipeline.build`) supplies them.
 
 from __future__ import annotations
 
+import math
 import operator
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -51,6 +52,9 @@ Item = tuple[bytes | None, bytes, list[tuple[str, bytes]]]  # key, value, header
 Hook = Callable[[float], None]
 Role = Literal["all", "ingest", "detector", "explainer"]
 EVICT_EVERY_S = 60.0
+#: time constant of the loop's duty (:meth:`Stage.is_busy`): it follows a change of regime
+#: (live to backlog) within about half a second
+DUTY_TAU_S = 0.25
 _TOPIC = operator.attrgetter("topic")
 
 
@@ -188,11 +192,17 @@ class Stage:
         )
 
     def _note_handled(self, t0: float, t1: float) -> None:
-        """A batch was handled from ``t0`` to ``t1`` (``perf_counter``): update the duty."""
-        if self._handled_at:
-            gap = max(0.0, t0 - self._handled_at)
-            busy = t1 - t0
-            self._duty += 0.2 * (busy / max(busy + gap, 1e-9) - self._duty)
+        """A batch was handled from ``t0`` to ``t1`` (``perf_counter``): update the duty, a
+        moving average over wall time (time constant ``DUTY_TAU_S``), so one long batch of
+        a backlog counts as much as many short ones over the same time (averaged per batch,
+        the few 1-2 s batches of a large backlog never made the loop look busy, and the
+        worker ran unpaced). The first batch counts with no gap before it."""
+        gap = max(0.0, t0 - self._handled_at) if self._handled_at else 0.0
+        busy = max(0.0, t1 - t0)
+        span = busy + gap
+        if span > 0.0:
+            w = -math.expm1(-span / DUTY_TAU_S)
+            self._duty += w * (busy / span - self._duty)
         self._handled_at = t1
 
     def is_busy(self) -> bool:
