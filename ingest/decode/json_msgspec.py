@@ -1,4 +1,4 @@
-"""The JSON fast path for arrays with msgspec (``causalwatch[fast]``): typed decoding.
+"""The JSON fast path with msgspec (``causalwatch[fast]``): typed decoding into structs.
 
 With msgspec installed, a message that is a JSON array is decoded with one
 ``msgspec.json.Decoder`` straight into structs of the four known fields (``name``: str,
@@ -26,8 +26,8 @@ What msgspec reads differently from ``json.loads``, and how the path stays exact
 - integers: msgspec reads them into the float fields correctly rounded, as ``float(int)``
   of the general path (``-0`` is ``0.0`` in both); duplicate keys: the last wins in both.
 
-Single-object messages keep orjson's path (one sample each: the per-message cost there is
-the dispatch, not the parse).
+A message that is one sample object (``{``, the prometheus-kafka-adapter's shape) is
+decoded the same way into one struct (:func:`_decode_msgspec_one`).
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ _FLOATS = frozenset({float})
 _FLOATS_OR_STR = frozenset({float, str})
 
 _msgspec_decode: Callable[[bytes], Any] | None = None
+_msgspec_decode_one: Callable[[bytes], Any] | None = None
 _MSGSPEC_ERROR: type[Exception] = ValueError
 _MSGSPEC_INVALID: type[Exception] = ValueError
 if msgspec is not None:
@@ -69,6 +70,7 @@ if msgspec is not None:
         labels: msgspec.Raw = msgspec.Raw(b"null")
 
     _msgspec_decode = msgspec.json.Decoder(list[_Sample]).decode
+    _msgspec_decode_one = msgspec.json.Decoder(_Sample).decode
     _MSGSPEC_ERROR = msgspec.DecodeError
     _MSGSPEC_INVALID = msgspec.ValidationError
 
@@ -149,3 +151,55 @@ def _decode_msgspec_fast(ctx: _Ctx, value: bytes, idx: int, allow_str: bool) -> 
                     return -1
                 tss[j] = t
     return _take_all(ctx, idx, keys, tss, vals, limits)
+
+
+def _decode_msgspec_one(ctx: _Ctx, value: bytes, idx: int, allow_str: bool) -> int:
+    """:func:`_decode_msgspec_fast` of a message that starts with ``{`` (one sample object,
+    the prometheus-kafka-adapter's shape): 1, -1 (the general path decodes it) or -2
+    (orjson's path may take it)."""
+    assert _msgspec_decode_one is not None
+    if not value.isascii():
+        try:
+            value.decode()
+        except UnicodeDecodeError:
+            return -1
+    try:
+        obj = _msgspec_decode_one(value)
+    except _MSGSPEC_INVALID:
+        return -2
+    except (_MSGSPEC_ERROR, RecursionError):
+        return -1
+    limits = ctx.limits
+    memo_key = (obj.name, bytes(obj.labels))
+    key = _raw_keys.get(memo_key)
+    if key is None:
+        key = _raw_key(memo_key, limits)
+        if key is None:
+            return -1
+    v = obj.value
+    if type(v) is str:
+        if not allow_str:
+            return -1
+        try:
+            v = float(v)
+        except ValueError:
+            return -1
+    t = obj.timestamp
+    if type(t) is str:
+        cache = ctx.ts_cache
+        t = cache[t] if t in cache else _cache_ts(cache, t)
+        if t is None:
+            return -1
+    # the one-sample case of context._take_all, inline (as in json_orjson)
+    now_s = ctx.now_s
+    if (
+        v - v != 0.0
+        or t - t != 0.0
+        or not now_s - limits.max_age_s <= t <= now_s + limits.max_future_s
+    ):
+        return -1
+    ctx.keys.append(key)
+    ctx.ts.append(t)
+    ctx.val.append(v)
+    ctx.origin.append(idx)
+    return 1

@@ -299,11 +299,12 @@ def test_fast_path_equals_general_path_on_mutations(monkeypatch: pytest.MonkeyPa
             raise AssertionError(f"fast and general paths differ on {bytes(msg)!r}") from None
 
 
-def test_msgspec_path_takes_arrays_and_passes_on_what_it_cannot_represent(
+def test_msgspec_path_takes_arrays_and_objects_and_passes_on_what_it_cannot_represent(
     fast_path: str,
 ) -> None:
-    """msgspec's path decodes json.dumps arrays itself (else the msgspec runs test nothing)
-    and passes a message with fields its structs do not have to orjson's path (-2)."""
+    """msgspec's path decodes json.dumps arrays and objects itself (else the msgspec runs
+    test nothing) and passes a message with fields its structs do not have to orjson's
+    path (-2)."""
     if fast_path != "msgspec":
         pytest.skip("msgspec's path only")
     decode_batch([], {}, LIMITS, NOW)  # the key memo is kept for these limits
@@ -315,7 +316,12 @@ def test_msgspec_path_takes_arrays_and_passes_on_what_it_cannot_represent(
     assert decode._decode_json_fast(ctx, extra, 2, False) == 2  # orjson's path took it
     nan = _arr(_sample(0), _sample(1, value=float("nan")))
     assert json_msgspec._decode_msgspec_fast(ctx, nan, 3, False) == -1
-    assert ctx.origin == [0] * 5 + [1] * 5 + [2] * 2
+    assert json_msgspec._decode_msgspec_one(ctx, CASES[2], 4, False) == 1  # one object
+    assert json_msgspec._decode_msgspec_one(ctx, CASES[3], 5, True) == 1  # the adapter's
+    assert json_msgspec._decode_msgspec_one(ctx, CASES[3], 6, False) == -1  # str value
+    one_extra = json.dumps(_sample(1, extra=1)).encode()
+    assert json_msgspec._decode_msgspec_one(ctx, one_extra, 7, False) == -2
+    assert ctx.origin == [0] * 5 + [1] * 5 + [2] * 2 + [4, 5]
     assert np.isfinite(ctx.val).all() and not ctx.errors
 
 
