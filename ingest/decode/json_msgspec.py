@@ -37,7 +37,7 @@ from collections.abc import Callable
 from operator import attrgetter
 from typing import Any
 
-try:  # optional (``causalwatch[fast]``): the array fast path decodes with it when installed
+try:  # optional (``causalwatch[fast]``): the JSON fast path decodes with it when installed
     import msgspec
 except ImportError:  # pragma: no cover - depends on the environment
     msgspec = None  # type: ignore[assignment, unused-ignore]
