@@ -41,19 +41,22 @@ In every JSON format a missing ``name`` falls back to ``labels.__name__``; label
 empty value are dropped (Prometheus treats them as absent), so both spellings are one series.
 
 The code follows a record's path: this module sniffs the format and picks the path that
-decodes the record (the JSON fast path first, see :mod:`ingest.decode.json_orjson` and
-:mod:`ingest.decode.json_regex`; else :mod:`ingest.decode.json_general` or
-:mod:`ingest.decode.influx`, which parses lines with :mod:`ingest.decode.influx_line`).
-Every path appends to the columns of :mod:`ingest.decode.context` and builds series keys
-with the memos of :mod:`ingest.decode.keys`.
+decodes the record (the JSON fast path first, see :mod:`ingest.decode.json_msgspec`,
+:mod:`ingest.decode.json_orjson` and :mod:`ingest.decode.json_regex`; else
+:mod:`ingest.decode.json_general` or :mod:`ingest.decode.influx`, which parses lines with
+:mod:`ingest.decode.influx_line`). Every path appends to the columns of
+:mod:`ingest.decode.context` and builds series keys with the memos of
+:mod:`ingest.decode.keys`.
 
 Cost: ``O(bytes)``, one ``json.loads`` per JSON record (one ``orjson.loads`` on the fast
-path when orjson is installed, see :mod:`ingest.decode.json_orjson`). Measured on one core
-(BENCHMARKS.md): about 3.6 µs per sample in JSON arrays, 7 µs per one-sample JSON message,
-2 µs per Influx field. Series keys are memoised across calls (bounded), so a fleet whose
-series come back every scrape pays the key-building cost once. Works poorly for many tiny
-one-sample messages: the per-record cost (here and even more in kafka-python) then
-dominates; put many samples in one message where the producer allows it.
+path when orjson is installed, see :mod:`ingest.decode.json_orjson`; one msgspec decode
+into structs when msgspec is installed, :mod:`ingest.decode.json_msgspec`).
+Measured on one core (BENCHMARKS.md, 2026-12-03, per CPU-second): about 0.8 µs per sample
+in JSON arrays of 100 and 1.1 µs per one-sample JSON message with msgspec (1.4 and 1.8 µs
+with orjson alone), 1 µs per Influx field. Series keys are memoised across calls
+(bounded), so a fleet whose series come back every scrape pays the key-building cost once.
+Works poorly for many tiny one-sample messages: the per-record cost (here and even more in
+kafka-python) then dominates; put many samples in one message where the producer allows it.
 """
 
 from __future__ import annotations
@@ -68,6 +71,12 @@ from causalwatch.models import RawRecord, SampleBatch
 from ingest.decode.context import _Ctx
 from ingest.decode.influx import _decode_influx, _forget_heads
 from ingest.decode.json_general import _decode_json
+from ingest.decode.json_msgspec import (
+    _decode_msgspec_fast,
+    _decode_msgspec_one,
+    _forget_raw_keys,
+    _msgspec_decode,
+)
 from ingest.decode.json_orjson import (
     _ORJSON_MAX_BYTES,
     _decode_parsed_fast,
@@ -144,6 +153,7 @@ def decode_batch(
         if _memo_limits[0] != limits:
             _forget_frag_keys()
             _forget_obj_keys()
+            _forget_raw_keys()
             _forget_heads()
         _memo_limits[0] = limits
     get_format = formats.get
@@ -205,8 +215,21 @@ def _decode_into(ctx: _Ctx, rec: RawRecord, idx: int, fmt: str) -> None:
 
 def _decode_json_fast(ctx: _Ctx, value: bytes, idx: int, allow_str: bool) -> int:
     """Append the samples of a machine-written JSON record; -1 (nothing appended) when the
-    general path must decode it. orjson's fast path when it is installed and the message
-    is not large, else the regular expressions'."""
-    if _orjson_loads is not None and len(value) <= _ORJSON_MAX_BYTES:
-        return _decode_parsed_fast(ctx, value, idx, allow_str)
+    general path must decode it. For a message that is not large: msgspec's fast path when
+    it is installed and the message starts with ``[`` or ``{`` (orjson's after it when
+    msgspec cannot represent the message), orjson's when it is installed; else the
+    regular expressions'."""
+    if len(value) <= _ORJSON_MAX_BYTES:
+        if _msgspec_decode is not None:
+            first = value[0]  # (not empty: checked)
+            if first == 0x5B:  # "["
+                count = _decode_msgspec_fast(ctx, value, idx, allow_str)
+            elif first == 0x7B:  # "{"
+                count = _decode_msgspec_one(ctx, value, idx, allow_str)
+            else:
+                count = -2
+            if count != -2:
+                return count
+        if _orjson_loads is not None:
+            return _decode_parsed_fast(ctx, value, idx, allow_str)
     return _decode_regex_fast(ctx, value, idx, allow_str)

