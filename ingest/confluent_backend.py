@@ -299,6 +299,26 @@ class ConfluentSource:
         with map_kafka_errors("assignment", self._secrets):
             return sorted((p.topic, p.partition) for p in self._consumer.assignment())
 
+    def pause(self, tps: Sequence[TP]) -> None:
+        """Stop fetching these assigned partitions (pacing a backlog); librdkafka purges
+        what it fetched for them and fetches from the last message handed out + 1 after
+        :meth:`resume`."""
+        with map_kafka_errors("pause", self._secrets):
+            assigned = {(p.topic, p.partition) for p in self._consumer.assignment()}
+            want = [TopicPartition(t, p) for t, p in tps if (t, p) in assigned]
+            if want:
+                self._consumer.pause(want)
+
+    def resume(self, tps: Sequence[TP]) -> None:
+        """Fetch these partitions again, except those held for a failed checkpoint resume
+        (:meth:`_retry_resume` resumes them once their start is known)."""
+        held = {(p.topic, p.partition) for p in self._pending}
+        with map_kafka_errors("resume", self._secrets):
+            assigned = {(p.topic, p.partition) for p in self._consumer.assignment()}
+            want = [TopicPartition(t, p) for t, p in tps if (t, p) in assigned - held]
+            if want:
+                self._consumer.resume(want)
+
     def _positions(self, timeout_s: float) -> dict[TP, int]:
         tps = self._consumer.assignment()
         if not tps:

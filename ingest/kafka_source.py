@@ -282,6 +282,24 @@ class KafkaSource:
     def assignment(self) -> list[TP]:
         return sorted((tp.topic, tp.partition) for tp in self._consumer.assignment())
 
+    def pause(self, tps: Sequence[TP]) -> None:
+        """Stop fetching these assigned partitions (pacing a backlog). kafka-python drops
+        what it fetched for them and fetches again from the position after
+        :meth:`resume`: nothing handed out is read twice, nothing is skipped."""
+        assigned = self._consumer.assignment()
+        tps_ = [tp for t, p in tps if (tp := TopicPartition(t, p)) in assigned]
+        if tps_:
+            with map_kafka_errors("pause", self._secrets):
+                self._consumer.pause(*tps_)
+
+    def resume(self, tps: Sequence[TP]) -> None:
+        """Fetch these partitions again (those still assigned)."""
+        assigned = self._consumer.assignment()
+        tps_ = [tp for t, p in tps if (tp := TopicPartition(t, p)) in assigned]
+        if tps_:
+            with map_kafka_errors("resume", self._secrets):
+                self._consumer.resume(*tps_)
+
     def positions(self) -> dict[TP, int]:
         """Next offset to read of each assigned partition."""
         with map_kafka_errors("position", self._secrets):

@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from causalwatch.app.pipeline.pacing import without_held
 from causalwatch.app.pipeline.snapshot import gather_snapshots, render_snapshots
 from causalwatch.app.pipeline.steps import (
     Cores,
@@ -42,6 +43,7 @@ from causalwatch.wire import SCORE_FIELDS, decode_columns, encode_column_message
 from detector.core import Detector
 from explainer.core import Explainer
 from ingest import IngestLimits, assign_rows
+from ingest.pacing import record_times
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -116,6 +118,14 @@ def _group_key(group: int) -> bytes:
     """Message key of a series group: the same for every batch, so the broker's partitioner
     always sends a series to the same partition and its samples stay in order."""
     return f"series-group-{group}".encode()
+
+
+class Gate(Protocol):
+    """Pacing by data time (:class:`causalwatch.app.pipeline.pacing.SourcePacing`)."""
+
+    def offer(
+        self, records: Sequence[RawRecord], ts: FloatArray
+    ) -> tuple[list[RawRecord], BoolArray]: ...
 
 
 class PartitionStore(Protocol):
@@ -205,7 +215,10 @@ class Stage:
     def topics(self) -> list[str]:
         return [t.name for t in self.settings.kafka.topics]
 
-    def handle(self, records: list[RawRecord], now_s: float) -> None:
+    #: whether :meth:`handle` takes a ``gate`` (pacing a backlog by data time)
+    paced = False
+
+    def handle(self, records: list[RawRecord], now_s: float, *, gate: Gate | None = None) -> None:
         raise NotImplementedError
 
     # -- shared steps
@@ -367,14 +380,22 @@ class AllStage(Stage):
     """Everything in one process: raw topics in, explanations out."""
 
     name = "all"
+    paced = True
 
-    def handle(self, records: list[RawRecord], now_s: float) -> None:
+    def handle(self, records: list[RawRecord], now_s: float, *, gate: Gate | None = None) -> None:
+        """Decode, detect, explain and publish one poll. With a ``gate`` the records whose
+        data time is too far ahead wait in it; those it releases (read earlier) join this
+        batch ahead of the new ones, so a partition's order is kept."""
         self._count_in(records)
         t0 = time.perf_counter()
         with self.cores.lock:
             rows, batch, errors = ingest_records(
                 records, self.formats, self.limits, self.cores.index, now_s
             )
+            if gate is not None:
+                records, rows, batch, errors = self._gated(
+                    gate, records, rows, batch, errors, now_s
+                )
             t1 = time.perf_counter()
             out = process_samples(self.cores, rows, batch, records=records, wall_s=now_s)
             explanations = self._kick(out.batch)
@@ -389,13 +410,40 @@ class AllStage(Stage):
         self.timers.observe("publish", t3 - t2)
         self._note_handled(t0, time.perf_counter())
 
+    def _gated(
+        self,
+        gate: Gate,
+        records: list[RawRecord],
+        rows: IntArray,
+        batch: SampleBatch,
+        errors: list[RecordError],
+        now_s: float,
+    ) -> tuple[list[RawRecord], IntArray, SampleBatch, list[RecordError]]:
+        """The batch the gate lets through: released records (decoded again) first, then
+        the new records it keeps; origins index the returned record list."""
+        released, keep = gate.offer(records, record_times(len(records), batch.origin, batch.ts))
+        rows, batch, errors = without_held(keep, records, rows, batch, errors)
+        if not released:
+            return records, rows, batch, errors
+        r_rows, r_batch, r_errors = ingest_records(
+            released, self.formats, self.limits, self.cores.index, now_s
+        )
+        shifted = np.where(batch.origin >= 0, batch.origin + len(released), -1)
+        batch = SampleBatch(batch.series_keys, batch.ts, batch.value, shifted)
+        return (
+            released + records,
+            np.concatenate([r_rows, rows]),
+            SampleBatch.concat([r_batch, batch]),
+            r_errors + errors,
+        )
+
 
 class IngestStage(Stage):
     """Raw topics in; validated samples to the internal samples topic, partitioned by series."""
 
     name = "ingest"
 
-    def handle(self, records: list[RawRecord], now_s: float) -> None:
+    def handle(self, records: list[RawRecord], now_s: float, *, gate: Gate | None = None) -> None:
         self._count_in(records)
         t0 = time.perf_counter()
         _rows, batch, errors = ingest_records(
@@ -416,7 +464,7 @@ class DetectorStage(Stage):
     def topics(self) -> list[str]:
         return [self.settings.kafka.samples_topic]
 
-    def handle(self, records: list[RawRecord], now_s: float) -> None:
+    def handle(self, records: list[RawRecord], now_s: float, *, gate: Gate | None = None) -> None:
         self._count_in(records)
         t0 = time.perf_counter()
         batches, errors = _decode_internal(records, ())
@@ -487,7 +535,7 @@ class ExplainerStage(Stage):
     def topics(self) -> list[str]:
         return [self.settings.kafka.scores_topic]
 
-    def handle(self, records: list[RawRecord], now_s: float) -> None:
+    def handle(self, records: list[RawRecord], now_s: float, *, gate: Gate | None = None) -> None:
         self._count_in(records)
         t0 = time.perf_counter()
         decoded, errors = _decode_scores(records)

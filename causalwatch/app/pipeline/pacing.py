@@ -1,0 +1,192 @@
+"""Pacing a backlog by data time, against a live source: the adapter of :mod:`ingest.pacing`.
+
+The stage decodes a poll and asks :meth:`SourcePacing.offer` which records go on now; the
+rest wait in the :class:`~ingest.pacing.Pacer` (in memory, in order) and their partitions
+are paused on the consumer (:meth:`after_batch`), so a held partition is not fetched again
+until the others caught up. Both clients drop what they had fetched for a paused partition
+and fetch again from the position after resume, and the position is past the held records
+(they were handed out), so nothing is read twice or skipped while the process lives.
+
+At-least-once: a held record's offset is never committed; the loop commits only what the
+pacer admitted (:meth:`pop_admitted`). A restart reads held records again from the last
+checkpoint; a revoked partition's held records are dropped (:meth:`drop`) and its new
+owner reads them from the committed offset. Memory: a partition is paused as soon as it
+holds a record, so it holds at most what one batch brought (``backlog_polls`` polls).
+
+The horizon is ``kafka.pace_horizon_points`` steps of the explainer's step (0 until it is
+inferred: strict data-time order for the first batches). Live, every partition is caught
+up, no record can wait and the lag is never asked (:meth:`ingest.pacing.Pacer.offer`'s
+cheap path): the cost is decoding's per-record data time, O(samples) per batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from causalwatch.errors import BackendError, RecordError
+from causalwatch.models import RawRecord, SampleBatch
+from causalwatch.publish.metrics import PipelineStats
+from ingest.pacing import Pacer
+
+log = logging.getLogger(__name__)
+
+TP = tuple[str, int]
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+class SourcePacing:
+    """A :class:`~ingest.pacing.Pacer` driven against ``source`` (``assignment``, ``lag``,
+    ``pause``, ``resume``; a source without pause still paces, through the buffer alone).
+
+    ``horizon_s()`` is read at every batch (the explainer's step may be inferred late);
+    ``clock`` is monotonic seconds (stall detection).
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        stats: PipelineStats,
+        horizon_s: Callable[[], float],
+        *,
+        pacer: Pacer[RawRecord] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.source = source
+        self.stats = stats
+        self.horizon_s = horizon_s
+        self.pacer: Pacer[RawRecord] = pacer if pacer is not None else Pacer()
+        self.clock = clock
+        self.paused: set[TP] = set()
+        self._since: float | None = None  # when the current pacing episode started
+        self._episode_held = 0
+        self._stalled: set[TP] = set()
+
+    @property
+    def holding(self) -> bool:
+        return self.pacer.holding
+
+    def offer(
+        self, records: Sequence[RawRecord], ts: FloatArray
+    ) -> tuple[list[RawRecord], BoolArray]:
+        """Held records due now (handle them first) and which of ``records`` go on now."""
+        before = self.pacer.held_total
+        released, keep = self.pacer.offer(
+            [(r.topic, r.partition) for r in records],
+            [r.offset for r in records],
+            ts,
+            records,
+            horizon_s=self.horizon_s(),
+            assigned=self._assigned(),
+            lag=self._lag,
+            now_s=self.clock(),
+        )
+        self._episode_held += self.pacer.held_total - before
+        self.stats.paced_records_total += self.pacer.held_total - before
+        return released, keep
+
+    def _assigned(self) -> list[TP]:
+        assignment = getattr(self.source, "assignment", None)
+        if assignment is None:
+            return []
+        try:
+            return list(assignment())
+        except BackendError:
+            return []
+
+    def _lag(self) -> dict[TP, int]:
+        """Records left per partition from the ends the last fetches brought (no broker
+        round trip once a partition was fetched); unknown (broker away): every partition
+        counts as having lag, and the stall bound keeps the wait finite."""
+        try:
+            return dict(self.source.lag(fresh=False))
+        except BackendError:
+            return {}
+
+    def after_batch(self) -> None:
+        """Pause the partitions that hold records, resume those that no longer do, log
+        when pacing starts and stops, and set the gauge."""
+        held = self.pacer.held_partitions()
+        self._switch(sorted(held - self.paused), sorted(self.paused - held))
+        now = self.clock()
+        if held and self._since is None:
+            self._since = now
+            log.info(
+                "pacing a backlog by data time: partitions ahead are held back",
+                extra={
+                    "held": [f"{t}:{p}" for t, p in sorted(held)],
+                    "horizon_s": self.horizon_s(),
+                },
+            )
+        elif not held and self._since is not None:
+            log.info(
+                "pacing stopped: the partitions are within the horizon",
+                extra={"held_records": self._episode_held, "seconds": round(now - self._since, 3)},
+            )
+            self._since, self._episode_held = None, 0
+        stalled = self.pacer.stalled
+        if stalled - self._stalled:
+            log.warning(
+                "pacing: a partition with lag delivered nothing; it no longer holds others back",
+                extra={"partitions": [f"{t}:{p}" for t, p in sorted(stalled - self._stalled)]},
+            )
+        self._stalled = set(stalled)
+        self.stats.paused_partitions = len(self.paused)
+
+    def _switch(self, pause: list[TP], resume: list[TP]) -> None:
+        if pause and hasattr(self.source, "pause"):
+            try:
+                self.source.pause(pause)
+                self.paused.update(pause)
+            except BackendError as exc:  # the buffer still holds them back
+                log.info("pause failed", extra={"error": str(exc)})
+        if resume:
+            try:
+                self.source.resume(resume)
+            except BackendError as exc:
+                log.info("resume failed", extra={"error": str(exc)})
+                return  # tried again after the next batch
+            self.paused.difference_update(resume)
+
+    def drop(self, tps: Sequence[TP]) -> None:
+        """Partitions revoked: forget their held records (not committed: the new owner
+        reads them again) and their paused state (a new assignment starts unpaused)."""
+        self.pacer.drop(tps)
+        self.paused.difference_update(tps)
+        self.stats.paused_partitions = len(self.paused)
+
+    def release_all(self) -> list[RawRecord]:
+        """Every held record (pacing bypassed: a rebuild after a lost checkpoint)."""
+        out = self.pacer.release_all()
+        self.after_batch()
+        return out
+
+    def pop_admitted(self) -> dict[TP, int]:
+        return self.pacer.pop_admitted()
+
+
+def without_held(
+    keep: BoolArray,
+    records: Sequence[RawRecord],
+    rows: IntArray,
+    batch: SampleBatch,
+    errors: list[RecordError],
+) -> tuple[IntArray, SampleBatch, list[RecordError]]:
+    """The samples and rejects of the records that go on now (``keep``); a held record's
+    samples and errors come again when it is released and decoded again."""
+    if keep.all():
+        return rows, batch, errors
+    origin = batch.origin
+    mask = np.ones(len(batch), dtype=bool)
+    ok = origin >= 0
+    mask[ok] = keep[origin[ok]]
+    held = {(r.topic, r.partition, r.offset) for r, k in zip(records, keep, strict=True) if not k}
+    errors = [e for e in errors if (e.topic, e.partition, e.offset) not in held]
+    return rows[mask], batch.select(mask), errors
