@@ -319,6 +319,27 @@ class ConfluentSource:
             if want:
                 self._consumer.resume(want)
 
+    def cached_lag(self) -> dict[TP, int]:
+        """Records left per partition from the watermarks the last fetch brought and the
+        local position: no broker round trip (a query waits behind the fetches in flight,
+        and the pacer asks at every batch of a backlog). A partition not fetched yet is
+        left out; one fetched but never consumed is empty when its watermarks meet."""
+        with map_kafka_errors("lag", self._secrets):
+            tps = self._consumer.assignment()
+            out: dict[TP, int] = {}
+            for p in self._consumer.position(tps) if tps else []:
+                got = self._consumer.get_watermark_offsets(
+                    TopicPartition(p.topic, p.partition), cached=True
+                )
+                lo, hi = (int(got[0]), int(got[1])) if got else (-1, -1)
+                if hi < 0:
+                    continue
+                if p.offset >= 0:
+                    out[(p.topic, p.partition)] = max(0, hi - int(p.offset))
+                elif lo >= 0 and lo == hi:
+                    out[(p.topic, p.partition)] = 0
+            return out
+
     def _positions(self, timeout_s: float) -> dict[TP, int]:
         tps = self._consumer.assignment()
         if not tps:

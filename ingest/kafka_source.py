@@ -282,23 +282,25 @@ class KafkaSource:
     def assignment(self) -> list[TP]:
         return sorted((tp.topic, tp.partition) for tp in self._consumer.assignment())
 
-    def pause(self, tps: Sequence[TP]) -> None:
-        """Stop fetching these assigned partitions (pacing a backlog). kafka-python drops
-        what it fetched for them and fetches again from the position after
-        :meth:`resume`: nothing handed out is read twice, nothing is skipped."""
-        assigned = self._consumer.assignment()
-        tps_ = [tp for t, p in tps if (tp := TopicPartition(t, p)) in assigned]
-        if tps_:
-            with map_kafka_errors("pause", self._secrets):
-                self._consumer.pause(*tps_)
+    # No pause/resume here (pacing holds records in its buffer alone): kafka-python 3.0.12
+    # parks a paused partition's fetched records and restores them one partition per poll,
+    # only while its in-line slot is empty; with a drained slot of another paused partition
+    # left in it, resumed partitions were never fetched again (4 of 6 runs of
+    # tests/integration/test_pacing_kafka.py stalled against tansu).
 
-    def resume(self, tps: Sequence[TP]) -> None:
-        """Fetch these partitions again (those still assigned)."""
-        assigned = self._consumer.assignment()
-        tps_ = [tp for t, p in tps if (tp := TopicPartition(t, p)) in assigned]
-        if tps_:
-            with map_kafka_errors("resume", self._secrets):
-                self._consumer.resume(*tps_)
+    def cached_lag(self) -> dict[TP, int]:
+        """Records left per partition from the end the last fetch brought and the local
+        position: no broker round trip. Partitions not fetched yet are left out."""
+        with map_kafka_errors("lag", self._secrets):
+            out: dict[TP, int] = {}
+            for tp in self._consumer.assignment():
+                high = self._consumer.highwater(tp)
+                if high is None:
+                    continue
+                pos = self._consumer.position(tp, self._lag_timeout_ms)
+                if pos is not None:
+                    out[(tp.topic, tp.partition)] = max(0, int(high) - int(pos))
+            return out
 
     def positions(self) -> dict[TP, int]:
         """Next offset to read of each assigned partition."""

@@ -100,6 +100,7 @@ class _Pending(Generic[T]):
     items: list[T] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
     ts: list[float] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
 
 
 class Pacer(Generic[T]):
@@ -110,8 +111,11 @@ class Pacer(Generic[T]):
     may be committed: :meth:`pop_admitted`) and when it last delivered records.
     """
 
-    def __init__(self, *, max_wait_s: float = MAX_WAIT_S) -> None:
+    def __init__(
+        self, *, max_wait_s: float = MAX_WAIT_S, max_held_bytes: int | None = None
+    ) -> None:
         self.max_wait_s = max_wait_s
+        self.max_held_bytes = max_held_bytes
         self.done_ts: dict[TP, float] = {}
         self._held: dict[TP, _Pending[T]] = {}
         self._admitted: dict[TP, int] = {}
@@ -174,12 +178,15 @@ class Pacer(Generic[T]):
         assigned: Collection[TP],
         lag: Callable[[], Mapping[TP, int]],
         now_s: float,
+        sizes: Sequence[int] | None = None,
     ) -> tuple[list[T], BoolArray]:
         """Offer newly read records (in the order read); returns the held records admitted
         now (to handle *before* the new ones) and which new records are admitted.
 
         ``lag()`` (records left to read per partition; a partition it does not name counts
-        as having lag) is only called when a record could be held.
+        as having lag) is only called when a record could be held. ``sizes`` (bytes per
+        record) count against ``max_held_bytes``: past it, the partition held back the
+        longest is released whole (order given up for memory, never records).
         """
         keep = np.ones(len(items), dtype=bool)
         new: dict[TP, list[int]] = {}
@@ -220,20 +227,39 @@ class Pacer(Generic[T]):
                 last = pend.offsets[n_ok - 1] if n_ok <= n_held else offsets[idx[n_ok - n_held - 1]]
                 self._admitted[tp] = max(self._admitted.get(tp, -1), int(last) + 1)
                 self.done_ts[tp] = max(self.done_ts.get(tp, -math.inf), _nanmax(seq_ts[:n_ok]))
-            rest = _Pending(pend.items[n_ok:], pend.offsets[n_ok:], pend.ts[n_ok:])
+            rest = _Pending(
+                pend.items[n_ok:], pend.offsets[n_ok:], pend.ts[n_ok:], pend.sizes[n_ok:]
+            )
             for j in idx[max(0, n_ok - n_held) :]:
                 keep[j] = False
                 rest.items.append(items[j])
                 rest.offsets.append(int(offsets[j]))
                 rest.ts.append(float(ts[j]))
+                rest.sizes.append(int(sizes[j]) if sizes is not None else 0)
                 self.held_total += 1
             if rest.items:
                 self._held[tp] = rest
+        self._spill(released)
         if self._held and self._waiting_since is None:
             self._waiting_since = now_s
         elif not self._held:
             self._waiting_since = None
         return released, keep
+
+    def _spill(self, released: list[T]) -> None:
+        """Past ``max_held_bytes``, release whole partitions, earliest held first."""
+        cap = self.max_held_bytes
+        if cap is None:
+            return
+        total = sum(sum(p.sizes) for p in self._held.values())
+        while total > cap and self._held:
+            tp = min(self._held, key=lambda k: _nanmax(np.asarray(self._held[k].ts[:1])))
+            pend = self._held.pop(tp)
+            released.extend(pend.items)
+            total -= sum(pend.sizes)
+            self._admitted[tp] = max(self._admitted.get(tp, -1), pend.offsets[-1] + 1)
+            done = _nanmax(np.asarray(pend.ts))
+            self.done_ts[tp] = max(self.done_ts.get(tp, -math.inf), done)
 
     def _admit_new(
         self,

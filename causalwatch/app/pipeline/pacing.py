@@ -42,9 +42,17 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 
+#: Bytes of record values held back at most: four merged backlog batches
+#: (``loop.BACKLOG_BATCH_BYTES``). Past it the partition held the longest is let through
+#: whole: order is given up for memory, never a record. With a source that cannot pause
+#: (kafka-python, below) this is what bounds the buffer.
+MAX_HELD_BYTES = 4 * 64 * 2**20
+
+
 class SourcePacing:
-    """A :class:`~ingest.pacing.Pacer` driven against ``source`` (``assignment``, ``lag``,
-    ``pause``, ``resume``; a source without pause still paces, through the buffer alone).
+    """A :class:`~ingest.pacing.Pacer` driven against ``source`` (``assignment``,
+    ``cached_lag`` or ``lag``, ``pause``, ``resume``; a source without pause still paces,
+    through the buffer alone, bounded by :data:`MAX_HELD_BYTES`).
 
     ``horizon_s()`` is read at every batch (the explainer's step may be inferred late);
     ``clock`` is monotonic seconds (stall detection).
@@ -62,7 +70,9 @@ class SourcePacing:
         self.source = source
         self.stats = stats
         self.horizon_s = horizon_s
-        self.pacer: Pacer[RawRecord] = pacer if pacer is not None else Pacer()
+        self.pacer: Pacer[RawRecord] = (
+            pacer if pacer is not None else Pacer(max_held_bytes=MAX_HELD_BYTES)
+        )
         self.clock = clock
         self.paused: set[TP] = set()
         self._since: float | None = None  # when the current pacing episode started
@@ -87,6 +97,7 @@ class SourcePacing:
             assigned=self._assigned(),
             lag=self._lag,
             now_s=self.clock(),
+            sizes=[len(r.value) for r in records],
         )
         self._episode_held += self.pacer.held_total - before
         self.stats.paced_records_total += self.pacer.held_total - before
@@ -105,8 +116,9 @@ class SourcePacing:
         """Records left per partition from the ends the last fetches brought (no broker
         round trip once a partition was fetched); unknown (broker away): every partition
         counts as having lag, and the stall bound keeps the wait finite."""
+        cached = getattr(self.source, "cached_lag", None)
         try:
-            return dict(self.source.lag(fresh=False))
+            return dict(cached() if cached is not None else self.source.lag(fresh=False))
         except BackendError:
             return {}
 
