@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -64,13 +65,13 @@ class SourcePacing:
         stats: PipelineStats,
         horizon_s: Callable[[], float],
         *,
-        pacer: Pacer[RawRecord] | None = None,
+        pacer: Pacer[Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.source = source
         self.stats = stats
         self.horizon_s = horizon_s
-        self.pacer: Pacer[RawRecord] = (
+        self.pacer: Pacer[Any] = (
             pacer if pacer is not None else Pacer(max_held_bytes=MAX_HELD_BYTES)
         )
         self.clock = clock
@@ -84,15 +85,17 @@ class SourcePacing:
         return self.pacer.holding
 
     def offer(
-        self, records: Sequence[RawRecord], ts: FloatArray
-    ) -> tuple[list[RawRecord], BoolArray]:
-        """Held records due now (handle them first) and which of ``records`` go on now."""
+        self, records: Sequence[RawRecord], ts: FloatArray, items: Sequence[Any] | None = None
+    ) -> tuple[list[Any], BoolArray]:
+        """Held items due now (handle them first) and which of ``records`` go on now.
+        ``items`` (default: the records) is what is held for each record; it is read only
+        for the records held (:class:`Decoded` keeps their samples, not decoded twice)."""
         before = self.pacer.held_total
         released, keep = self.pacer.offer(
             [(r.topic, r.partition) for r in records],
             [r.offset for r in records],
             ts,
-            records,
+            records if items is None else items,
             horizon_s=self.horizon_s(),
             assigned=self._assigned(),
             lag=self._lag,
@@ -175,13 +178,77 @@ class SourcePacing:
         self.stats.paused_partitions = len(self.paused)
 
     def release_all(self) -> list[RawRecord]:
-        """Every held record (pacing bypassed: a rebuild after a lost checkpoint)."""
-        out = self.pacer.release_all()
+        """Every held record (pacing bypassed: a rebuild after a lost checkpoint); they are
+        decoded again."""
+        out = [getattr(it, "record", it) for it in self.pacer.release_all()]
         self.after_batch()
         return out
 
     def pop_admitted(self) -> dict[TP, int]:
         return self.pacer.pop_admitted()
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRecord:
+    """A held record with what decoding made of it (kept, so it is not decoded twice)."""
+
+    record: RawRecord
+    keys: list[str]
+    ts: FloatArray
+    value: FloatArray
+    errors: list[RecordError]
+
+
+class Decoded(Sequence[HeldRecord]):
+    """The records of a decoded poll as :class:`HeldRecord` items, built only for the
+    records the pacer holds (the live path builds none)."""
+
+    def __init__(
+        self, records: Sequence[RawRecord], batch: SampleBatch, errors: list[RecordError]
+    ) -> None:
+        self.records, self.batch, self.errors = records, batch, errors
+        self._bounds: IntArray | None = None
+        self._order: IntArray | None = None
+        self._errs: dict[tuple[str | None, int | None, int | None], list[RecordError]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: Any) -> Any:
+        if not isinstance(i, int):
+            raise TypeError("Decoded takes one index")
+        if self._bounds is None or self._order is None or self._errs is None:
+            origin = self.batch.origin
+            self._order = np.argsort(origin, kind="stable")
+            self._bounds = np.searchsorted(origin[self._order], np.arange(len(self.records) + 1))
+            self._errs = {}
+            for e in self.errors:
+                self._errs.setdefault((e.topic, e.partition, e.offset), []).append(e)
+        idx = self._order[self._bounds[i] : self._bounds[i + 1]]
+        rec = self.records[i]
+        keys = self.batch.series_keys
+        return HeldRecord(
+            rec,
+            [keys[j] for j in idx.tolist()],
+            self.batch.ts[idx],
+            self.batch.value[idx],
+            self._errs.get((rec.topic, rec.partition, rec.offset), []),
+        )
+
+
+def joined(held: Sequence[HeldRecord]) -> tuple[list[RawRecord], SampleBatch, list[RecordError]]:
+    """The records, samples (origins index the records) and rejects of released items."""
+    keys: list[str] = []
+    for h in held:
+        keys.extend(h.keys)
+    origin = np.repeat(np.arange(len(held), dtype=np.int64), [len(h.keys) for h in held])
+    batch = SampleBatch(
+        keys,
+        np.concatenate([h.ts for h in held]) if held else np.empty(0),
+        np.concatenate([h.value for h in held]) if held else np.empty(0),
+        origin,
+    )
+    return [h.record for h in held], batch, [e for h in held for e in h.errors]
 
 
 def without_held(

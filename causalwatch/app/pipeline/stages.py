@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from causalwatch.app.pipeline.pacing import without_held
+from causalwatch.app.pipeline.pacing import Decoded, joined, without_held
 from causalwatch.app.pipeline.snapshot import gather_snapshots, render_snapshots
 from causalwatch.app.pipeline.steps import (
     Cores,
@@ -124,8 +124,8 @@ class Gate(Protocol):
     """Pacing by data time (:class:`causalwatch.app.pipeline.pacing.SourcePacing`)."""
 
     def offer(
-        self, records: Sequence[RawRecord], ts: FloatArray
-    ) -> tuple[list[RawRecord], BoolArray]: ...
+        self, records: Sequence[RawRecord], ts: FloatArray, items: Sequence[Any] | None = None
+    ) -> tuple[list[Any], BoolArray]: ...
 
 
 class PartitionStore(Protocol):
@@ -419,22 +419,26 @@ class AllStage(Stage):
         errors: list[RecordError],
         now_s: float,
     ) -> tuple[list[RawRecord], IntArray, SampleBatch, list[RecordError]]:
-        """The batch the gate lets through: released records (decoded again) first, then
-        the new records it keeps; origins index the returned record list."""
-        released, keep = gate.offer(records, record_times(len(records), batch.origin, batch.ts))
+        """The batch the gate lets through: released records first (their samples kept
+        from when they were held, rows looked up again), then the new records it keeps;
+        origins index the returned record list."""
+        released, keep = gate.offer(
+            records,
+            record_times(len(records), batch.origin, batch.ts),
+            Decoded(records, batch, errors),
+        )
         rows, batch, errors = without_held(keep, records, rows, batch, errors)
         if not released:
             return records, rows, batch, errors
-        r_rows, r_batch, r_errors = ingest_records(
-            released, self.formats, self.limits, self.cores.index, now_s
-        )
-        shifted = np.where(batch.origin >= 0, batch.origin + len(released), -1)
+        r_records, r_batch, r_errors = joined(released)
+        r_rows, r_batch, more = assign_rows(r_batch, self.cores.index, r_records)
+        shifted = np.where(batch.origin >= 0, batch.origin + len(r_records), -1)
         batch = SampleBatch(batch.series_keys, batch.ts, batch.value, shifted)
         return (
-            released + records,
+            r_records + records,
             np.concatenate([r_rows, rows]),
             SampleBatch.concat([r_batch, batch]),
-            r_errors + errors,
+            r_errors + more + errors,
         )
 
 
