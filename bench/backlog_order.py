@@ -127,6 +127,7 @@ def run_mode(
     redis_url: str,
     tmp: Path,
     tag: str,
+    backend: str = "kafka-python",
 ) -> dict[str, Any]:
     items, parts = data
     topic = f"shop-{tag}-{mode}"
@@ -134,6 +135,7 @@ def run_mode(
     graph_file = tmp / "graph.csv"
     graph_file.write_text(sc.graph.to_csv())
     kafka = {
+        "backend": backend,
         "bootstrap_servers": broker.bootstrap,
         "group_id": f"backlog-{tag}-{mode}",
         "topics": [{"name": topic, "format": "json"}],
@@ -169,11 +171,14 @@ def run_mode(
                 seen, since = svc.stats.samples, time.monotonic()
             time.sleep(0.2)
         elapsed = time.monotonic() - t0
-        while svc.stats.explain_queue_depth > 0 and time.monotonic() - t0 < 660:
+        # the worker drains its queue (a request can wait for more data: at most 15 s)
+        drained = time.monotonic() + 15.0
+        while svc.stats.explain_queue_depth > 0 and time.monotonic() < drained:
             time.sleep(0.2)
         time.sleep(2.0)  # the worker publishes what it ranked last
         got: list[Explanation] = svc.results.recent(100_000)
         paced = svc.stats.paced_records_total
+        queued = svc.stats.explain_queue_depth
     finally:
         stop.set()
         for close in svc.closers:
@@ -194,6 +199,7 @@ def run_mode(
         "batches": probe.batches,
         "partitions": sorted(probe.done),
         "paced_records": paced,
+        "queue_left": queued,
     }
 
 
@@ -233,6 +239,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[7])
     ap.add_argument("--points", type=int, default=2 * 1440)
+    ap.add_argument("--backend", default="kafka-python", choices=["kafka-python", "confluent"])
     ap.add_argument("--modes", nargs="+", default=["off", "on", "ordered", "replay"])
     args = ap.parse_args()
     with (
@@ -247,8 +254,10 @@ def main() -> None:
                 if mode == "replay":
                     print(json.dumps({"seed": seed, **run_replay(sc, data, Path(tmp))}), flush=True)
                     continue
-                res = run_mode(mode, sc, data, broker, redis_srv.url, Path(tmp), f"s{seed}")
-                print(json.dumps({"seed": seed, **res}), flush=True)
+                res = run_mode(
+                    mode, sc, data, broker, redis_srv.url, Path(tmp), f"s{seed}", args.backend
+                )
+                print(json.dumps({"seed": seed, "backend": args.backend, **res}), flush=True)
 
 
 if __name__ == "__main__":

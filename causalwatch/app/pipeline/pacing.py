@@ -1,22 +1,26 @@
 """Pacing a backlog by data time, against a live source: the adapter of :mod:`ingest.pacing`.
 
 The stage decodes a poll and asks :meth:`SourcePacing.offer` which records go on now; the
-rest wait in the :class:`~ingest.pacing.Pacer` (in memory, in order) and their partitions
-are paused on the consumer (:meth:`after_batch`), so a held partition is not fetched again
-until the others caught up. Both clients drop what they had fetched for a paused partition
-and fetch again from the position after resume, and the position is past the held records
-(they were handed out), so nothing is read twice or skipped while the process lives.
+rest wait in the :class:`~ingest.pacing.Pacer` (in memory, in order, with their decoded
+samples: :class:`Decoded`) and, where the source can pause (confluent), their partitions
+are paused (:meth:`after_batch`) so a held partition is not fetched again until the others
+caught up. librdkafka purges what it fetched for a paused partition and fetches from the
+last message handed out + 1 after resume; the position is past the held records (they
+were handed out), so nothing is read twice or skipped while the process lives.
+kafka-python is not paused (see :mod:`ingest.kafka_source`): it keeps handing records out,
+which wait behind the held ones of their partition.
 
 At-least-once: a held record's offset is never committed; the loop commits only what the
 pacer admitted (:meth:`pop_admitted`). A restart reads held records again from the last
 checkpoint; a revoked partition's held records are dropped (:meth:`drop`) and its new
-owner reads them from the committed offset. Memory: a partition is paused as soon as it
-holds a record, so it holds at most what one batch brought (``backlog_polls`` polls).
+owner reads them from the committed offset. Memory: at most :data:`MAX_HELD_BYTES` of
+record values wait; past it the partition held the longest goes through whole.
 
 The horizon is ``kafka.pace_horizon_points`` steps of the explainer's step (0 until it is
 inferred: strict data-time order for the first batches). Live, every partition is caught
 up, no record can wait and the lag is never asked (:meth:`ingest.pacing.Pacer.offer`'s
-cheap path): the cost is decoding's per-record data time, O(samples) per batch.
+cheap path): the cost is the per-record data time, O(samples) per batch. The lag comes
+from the ends the last fetches brought (``cached_lag``: no broker round trip per batch).
 """
 
 from __future__ import annotations
