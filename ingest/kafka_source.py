@@ -285,8 +285,9 @@ class KafkaSource:
     # No pause/resume here (pacing holds records in its buffer alone): kafka-python 3.0.12
     # parks a paused partition's fetched records and restores them one partition per poll,
     # only while its in-line slot is empty; with a drained slot of another paused partition
-    # left in it, resumed partitions were never fetched again (4 of 6 runs of
-    # tests/integration/test_pacing_kafka.py stalled against tansu).
+    # left in it, resumed partitions were never fetched again (most runs of a reproduction
+    # of tests/integration/test_pacing_kafka.py stalled against tansu, 6 of 8 counted, also
+    # with incremental fetch sessions off).
 
     def cached_lag(self) -> dict[TP, int]:
         """Records left per partition from the end the last fetch brought and the local
