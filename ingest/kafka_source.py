@@ -286,7 +286,7 @@ class KafkaSource:
     # parks a paused partition's fetched records and restores them one partition per poll,
     # only while its in-line slot is empty; with a drained slot of another paused partition
     # left in it, resumed partitions were never fetched again (most runs of a reproduction
-    # of tests/integration/test_pacing_kafka.py stalled against tansu, 6 of 8 counted, also
+    # of tests/integration/test_pacing_kafka.py stalled against tansu, 6 of 7 counted, also
     # with incremental fetch sessions off).
 
     def cached_lag(self) -> dict[TP, int]:
