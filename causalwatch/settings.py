@@ -123,6 +123,16 @@ class KafkaSettings(_Section):
     # handed back after each checkpoint (causalwatch/app/heap.py) it is 27-30 MB with 4
     # against 21-31 MB with 1 (4 runs each).
     backlog_polls: int = Field(default=4, ge=1, le=64)
+    # Pacing a backlog by data time (causalwatch/app/pipeline/pacing.py): records of a
+    # partition whose data time is more than this many steps (the explainer's inferred
+    # step) ahead of the slowest partition that still has data to read wait, and that
+    # partition is paused, until the others catch up; 0 turns it off. Why: both clients
+    # hand over hours of one partition before the next, and the explainer would rank an
+    # incident before the other partitions' series have data for its minutes. 5 is a third
+    # of the default incident window (explainer.incident_window_points, 15): the alerts of
+    # one incident then see every series' data for at least two thirds of the window when
+    # it is explained. Only the `all` role paces (it holds the explainer).
+    pace_horizon_points: int = Field(default=5, ge=0, le=10_000)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     #: Codec of the batches this service produces (dead letters, internal topics). Every
     #: codec is always *consumed*, whatever this says.

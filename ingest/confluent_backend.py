@@ -299,6 +299,47 @@ class ConfluentSource:
         with map_kafka_errors("assignment", self._secrets):
             return sorted((p.topic, p.partition) for p in self._consumer.assignment())
 
+    def pause(self, tps: Sequence[TP]) -> None:
+        """Stop fetching these assigned partitions (pacing a backlog); librdkafka purges
+        what it fetched for them and fetches from the last message handed out + 1 after
+        :meth:`resume`."""
+        with map_kafka_errors("pause", self._secrets):
+            assigned = {(p.topic, p.partition) for p in self._consumer.assignment()}
+            want = [TopicPartition(t, p) for t, p in tps if (t, p) in assigned]
+            if want:
+                self._consumer.pause(want)
+
+    def resume(self, tps: Sequence[TP]) -> None:
+        """Fetch these partitions again, except those held for a failed checkpoint resume
+        (:meth:`_retry_resume` resumes them once their start is known)."""
+        held = {(p.topic, p.partition) for p in self._pending}
+        with map_kafka_errors("resume", self._secrets):
+            assigned = {(p.topic, p.partition) for p in self._consumer.assignment()}
+            want = [TopicPartition(t, p) for t, p in tps if (t, p) in assigned - held]
+            if want:
+                self._consumer.resume(want)
+
+    def cached_lag(self) -> dict[TP, int]:
+        """Records left per partition from the watermarks the last fetch brought and the
+        local position: no broker round trip (a query waits behind the fetches in flight,
+        and the pacer asks at every batch of a backlog). A partition not fetched yet is
+        left out; one fetched but never consumed is empty when its watermarks meet."""
+        with map_kafka_errors("lag", self._secrets):
+            tps = self._consumer.assignment()
+            out: dict[TP, int] = {}
+            for p in self._consumer.position(tps) if tps else []:
+                got = self._consumer.get_watermark_offsets(
+                    TopicPartition(p.topic, p.partition), cached=True
+                )
+                lo, hi = (int(got[0]), int(got[1])) if got else (-1, -1)
+                if hi < 0:
+                    continue
+                if p.offset >= 0:
+                    out[(p.topic, p.partition)] = max(0, hi - int(p.offset))
+                elif lo >= 0 and lo == hi:
+                    out[(p.topic, p.partition)] = 0
+            return out
+
     def _positions(self, timeout_s: float) -> dict[TP, int]:
         tps = self._consumer.assignment()
         if not tps:

@@ -91,6 +91,10 @@ class PipelineStats:
     deadletter_by_reason: Counter[str] = field(default_factory=Counter)
     lag: dict[tuple[str, int], int] = field(default_factory=dict)
     lag_last_success_ts: float = 0.0
+    #: partitions paused while a backlog is paced by data time (kafka.pace_horizon_points)
+    paused_partitions: int = 0
+    #: records held back by that pacing (each counted once, when first held)
+    paced_records_total: int = 0
     alerts_total: int = 0
     explanations_total: int = 0
     explanations_by_verdict: Counter[str] = field(default_factory=Counter)
@@ -146,6 +150,8 @@ METRIC_NAMES = (
     "causalwatch_ingest_deadletter_total",
     "causalwatch_ingest_consumer_lag_records",
     "causalwatch_ingest_consumer_lag_last_success_timestamp_seconds",
+    "causalwatch_ingest_paused_partitions",
+    "causalwatch_ingest_paced_records_total",
     "causalwatch_pipeline_batch_seconds",
     "causalwatch_pipeline_last_batch_timestamp_seconds",
     "causalwatch_detector_series",
@@ -257,6 +263,17 @@ class _StageCollector(Collector):
             "causalwatch_ingest_consumer_lag_last_success_timestamp_seconds",
             "Unix time the consumer lag was last measured (the lag gauge is stale past it).",
             value=s.lag_last_success_ts,
+        )
+        yield GaugeMetricFamily(
+            "causalwatch_ingest_paused_partitions",
+            "Partitions paused because their data time is ahead of the slowest partition "
+            "with lag by more than the pacing horizon (a backlog; 0 live).",
+            value=s.paused_partitions,
+        )
+        yield CounterMetricFamily(
+            "causalwatch_ingest_paced_records",
+            "Records held back until the other partitions' data time caught up.",
+            value=s.paced_records_total,
         )
         yield GaugeMetricFamily(
             "causalwatch_pipeline_last_batch_timestamp_seconds",

@@ -91,7 +91,10 @@ def test_kill_9_mid_stream_then_resume(
         killed_at: dict[tuple[str, int], int] | None = None
         while time.monotonic() < deadline:
             cp = store.load()
-            if cp is not None and 0 < sum(cp.offsets.values()) < sum(end_offsets.values()) // 2:
+            # any checkpoint mid-stream: with backlog pacing (kafka.pace_horizon_points) the
+            # first one with offsets can already cover about half (kafka-python hands out the
+            # first fetch of two topics before the third's, and they wait for it)
+            if cp is not None and 0 < sum(cp.offsets.values()) < sum(end_offsets.values()):
                 killed_at = dict(cp.offsets)
                 break
             time.sleep(0.05)

@@ -202,6 +202,7 @@ class Pipeline:
                 retry=self.adapters.retry,
                 rebuild_records=self.settings.redis.checkpoint_rebuild_records,
                 backlog_polls=self.settings.kafka.backlog_polls,
+                pace_horizon_points=self.settings.kafka.pace_horizon_points,
             )
         finally:
             if worker is not None:

@@ -26,9 +26,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from typing import Protocol
 
 from causalwatch.app.heap import release_free_heap
+from causalwatch.app.pipeline.pacing import SourcePacing
 from causalwatch.app.pipeline.stages import Sinks, Stage
 from causalwatch.app.ridethrough import BackendHealth, Retry, Stopping
 from causalwatch.errors import BackendError
@@ -64,6 +66,7 @@ def run_stage(
     retry: Retry | None = None,
     rebuild_records: int = 0,
     backlog_polls: int = 1,
+    pace_horizon_points: int = 0,
 ) -> None:
     """Poll, handle, checkpoint and commit until ``stop`` is set.
 
@@ -75,6 +78,9 @@ def run_stage(
     ``rebuild_records`` is how far a partition whose checkpoint was lost is rewound.
     ``backlog_polls``: while polls come back full (a backlog), up to this many are handled
     as one batch (one checkpoint of the whole state only; see :func:`_more_backlog`).
+    ``pace_horizon_points``: pace a backlog by data time, this many explainer steps of
+    horizon (:mod:`~causalwatch.app.pipeline.pacing`; stages with ``paced`` and one
+    checkpoint only); 0: off. Only what the pacer admitted is committed.
     """
     retry = retry or Retry(BackendHealth(stage.stats), stop)
     health = retry.health
@@ -111,6 +117,8 @@ def run_stage(
         return {tp: offsets[tp] for tp in partitions if tp in offsets}
 
     def on_revoke(partitions: list[tuple[str, int]]) -> None:
+        if pacing is not None:
+            pacing.drop(partitions)  # held records are not committed: the new owner reads them
         if parts is None:
             return
         parts.save(partitions, offsets)
@@ -120,10 +128,13 @@ def run_stage(
             rebuild.pop(tp, None)
             checked.discard(tp)
 
+    pacing: SourcePacing | None = None
     try:
         source = retry.call("kafka", make_source, resume, on_revoke)
     except Stopping:
         return
+    if pace_horizon_points > 0 and stage.paced and parts is None:
+        pacing = SourcePacing(source, stage.stats, partial(_horizon_s, stage, pace_horizon_points))
     checked: set[TP] = set()  # partitions already checked for a lost checkpoint
     last_cp = time.monotonic()
     next_lag = last_cp + checkpoint_interval_s
@@ -153,12 +164,20 @@ def run_stage(
                 records = _check_lost(
                     stage, source, records, fresh, rebuild, retry, rebuild_records
                 )
-            if records:
-                _handle(stage, records, now, rebuild, health)
-                for r in records:
-                    key = (r.topic, r.partition)
-                    if offsets.get(key, -1) <= r.offset:
-                        offsets[key] = r.offset + 1
+            gate = pacing
+            if pacing is not None and rebuild:
+                # a rebuild mutes some records: no record may wait across it
+                records, gate = pacing.release_all() + records, None
+            if records or (gate is not None and gate.holding):
+                _handle(stage, records, now, rebuild, health, gate)
+                if gate is not None:
+                    _advance(offsets, gate.pop_admitted())
+                    gate.after_batch()
+                else:
+                    for r in records:
+                        key = (r.topic, r.partition)
+                        if offsets.get(key, -1) <= r.offset:
+                            offsets[key] = r.offset + 1
                 dirty = True
                 stage.stats.last_batch_ts = now
                 if on_batch is not None:
@@ -296,15 +315,32 @@ def _muted(stage: Stage) -> Iterator[None]:
         stage.sinks, stage.muted = sinks, False
 
 
+def _horizon_s(stage: Stage, points: int) -> float:
+    """The pacing horizon in seconds: ``points`` of the explainer's step (0 until it is
+    inferred, which paces the first batches in strict data-time order)."""
+    exp = stage.cores.explainer
+    return points * exp.step_s if exp is not None else 0.0
+
+
+def _advance(offsets: Offsets, admitted: Mapping[TP, int]) -> None:
+    for key, nxt in admitted.items():
+        if offsets.get(key, -1) < nxt:
+            offsets[key] = nxt
+
+
 def _handle(
     stage: Stage,
     records: list[RawRecord],
     now: float,
     rebuild: dict[TP, int],
     health: BackendHealth,
+    gate: SourcePacing | None = None,
 ) -> None:
     if not rebuild:
-        stage.handle(records, now)
+        if gate is not None:
+            stage.handle(records, now, gate=gate)
+        else:
+            stage.handle(records, now)
         return
     old = [r for r in records if r.offset < rebuild.get((r.topic, r.partition), -1)]
     if old:

@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from causalwatch.app.pipeline.pacing import Decoded, joined, without_held
 from causalwatch.app.pipeline.snapshot import gather_snapshots, render_snapshots
 from causalwatch.app.pipeline.steps import (
     Cores,
@@ -43,6 +44,7 @@ from causalwatch.wire import SCORE_FIELDS, decode_columns, encode_column_message
 from detector.core import Detector
 from explainer.core import Explainer
 from ingest import IngestLimits, assign_rows
+from ingest.pacing import record_times
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -120,6 +122,14 @@ def _group_key(group: int) -> bytes:
     """Message key of a series group: the same for every batch, so the broker's partitioner
     always sends a series to the same partition and its samples stay in order."""
     return f"series-group-{group}".encode()
+
+
+class Gate(Protocol):
+    """Pacing by data time (:class:`causalwatch.app.pipeline.pacing.SourcePacing`)."""
+
+    def offer(
+        self, records: Sequence[RawRecord], ts: FloatArray, items: Sequence[Any] | None = None
+    ) -> tuple[list[Any], BoolArray]: ...
 
 
 class PartitionStore(Protocol):
@@ -215,7 +225,10 @@ class Stage:
     def topics(self) -> list[str]:
         return [t.name for t in self.settings.kafka.topics]
 
-    def handle(self, records: list[RawRecord], now_s: float) -> None:
+    #: whether :meth:`handle` takes a ``gate`` (pacing a backlog by data time)
+    paced = False
+
+    def handle(self, records: list[RawRecord], now_s: float, *, gate: Gate | None = None) -> None:
         raise NotImplementedError
 
     # -- shared steps
@@ -377,14 +390,22 @@ class AllStage(Stage):
     """Everything in one process: raw topics in, explanations out."""
 
     name = "all"
+    paced = True
 
-    def handle(self, records: list[RawRecord], now_s: float) -> None:
+    def handle(self, records: list[RawRecord], now_s: float, *, gate: Gate | None = None) -> None:
+        """Decode, detect, explain and publish one poll. With a ``gate`` the records whose
+        data time is too far ahead wait in it; those it releases (read earlier) join this
+        batch ahead of the new ones, so a partition's order is kept."""
         self._count_in(records)
         t0 = time.perf_counter()
         with self.cores.lock:
             rows, batch, errors = ingest_records(
                 records, self.formats, self.limits, self.cores.index, now_s
             )
+            if gate is not None:
+                records, rows, batch, errors = self._gated(
+                    gate, records, rows, batch, errors, now_s
+                )
             t1 = time.perf_counter()
             out = process_samples(self.cores, rows, batch, records=records, wall_s=now_s)
             explanations = self._kick(out.batch)
@@ -399,13 +420,44 @@ class AllStage(Stage):
         self.timers.observe("publish", t3 - t2)
         self._note_handled(t0, time.perf_counter())
 
+    def _gated(
+        self,
+        gate: Gate,
+        records: list[RawRecord],
+        rows: IntArray,
+        batch: SampleBatch,
+        errors: list[RecordError],
+        now_s: float,
+    ) -> tuple[list[RawRecord], IntArray, SampleBatch, list[RecordError]]:
+        """The batch the gate lets through: released records first (their samples kept
+        from when they were held, rows looked up again), then the new records it keeps;
+        origins index the returned record list."""
+        released, keep = gate.offer(
+            records,
+            record_times(len(records), batch.origin, batch.ts),
+            Decoded(records, batch, errors),
+        )
+        rows, batch, errors = without_held(keep, records, rows, batch, errors)
+        if not released:
+            return records, rows, batch, errors
+        r_records, r_batch, r_errors = joined(released)
+        r_rows, r_batch, more = assign_rows(r_batch, self.cores.index, r_records)
+        shifted = np.where(batch.origin >= 0, batch.origin + len(r_records), -1)
+        batch = SampleBatch(batch.series_keys, batch.ts, batch.value, shifted)
+        return (
+            r_records + records,
+            np.concatenate([r_rows, rows]),
+            SampleBatch.concat([r_batch, batch]),
+            r_errors + more + errors,
+        )
+
 
 class IngestStage(Stage):
     """Raw topics in; validated samples to the internal samples topic, partitioned by series."""
 
     name = "ingest"
 
-    def handle(self, records: list[RawRecord], now_s: float) -> None:
+    def handle(self, records: list[RawRecord], now_s: float, *, gate: Gate | None = None) -> None:
         self._count_in(records)
         t0 = time.perf_counter()
         _rows, batch, errors = ingest_records(
@@ -426,7 +478,7 @@ class DetectorStage(Stage):
     def topics(self) -> list[str]:
         return [self.settings.kafka.samples_topic]
 
-    def handle(self, records: list[RawRecord], now_s: float) -> None:
+    def handle(self, records: list[RawRecord], now_s: float, *, gate: Gate | None = None) -> None:
         self._count_in(records)
         t0 = time.perf_counter()
         batches, errors = _decode_internal(records, ())
@@ -497,7 +549,7 @@ class ExplainerStage(Stage):
     def topics(self) -> list[str]:
         return [self.settings.kafka.scores_topic]
 
-    def handle(self, records: list[RawRecord], now_s: float) -> None:
+    def handle(self, records: list[RawRecord], now_s: float, *, gate: Gate | None = None) -> None:
         self._count_in(records)
         t0 = time.perf_counter()
         decoded, errors = _decode_scores(records)
