@@ -337,10 +337,7 @@ def _handle(
     gate: SourcePacing | None = None,
 ) -> None:
     if not rebuild:
-        if gate is not None:
-            stage.handle(records, now, gate=gate)
-        else:
-            stage.handle(records, now)
+        stage.handle(records, now, gate=gate)
         return
     old = [r for r in records if r.offset < rebuild.get((r.topic, r.partition), -1)]
     if old:

@@ -263,7 +263,8 @@ def without_held(
     errors: list[RecordError],
 ) -> tuple[IntArray, SampleBatch, list[RecordError]]:
     """The samples and rejects of the records that go on now (``keep``); a held record's
-    samples and errors come again when it is released and decoded again."""
+    samples and errors come back with it when it is released (kept in its
+    :class:`HeldRecord`, not decoded again)."""
     if keep.all():
         return rows, batch, errors
     origin = batch.origin
