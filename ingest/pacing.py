@@ -97,10 +97,33 @@ def admit_limit(frontiers: Mapping[TP, float], horizon_s: float) -> float:
 
 @dataclass
 class _Pending(Generic[T]):
+    """One partition's held records, in order, with their bytes and ``top``: the largest
+    data time held since the partition's first hold. Admitted prefixes are dropped and
+    what they held is already in ``done_ts``, so ``max(done_ts, top)`` is the partition's
+    frontier without a pass over what is still held."""
+
     items: list[T] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
     ts: list[float] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
+    n_bytes: int = 0
+    top: float = -math.inf
+
+    def append(self, item: T, offset: int, ts: float, size: int) -> None:
+        self.items.append(item)
+        self.offsets.append(offset)
+        self.ts.append(ts)
+        self.sizes.append(size)
+        self.n_bytes += size
+        if ts > self.top:  # False for NaN (no data time)
+            self.top = ts
+
+    def drop_prefix(self, n: int) -> list[T]:
+        out = self.items[:n]
+        self.n_bytes -= sum(self.sizes[:n])
+        for col in (self.items, self.offsets, self.ts, self.sizes):
+            del col[:n]
+        return out
 
 
 class Pacer(Generic[T]):
@@ -196,8 +219,8 @@ class Pacer(Generic[T]):
             self._delivered_at[tp] = now_s
         self.stalled.difference_update(new)
         seq_max = {tp: _nanmax(ts[idx]) for tp, idx in new.items()}
-        for tp, pend in self._held.items():
-            seq_max[tp] = max(seq_max.get(tp, -math.inf), _nanmax(np.asarray(pend.ts)))
+        for tp, pend in self._held.items():  # top: see _Pending
+            seq_max[tp] = max(seq_max.get(tp, -math.inf), pend.top)
         known = set(assigned) | set(new) | set(self._held)
         neg = -math.inf
         bound = {tp: max(self.done_ts.get(tp, neg), seq_max.get(tp, neg)) for tp in known}
@@ -217,28 +240,7 @@ class Pacer(Generic[T]):
         limit = admit_limit(bound, horizon_s)
         released: list[T] = []
         for tp in known:
-            pend = self._held.pop(tp, _Pending[T]())
-            idx = new.get(tp, [])
-            seq_ts = np.asarray(pend.ts + ts[idx].tolist(), dtype=np.float64)
-            n_ok = _admitted_prefix(seq_ts, self.done_ts.get(tp, -math.inf), limit)
-            n_held = len(pend.items)
-            released.extend(pend.items[:n_ok])
-            if n_ok:
-                last = pend.offsets[n_ok - 1] if n_ok <= n_held else offsets[idx[n_ok - n_held - 1]]
-                self._admitted[tp] = max(self._admitted.get(tp, -1), int(last) + 1)
-                self.done_ts[tp] = max(self.done_ts.get(tp, -math.inf), _nanmax(seq_ts[:n_ok]))
-            rest = _Pending(
-                pend.items[n_ok:], pend.offsets[n_ok:], pend.ts[n_ok:], pend.sizes[n_ok:]
-            )
-            for j in idx[max(0, n_ok - n_held) :]:
-                keep[j] = False
-                rest.items.append(items[j])
-                rest.offsets.append(int(offsets[j]))
-                rest.ts.append(float(ts[j]))
-                rest.sizes.append(int(sizes[j]) if sizes is not None else 0)
-                self.held_total += 1
-            if rest.items:
-                self._held[tp] = rest
+            self._advance(tp, new.get(tp, []), offsets, ts, items, sizes, limit, released, keep)
         self._spill(released)
         if self._held and self._waiting_since is None:
             self._waiting_since = now_s
@@ -246,20 +248,63 @@ class Pacer(Generic[T]):
             self._waiting_since = None
         return released, keep
 
+    def _advance(
+        self,
+        tp: TP,
+        idx: list[int],
+        offsets: Sequence[int],
+        ts: FloatArray,
+        items: Sequence[T],
+        sizes: Sequence[int] | None,
+        limit: float,
+        released: list[T],
+        keep: BoolArray,
+    ) -> None:
+        """Admit ``tp``'s held records, then its new ones (``idx``), up to ``limit``; hold
+        the rest (``keep`` False)."""
+        done = self.done_ts.get(tp, -math.inf)
+        pend = self._held.pop(tp, None)
+        carry = -math.inf  # running data time of what went through so far in this call
+        if pend is not None:
+            n_ok, carry = _prefix(pend.ts, done, limit, carry)
+            if n_ok:
+                last_off = pend.offsets[n_ok - 1]
+                got = _nanmax(np.asarray(pend.ts[:n_ok]))
+                released.extend(pend.drop_prefix(n_ok))
+                self._admitted[tp] = max(self._admitted.get(tp, -1), int(last_off) + 1)
+                self.done_ts[tp] = max(done, got)
+            if pend.items:
+                self._held[tp] = pend  # still waiting: the new records wait behind them
+        start = 0
+        if idx and tp not in self._held:
+            seq_ts = ts[idx]
+            start, _ = _prefix(seq_ts, done, limit, carry)
+            if start:
+                self._admitted[tp] = max(
+                    self._admitted.get(tp, -1), int(offsets[idx[start - 1]]) + 1
+                )
+                self.done_ts[tp] = max(self.done_ts.get(tp, -math.inf), _nanmax(seq_ts[:start]))
+        if start < len(idx):
+            rest = self._held.setdefault(tp, _Pending[T]())
+            for j in idx[start:]:
+                keep[j] = False
+                size = int(sizes[j]) if sizes is not None else 0
+                rest.append(items[j], int(offsets[j]), float(ts[j]), size)
+                self.held_total += 1
+
     def _spill(self, released: list[T]) -> None:
         """Past ``max_held_bytes``, release whole partitions, earliest held first."""
         cap = self.max_held_bytes
         if cap is None:
             return
-        total = sum(sum(p.sizes) for p in self._held.values())
+        total = sum(p.n_bytes for p in self._held.values())
         while total > cap and self._held:
             tp = min(self._held, key=lambda k: _nanmax(np.asarray(self._held[k].ts[:1])))
             pend = self._held.pop(tp)
             released.extend(pend.items)
-            total -= sum(pend.sizes)
+            total -= pend.n_bytes
             self._admitted[tp] = max(self._admitted.get(tp, -1), pend.offsets[-1] + 1)
-            done = _nanmax(np.asarray(pend.ts))
-            self.done_ts[tp] = max(self.done_ts.get(tp, -math.inf), done)
+            self.done_ts[tp] = max(self.done_ts.get(tp, -math.inf), pend.top)
 
     def _admit_new(
         self,
@@ -293,10 +338,20 @@ def _nanmax(x: FloatArray) -> float:
     return float(finite.max()) if len(finite) else -math.inf
 
 
-def _admitted_prefix(seq_ts: FloatArray, done: float, limit: float) -> int:
-    """How many leading records stay within ``limit``: the running data time (a record
-    without samples takes its predecessor's) must not pass it."""
-    if len(seq_ts) == 0:
-        return 0
-    running = np.fmax.accumulate(np.where(np.isnan(seq_ts), done, seq_ts))
-    return int(np.searchsorted(running > limit, True))
+def _prefix(
+    seq_ts: Sequence[float] | FloatArray, done: float, limit: float, carry: float
+) -> tuple[int, float]:
+    """How many leading records stay within ``limit``, and the running data time after
+    them: a record without samples (NaN) counts as ``done``, the data time already passed
+    on; ``carry`` is the running time of the records before these. Read in growing
+    blocks, so a partition that stays held costs O(1), not O(records held)."""
+    n, start, block = len(seq_ts), 0, 64
+    while start < n:
+        seg = np.asarray(seq_ts[start : start + block], dtype=np.float64)
+        running = np.fmax(np.fmax.accumulate(np.where(np.isnan(seg), done, seg)), carry)
+        over = np.flatnonzero(running > limit)
+        if over.size:
+            k = int(over[0])
+            return start + k, (float(running[k - 1]) if k else carry)
+        carry, start, block = float(running[-1]), start + len(seg), block * 4
+    return n, carry

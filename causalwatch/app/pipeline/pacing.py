@@ -25,11 +25,12 @@ from the ends the last fetches brought (``cached_lag``: no broker round trip per
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -192,67 +193,123 @@ class SourcePacing:
         return self.pacer.pop_admitted()
 
 
-@dataclass(frozen=True, slots=True)
-class HeldRecord:
-    """A held record with what decoding made of it (kept, so it is not decoded twice)."""
+class HeldRecord(NamedTuple):
+    """A held record: its poll and its index there (the poll keeps what decoding made of
+    it, so it is not decoded twice). A tuple of two references, because a backlog holds
+    tens of thousands of them and every object in the heap is one more for the collector
+    to walk."""
 
-    record: RawRecord
-    keys: list[str]
-    ts: FloatArray
-    value: FloatArray
-    errors: list[RecordError]
+    poll: Decoded
+    at: int  # its index in the poll as read
+
+    @property
+    def record(self) -> RawRecord:
+        return self.poll.records[self.poll.position(self.at)]
+
+
+#: ``_held_record((poll, at))``: a :class:`HeldRecord` in one C call (a named tuple's own
+#: ``__new__`` is a Python lambda, measurable at one per held record)
+_held_record: Callable[[tuple[Decoded, int]], HeldRecord] = functools.partial(
+    tuple.__new__, HeldRecord
+)
 
 
 class Decoded(Sequence[HeldRecord]):
-    """The records of a decoded poll as :class:`HeldRecord` items, built only for the
-    records the pacer holds (the live path builds none)."""
+    """The records of a decoded poll, handed to the pacer as :class:`HeldRecord` items (it
+    reads only the held ones). Once the pacer decided, :meth:`shrink` keeps the held
+    records' data alone, in columns, and lets go of the rest of the poll."""
 
     def __init__(
         self, records: Sequence[RawRecord], batch: SampleBatch, errors: list[RecordError]
     ) -> None:
         self.records, self.batch, self.errors = records, batch, errors
-        self._bounds: IntArray | None = None
-        self._order: IntArray | None = None
-        self._errs: dict[tuple[str | None, int | None, int | None], list[RecordError]] | None = None
+        self._n = len(records)
+        self._pos: IntArray | None = None  # index as read -> index in the shrunk columns
+        self._bounds: IntArray | None = None  # samples of record k: _bounds[k]:_bounds[k+1]
+        self._errs: dict[tuple[str | None, int | None, int | None], list[RecordError]] = {}
 
     def __len__(self) -> int:
-        return len(self.records)
+        return self._n
 
     def __getitem__(self, i: Any) -> Any:
         if not isinstance(i, int):
             raise TypeError("Decoded takes one index")
-        if self._bounds is None or self._order is None or self._errs is None:
-            origin = self.batch.origin
-            self._order = np.argsort(origin, kind="stable")
-            self._bounds = np.searchsorted(origin[self._order], np.arange(len(self.records) + 1))
-            self._errs = {}
-            for e in self.errors:
-                self._errs.setdefault((e.topic, e.partition, e.offset), []).append(e)
-        idx = self._order[self._bounds[i] : self._bounds[i + 1]]
-        rec = self.records[i]
+        return _held_record((self, i))
+
+    def position(self, i: int) -> int:
+        return i if self._pos is None else int(self._pos[i])
+
+    def shrink(self, held: BoolArray) -> None:
+        """Keep only the ``held`` records (as read), their samples and their rejects."""
+        which = np.flatnonzero(held)
+        origin = self.batch.origin
+        order = np.argsort(origin, kind="stable")
+        bounds = np.searchsorted(origin[order], np.arange(self._n + 1))
+        lengths = bounds[which + 1] - bounds[which]
+        take = order[_ranges(bounds[which], lengths)]
         keys = self.batch.series_keys
-        return HeldRecord(
-            rec,
-            [keys[j] for j in idx.tolist()],
-            self.batch.ts[idx],
-            self.batch.value[idx],
-            self._errs.get((rec.topic, rec.partition, rec.offset), []),
+        self.records = [self.records[k] for k in which.tolist()]
+        self.batch = SampleBatch(
+            [keys[k] for k in take.tolist()],
+            self.batch.ts[take],
+            self.batch.value[take],
+            np.repeat(np.arange(which.size, dtype=np.int64), lengths),
         )
+        self._bounds = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        pos = np.full(self._n, -1, dtype=np.int64)
+        pos[which] = np.arange(which.size)
+        self._pos = pos
+        wanted = {(r.topic, r.partition, r.offset) for r in self.records}
+        for e in self.errors:
+            k = (e.topic, e.partition, e.offset)
+            if k in wanted:
+                self._errs.setdefault(k, []).append(e)
+        self.errors = []
+
+    def take(self, idx: list[int]) -> tuple[list[RawRecord], SampleBatch, list[RecordError]]:
+        """Records ``idx`` (as read, of a shrunk poll): records, samples (origins index the
+        returned records) and rejects, in that order."""
+        if self._pos is None or self._bounds is None:
+            raise RuntimeError("take() before shrink()")
+        pos = self._pos[np.asarray(idx, dtype=np.int64)]
+        starts = self._bounds[pos]
+        lengths = self._bounds[pos + 1] - starts
+        sel = _ranges(starts, lengths)
+        keys = self.batch.series_keys
+        recs = [self.records[k] for k in pos.tolist()]
+        errs = [e for r in recs for e in self._errs.get((r.topic, r.partition, r.offset), ())]
+        batch = SampleBatch(
+            [keys[k] for k in sel.tolist()],
+            self.batch.ts[sel],
+            self.batch.value[sel],
+            np.repeat(np.arange(len(recs), dtype=np.int64), lengths),
+        )
+        return recs, batch, errs
+
+
+def _ranges(starts: IntArray, lengths: IntArray) -> IntArray:
+    """``concatenate([arange(s, s + n) for s, n in zip(starts, lengths)])``, vectorised."""
+    first = np.cumsum(lengths) - lengths  # where each range begins in the output
+    total = int(lengths.sum())
+    out: IntArray = np.arange(total, dtype=np.int64) + np.repeat(starts - first, lengths)
+    return out
 
 
 def joined(held: Sequence[HeldRecord]) -> tuple[list[RawRecord], SampleBatch, list[RecordError]]:
-    """The records, samples (origins index the records) and rejects of released items."""
-    keys: list[str] = []
-    for h in held:
-        keys.extend(h.keys)
-    origin = np.repeat(np.arange(len(held), dtype=np.int64), [len(h.keys) for h in held])
-    batch = SampleBatch(
-        keys,
-        np.concatenate([h.ts for h in held]) if held else np.empty(0),
-        np.concatenate([h.value for h in held]) if held else np.empty(0),
-        origin,
-    )
-    return [h.record for h in held], batch, [e for h in held for e in h.errors]
+    """The records, samples (origins index the records) and rejects of released items, in
+    the order released: one gather per run of items from the same poll."""
+    records: list[RawRecord] = []
+    batches: list[SampleBatch] = []
+    errors: list[RecordError] = []
+    for poll, run in itertools.groupby(held, key=lambda h: h.poll):
+        recs, batch, errs = poll.take([h.at for h in run])
+        if records:
+            shifted = batch.origin + len(records)
+            batch = SampleBatch(batch.series_keys, batch.ts, batch.value, shifted)
+        records.extend(recs)
+        batches.append(batch)
+        errors.extend(errs)
+    return records, SampleBatch.concat(batches), errors
 
 
 def without_held(

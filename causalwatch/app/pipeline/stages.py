@@ -432,11 +432,12 @@ class AllStage(Stage):
         """The batch the gate lets through: released records first (their samples kept
         from when they were held, rows looked up again), then the new records it keeps;
         origins index the returned record list."""
+        polled = Decoded(records, batch, errors)
         released, keep = gate.offer(
-            records,
-            record_times(len(records), batch.origin, batch.ts),
-            Decoded(records, batch, errors),
+            records, record_times(len(records), batch.origin, batch.ts), polled
         )
+        if not keep.all():
+            polled.shrink(~keep)  # the held records' data alone waits (pacing.Decoded)
         rows, batch, errors = without_held(keep, records, rows, batch, errors)
         if not released:
             return records, rows, batch, errors
