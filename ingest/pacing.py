@@ -27,7 +27,8 @@ data time (:func:`record_times`). No I/O, no clock: times are arguments.
 Works poorly when data time and offsets disagree inside a partition (a producer that
 re-sends old data late): the running maximum decides, so a late old record waits with the
 newer ones before it. Cost: O(records) per batch, the lag only asked when a record could
-be held.
+be held; a partition that stays held costs O(1) per batch, whatever it holds (its frontier
+is kept, its held records are read only as far as they are admitted).
 
 >>> p = Pacer()
 >>> a, b = ("m", 0), ("m", 1)
