@@ -6,8 +6,10 @@ subprocess (tests/faults/harness.py), streams ``--records`` seeded hostile recor
 (tests/faults/hostile.py: three formats, five codecs, a third good, a third bad, a third
 mixed) after a warm-up that touches every valid series once, and prints the outcome as
 JSON: records consumed and accounted for, dead letters (topic, counter, expected), samples
-(state, counter, expected), RSS at start / after the warm-up / at the end / peak (MB),
-seconds and records/s. Exit code 1 when an invariant or the 50 MB RSS-growth target fails.
+(state, counter, expected), RSS at start / after the warm-up / when the last record is
+counted in / once every record is processed (the end checkpoint) / peak (MB), seconds and
+records/s. Exit code 1 when an invariant or the 50 MB RSS-growth target (processed less
+warm-up) fails.
 
 Run: ``nice -n 10 python bench/hostile.py --hostile`` (100,000 records, a few minutes) or
 ``--records 5000`` for a quick look.

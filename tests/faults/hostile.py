@@ -349,7 +349,10 @@ class HostileOutcome:
     reasons_wrong: dict[str, tuple[int, int]]
     rss_start_mb: float
     rss_warm_mb: float
-    rss_end_mb: float
+    #: when the last record is counted in; its samples may still wait in the pacer
+    rss_consumed_mb: float
+    #: after the checkpoint at the end offsets: every record released and processed
+    rss_settled_mb: float
     rss_peak_mb: float
     seconds: float
     records_per_s: float
@@ -362,7 +365,10 @@ class HostileOutcome:
 
     @property
     def rss_growth_mb(self) -> float:
-        return self.rss_end_mb - self.rss_warm_mb
+        """What the stream left behind: RSS once it is processed, less RSS after the
+        warm-up. Records held by the pacer meanwhile (bounded by its byte cap) are not in
+        it; ``rss_consumed_mb`` and ``rss_peak_mb`` show them."""
+        return self.rss_settled_mb - self.rss_warm_mb
 
 
 def _rss_mb(pid: int) -> tuple[float, float]:
@@ -473,7 +479,7 @@ def run_hostile(
         )
         seconds = time.monotonic() - t0
         alive = svc.alive
-        rss_end, rss_peak = _rss_mb(pid) if alive else (float("nan"), float("nan"))
+        rss_consumed, _ = _rss_mb(pid) if alive else (float("nan"), float("nan"))
         ends = {t: 0 for t in topics}
         for p, off in zip([*warm, *planned], [*warm_offsets, *offsets], strict=True):
             ends[p.topic] = max(ends[p.topic], off + 1)
@@ -486,6 +492,7 @@ def run_hostile(
             return cp is not None and all(cp.offsets.get((t, 0)) == e for t, e in ends.items())
 
         wait_until(checkpointed, 60, "checkpoint at the end offsets")
+        rss_settled, rss_peak = _rss_mb(pid) if svc.alive else (float("nan"), float("nan"))
         cp = store.load()
         assert cp is not None
         dlq = [r for t in topics for r in read_to_end(bootstrap, t + ".dlq")]
@@ -550,7 +557,8 @@ def run_hostile(
         reasons_wrong=reasons_wrong,
         rss_start_mb=round(rss_start, 1),
         rss_warm_mb=round(rss_warm, 1),
-        rss_end_mb=round(rss_end, 1),
+        rss_consumed_mb=round(rss_consumed, 1),
+        rss_settled_mb=round(rss_settled, 1),
         rss_peak_mb=round(rss_peak, 1),
         seconds=round(seconds, 1),
         records_per_s=round(len(planned) / seconds, 1),
