@@ -96,7 +96,10 @@ class GrangerLearner:
         self.prev_vec = np.zeros(0)
         self.learned: list[Edge] = []
         self.result: GrangerResult | None = None
-        self.pair_pos: dict[tuple[int, int], int] = {}
+        # the pairs of ``result`` (row i is test i), and their positions, built when first
+        # asked (a dict of every pair at each refresh was 4 ms at 1,000 series)
+        self.result_pairs = np.zeros((0, 2), dtype=np.int64)
+        self._pair_pos: dict[tuple[int, int], int] | None = None
 
     # -- learning ------------------------------------------------------------------------
     def observe(
@@ -305,23 +308,33 @@ class GrangerLearner:
     def _read_tests(self) -> None:
         res = self.state.test(min_n=float(self.config.granger_min_points))
         self.result = res
-        self.pair_pos = {(int(a), int(b)): i for i, (a, b) in enumerate(self.state.pairs.tolist())}
+        self.result_pairs, self._pair_pos = self.state.pairs, None  # replaced, never written
         best: dict[tuple[str, str], Edge] = {}
-        for i in np.flatnonzero(res.q_value <= self.config.granger_alpha).tolist():
-            ca, ef = (int(v) for v in self.state.pairs[i])
+        sig = np.flatnonzero(res.q_value <= self.config.granger_alpha)
+        rows = self.result_pairs[sig]
+        for i, ca, ef in zip(sig.tolist(), rows[:, 0].tolist(), rows[:, 1].tolist(), strict=True):
             try:
                 u, v = self.index.node_of(ca), self.index.node_of(ef)
             except StateError:
                 continue
             if u == v:
                 continue
-            e = Edge(
-                u, v, "learned", float(res.strength[i]), float(res.q_value[i]), int(res.lag[i])
-            )
+            strength = float(res.strength[i])
             old = best.get((u, v))
-            if old is None or (e.strength or 0.0) > (old.strength or 0.0):
-                best[(u, v)] = e
+            if old is None or strength > (old.strength or 0.0):
+                best[(u, v)] = Edge(
+                    u, v, "learned", strength, float(res.q_value[i]), int(res.lag[i])
+                )
         self.learned = sorted(best.values(), key=lambda e: (e.cause, e.effect))
+
+    def pair_position(self, cause_row: int, effect_row: int) -> int | None:
+        """The index of the pair ``cause_row -> effect_row`` in ``result``, None if untested."""
+        if self._pair_pos is None:
+            p = self.result_pairs
+            self._pair_pos = {
+                (a, b): i for i, (a, b) in enumerate(zip(p[:, 0].tolist(), p[:, 1].tolist()))
+            }
+        return self._pair_pos.get((cause_row, effect_row))
 
     def forget_rows(self, rows: IntArray) -> None:
         """Forget evicted rows: their open-bin entries, their recent bins and their pairs."""
@@ -348,7 +361,7 @@ class GrangerLearner:
         if self.result is None or n == target_node:
             return None
         res = self.result
-        i = self.pair_pos.get((row, target_row))
+        i = self.pair_position(row, target_row)
         if i is not None:
             return GrangerEvidence(
                 statistic=float(res.f[i]),
@@ -399,9 +412,7 @@ class GrangerLearner:
                     "result.lag": r.lag.copy(),
                     "result.strength": r.strength.copy(),
                     "result.n": r.n.copy(),
-                    "result.pairs": np.array(
-                        sorted(self.pair_pos, key=self.pair_pos.__getitem__), dtype=np.int64
-                    ).reshape(-1, 2),
+                    "result.pairs": self.result_pairs.copy(),
                 }
             )
         return arrays
@@ -446,7 +457,7 @@ class GrangerLearner:
                 n=np.array(snap["result.n"], dtype=np.float64),
             )
             pairs = np.asarray(snap["result.pairs"], dtype=np.int64).reshape(-1, 2)
-            ln.pair_pos = {(int(a), int(b)): i for i, (a, b) in enumerate(pairs.tolist())}
+            ln.result_pairs, ln._pair_pos = pairs, None
         return ln
 
     def _load_bins(self, snap: dict[str, np.ndarray]) -> None:
