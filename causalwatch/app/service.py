@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from causalwatch import __version__
+from causalwatch.app.collector import tune_collector
 from causalwatch.app.pipeline import (
     Adapters,
     Cores,
@@ -263,6 +264,7 @@ def serve(
     if on_ready is not None:
         on_ready(svc)
     if block:
+        tune_collector()  # this process runs the role: collector.py says why
         loop()
     else:
         thread = threading.Thread(target=loop, name=f"stage-{stage_name}", daemon=True)
