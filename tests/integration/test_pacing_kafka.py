@@ -174,6 +174,7 @@ def test_a_backlog_on_four_partitions_arrives_in_near_time_order(
     _exactly_once_in_order(stage.handled)
     # the horizon plus the data time one poll of one partition spans
     bound = POINTS * STEP_S + POLL * STEP_S
+    assert stage.skews, "the backlog was held whole and reached the stage in one batch"
     assert max(stage.skews) <= bound, max(stage.skews)
     # the final commit covers every handled record, and the empty partition 4 held nobody
     last = source.commits[-1]
@@ -212,3 +213,26 @@ def test_a_stop_while_records_are_held_resumes_after_the_handled_ones(
         assert not mine or mine[0] == start  # resumes exactly after the handled records
     # nothing lost and, after a clean stop, nothing handled twice
     _exactly_once_in_order(sorted(first.handled + second.handled))
+
+
+def test_kafka_python_knows_an_empty_partitions_lag_before_fetching_it(
+    broker: EmbeddedBroker, uid: str
+) -> None:
+    """kafka-python hands over one partition's buffered records before it reads the next
+    fetch answers; the source asks the broker for the end of partitions no fetch has
+    reported, so the empty partition 4 counts as caught up (lag 0), not as having lag."""
+    topic, settings = produce_backlog(broker, uid, "kafka-python")
+    src = make_source(
+        settings.model_copy(update={"max_poll_records": POLL}), resume_offsets=None, topics=[topic]
+    )
+    try:
+        deadline = time.monotonic() + 30
+        first: list[Any] = []
+        while time.monotonic() < deadline and not first:
+            first = src.next_batch(POLL)  # joins the group, then reads
+        assert {r.partition for r in first} < set(DATA_PARTS)  # one partition's backlog
+        lag = src.cached_lag()  # right after the first poll, before partition 4's answer
+        assert lag.get((topic, 4)) == 0, lag
+        assert all(lag.get((topic, p), 1) > 0 for p in DATA_PARTS), lag
+    finally:
+        src.close()
