@@ -110,14 +110,15 @@ class _Pending(Generic[T]):
     n_bytes: int = 0
     top: float = -math.inf
 
-    def append(self, item: T, offset: int, ts: float, size: int) -> None:
-        self.items.append(item)
-        self.offsets.append(offset)
-        self.ts.append(ts)
-        self.sizes.append(size)
-        self.n_bytes += size
-        if ts > self.top:  # False for NaN (no data time)
-            self.top = ts
+    def extend(self, items: list[T], offsets: list[int], ts: FloatArray, sizes: list[int]) -> None:
+        """Hold these records after the others (one call per partition and batch); ``top``
+        ignores NaN (no data time)."""
+        self.items.extend(items)
+        self.offsets.extend(offsets)
+        self.ts.extend(ts.tolist())
+        self.sizes.extend(sizes)
+        self.n_bytes += sum(sizes)
+        self.top = max(self.top, _nanmax(ts))
 
     def drop_prefix(self, n: int) -> list[T]:
         out = self.items[:n]
@@ -287,11 +288,15 @@ class Pacer(Generic[T]):
                 self.done_ts[tp] = max(self.done_ts.get(tp, -math.inf), _nanmax(seq_ts[:start]))
         if start < len(idx):
             rest = self._held.setdefault(tp, _Pending[T]())
-            for j in idx[start:]:
-                keep[j] = False
-                size = int(sizes[j]) if sizes is not None else 0
-                rest.append(items[j], int(offsets[j]), float(ts[j]), size)
-                self.held_total += 1
+            tail = idx[start:]
+            keep[tail] = False
+            rest.extend(
+                [items[j] for j in tail],
+                [int(offsets[j]) for j in tail],
+                np.asarray(ts[tail], dtype=np.float64),
+                [int(sizes[j]) for j in tail] if sizes is not None else [0] * len(tail),
+            )
+            self.held_total += len(tail)
 
     def _spill(self, released: list[T]) -> None:
         """Past ``max_held_bytes``, release whole partitions, earliest held first."""

@@ -259,12 +259,13 @@ class Decoded(Sequence[HeldRecord]):
         pos = np.full(self._n, -1, dtype=np.int64)
         pos[which] = np.arange(which.size)
         self._pos = pos
-        wanted = {(r.topic, r.partition, r.offset) for r in self.records}
-        for e in self.errors:
-            k = (e.topic, e.partition, e.offset)
-            if k in wanted:
-                self._errs.setdefault(k, []).append(e)
-        self.errors = []
+        if self.errors:  # most polls have none: no set of every held record then
+            wanted = {(r.topic, r.partition, r.offset) for r in self.records}
+            for e in self.errors:
+                k = (e.topic, e.partition, e.offset)
+                if k in wanted:
+                    self._errs.setdefault(k, []).append(e)
+            self.errors = []
 
     def take(self, idx: list[int]) -> tuple[list[RawRecord], SampleBatch, list[RecordError]]:
         """Records ``idx`` (as read, of a shrunk poll): records, samples (origins index the
