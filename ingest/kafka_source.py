@@ -54,6 +54,9 @@ TP = tuple[str, int]
 #: Seconds between broker queries for the end of partitions no fetch has reported yet
 #: (:meth:`KafkaSource.cached_lag`).
 UNKNOWN_END_EVERY_S = 1.0
+#: ... and after a query that failed: the loop must not wait ``lag_timeout_s`` every second
+#: while the broker is away
+UNKNOWN_END_BACKOFF_S = 30.0
 ResumeOffsets = Callable[[list[TP]], Mapping[TP, int]]
 
 
@@ -316,9 +319,13 @@ class KafkaSource:
                 else:
                     ends[tp] = int(high)
             if unknown and time.monotonic() >= self._ask_after:  # asked again when due
-                self._ask_after = time.monotonic() + UNKNOWN_END_EVERY_S
-                got = self._consumer.end_offsets(unknown, timeout_ms=self._lag_timeout_ms)
-                self._asked_ends = {tp: int(end) for tp, end in got.items()}
+                try:
+                    got = self._consumer.end_offsets(unknown, timeout_ms=self._lag_timeout_ms)
+                except KafkaError:  # broker slow or away: they stay unknown (as having lag)
+                    self._ask_after = time.monotonic() + UNKNOWN_END_BACKOFF_S
+                else:
+                    self._ask_after = time.monotonic() + UNKNOWN_END_EVERY_S
+                    self._asked_ends = {tp: int(end) for tp, end in got.items()}
             for tp in unknown:
                 if tp in self._asked_ends:
                     ends[tp] = self._asked_ends[tp]
