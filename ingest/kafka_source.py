@@ -50,6 +50,7 @@ __all__ = ["KafkaSink", "KafkaSource", "ResumeOffsets", "ensure_topics"]
 log = logging.getLogger(__name__)
 
 TP = tuple[str, int]
+ResumeOffsets = Callable[[list[TP]], Mapping[TP, int]]
 
 #: Seconds between broker queries for the end of partitions no fetch has reported yet
 #: (:meth:`KafkaSource.cached_lag`).
@@ -57,7 +58,6 @@ UNKNOWN_END_EVERY_S = 1.0
 #: ... and after a query that failed: the loop must not wait ``lag_timeout_s`` every second
 #: while the broker is away
 UNKNOWN_END_BACKOFF_S = 30.0
-ResumeOffsets = Callable[[list[TP]], Mapping[TP, int]]
 
 
 def _raised_reading_records(exc: BaseException) -> bool:
